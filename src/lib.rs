@@ -1,0 +1,2 @@
+//! `repro`: declarative, cached, content-hashed pipelines that reproduce papers
+//! on biologically inspired deep learning.
