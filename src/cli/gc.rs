@@ -1,0 +1,89 @@
+//! `repro gc`: remove records and objects that no kept pipeline reaches.
+//!
+//! A key is live when some kept pipeline (every file in `pipelines/`, or those given
+//! with `--keep`), under its default settings or any of its profiles, plans to that key
+//! with a valid record.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::pipeline::{Pipeline, Selection};
+use crate::run::plan::plan;
+use crate::store::filecache::FileDigests;
+use crate::store::gc::collect;
+use crate::store::lock::StoreLock;
+
+use super::common::StoreArgs;
+use super::{exit, CliError, CliResult};
+
+/// Arguments of `repro gc`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Pipelines whose results to keep (default: every *.yaml in pipelines/).
+    #[arg(long, num_args = 1..)]
+    keep: Vec<PathBuf>,
+    /// Say what would be removed; remove nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+/// Runs `repro gc`.
+pub fn exec(args: Args) -> CliResult {
+    let store = args.store.open()?;
+    let _lock = StoreLock::acquire(&store, Duration::ZERO)?;
+    let keep = if args.keep.is_empty() {
+        default_pipelines()?
+    } else {
+        args.keep.clone()
+    };
+    let files = FileDigests::load(&store);
+    let mut live = BTreeSet::new();
+    for path in &keep {
+        let base = Pipeline::load(path, &Selection::default())?;
+        let mut selections = vec![Selection::default()];
+        selections.extend(base.profiles.iter().map(|p| Selection {
+            profile: Some(p.clone()),
+            ..Selection::default()
+        }));
+        for selection in selections {
+            let pipeline = Pipeline::load(path, &selection)?;
+            for (_, a) in plan(&store, &files, &pipeline)? {
+                if let Some(r) = a.record {
+                    live.insert(r.key);
+                }
+            }
+        }
+    }
+    let summary = collect(&store, &live, args.dry_run)?;
+    let verb = if args.dry_run { "would remove" } else { "removed" };
+    println!(
+        "{verb} {} records and {} objects, {} bytes ({:.1} MiB); kept {} records reached by {} pipelines",
+        summary.records,
+        summary.objects,
+        summary.bytes,
+        summary.bytes as f64 / (1024.0 * 1024.0),
+        live.len(),
+        keep.len()
+    );
+    Ok(exit::OK)
+}
+
+fn default_pipelines() -> Result<Vec<PathBuf>, CliError> {
+    let dir = PathBuf::from("pipelines");
+    let entries = std::fs::read_dir(&dir).map_err(|e| {
+        CliError::invalid(format!(
+            "cannot list {}: {e}; run gc from the project folder or name pipelines with --keep",
+            dir.display()
+        ))
+    })?;
+    let mut out: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .collect();
+    out.sort();
+    Ok(out)
+}

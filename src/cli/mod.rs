@@ -1,0 +1,133 @@
+//! The command line: argument types (clap derive) and one file per subcommand, each
+//! with its `Args` and `exec`. No pipeline logic lives here; errors become [`CliError`]s
+//! carrying the documented exit code.
+
+mod common;
+mod dag;
+mod gc;
+mod plan;
+mod run;
+mod show;
+mod verify;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit codes, as documented in the README.
+pub mod exit {
+    /// Everything succeeded.
+    pub const OK: u8 = 0;
+    /// A stage failed (or `verify` found corrupt objects).
+    pub const FAILED: u8 = 1;
+    /// Invalid input: pipeline, arguments, or a dataset that cannot be found.
+    pub const INVALID: u8 = 2;
+    /// The store is locked by another live run.
+    pub const LOCKED: u8 = 3;
+}
+
+/// An error that ends the command, with its exit code.
+#[derive(Debug)]
+pub struct CliError {
+    /// The exit code.
+    pub code: u8,
+    /// The message shown on stderr.
+    pub message: String,
+}
+
+impl CliError {
+    /// Invalid input (exit 2).
+    pub fn invalid(message: impl std::fmt::Display) -> CliError {
+        CliError {
+            code: exit::INVALID,
+            message: message.to_string(),
+        }
+    }
+
+    /// A failure (exit 1).
+    pub fn failed(message: impl std::fmt::Display) -> CliError {
+        CliError {
+            code: exit::FAILED,
+            message: message.to_string(),
+        }
+    }
+}
+
+impl From<crate::pipeline::Error> for CliError {
+    fn from(e: crate::pipeline::Error) -> CliError {
+        CliError::invalid(e)
+    }
+}
+
+impl From<crate::store::Error> for CliError {
+    fn from(e: crate::store::Error) -> CliError {
+        match e {
+            crate::store::Error::Locked { .. } => CliError {
+                code: exit::LOCKED,
+                message: e.to_string(),
+            },
+            other => CliError::failed(other),
+        }
+    }
+}
+
+impl From<crate::run::plan::Error> for CliError {
+    fn from(e: crate::run::plan::Error) -> CliError {
+        match e {
+            crate::run::plan::Error::Store(s) => s.into(),
+            crate::run::plan::Error::Stage {
+                source: crate::stages::Error::InvalidInput(_),
+                ..
+            } => CliError::invalid(e),
+            other => CliError::failed(other),
+        }
+    }
+}
+
+/// Result type of subcommands.
+pub type CliResult = Result<u8, CliError>;
+
+/// repro: declarative, cached, content-hashed pipelines that reproduce papers on
+/// biologically inspired deep learning.
+#[derive(Debug, Parser)]
+#[command(name = "repro", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a pipeline: every stage whose cached result is missing or stale.
+    Run(run::Args),
+    /// Dry run: show what would run, and why.
+    Plan(plan::Args),
+    /// Show the stage graph.
+    Dag(dag::Args),
+    /// Show a stage's manifest.
+    Show(show::Args),
+    /// Remove records and objects no pipeline reaches any more.
+    Gc(gc::Args),
+    /// Rehash every object in the store.
+    Verify(verify::Args),
+}
+
+/// Parses the command line, runs the command, and maps the outcome to an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(a) => run::exec(a),
+        Command::Plan(a) => plan::exec(a),
+        Command::Dag(a) => dag::exec(a),
+        Command::Show(a) => show::exec(a),
+        Command::Gc(a) => gc::exec(a),
+        Command::Verify(a) => verify::exec(a),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {}", e.message);
+            ExitCode::from(e.code)
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! `repro run`: run every stale stage of a pipeline, in parallel where the graph allows.
+
+use std::time::Duration;
+
+use crate::device::DeviceChoice;
+use crate::provenance::Host;
+use crate::run::execute::ExecEnv;
+use crate::run::reporter::Reporter;
+use crate::run::schedule::{run, RunOptions};
+use crate::store::filecache::FileDigests;
+use crate::store::lock::StoreLock;
+use crate::store::Store;
+
+use super::common::{PipelineArgs, StoreArgs};
+use super::{exit, CliError, CliResult};
+
+/// Arguments of `repro run`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pipeline: PipelineArgs,
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Stages running at once. Default 1: every training stage already uses all cores
+    /// for its matrix products, so running two at once mostly makes both slower.
+    #[arg(long, short, default_value_t = 1)]
+    jobs: usize,
+    /// After a stage fails, still run the stages that do not depend on it.
+    #[arg(long)]
+    keep_going: bool,
+    /// Where stages compute.
+    #[arg(long, value_enum, default_value = "cpu")]
+    device: DeviceChoice,
+    /// Wait up to this many seconds for another run holding the store lock.
+    #[arg(long, value_name = "SECONDS", default_value_t = 0.0)]
+    wait: f64,
+    /// One JSON object per stage on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs `repro run`.
+pub fn exec(args: Args) -> CliResult {
+    args.device.ensure_available().map_err(CliError::invalid)?;
+    let pipeline = args.pipeline.load()?;
+    let store = args.store.open()?;
+    let _lock = StoreLock::acquire(&store, Duration::from_secs_f64(args.wait.max(0.0)))?;
+    clean_tmp(&store);
+    let files = FileDigests::load(&store);
+    let host = Host::gather(pipeline.file.parent().unwrap_or(std::path::Path::new(".")));
+    let env = ExecEnv {
+        store: &store,
+        pipeline: &pipeline,
+        device: args.device,
+        host: &host,
+    };
+    let mut reporter = Reporter::new(args.json);
+    let summary = run(
+        &env,
+        &files,
+        RunOptions {
+            jobs: args.jobs.max(1),
+            keep_going: args.keep_going,
+        },
+        &mut |e| reporter.event(e),
+    );
+    files.save(&store)?;
+    let summary = summary?;
+    Ok(if summary.failed() { exit::FAILED } else { exit::OK })
+}
+
+/// Removes what interrupted runs left in `tmp/` (never the resumable scratch folders).
+/// Called with the lock held, so nothing there belongs to a live run.
+fn clean_tmp(store: &Store) {
+    let Ok(entries) = std::fs::read_dir(store.tmp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_name() == "scratch" {
+            continue;
+        }
+        let path = entry.path();
+        let _ = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+    }
+}

@@ -1,0 +1,149 @@
+//! The executor: runs one stage in a temp folder and publishes its result.
+//!
+//! The stage writes into `tmp/run-<key>-<pid>/`; only when it returns Ok is the folder
+//! published as an object (by rename) and the record written (by rename). A process
+//! killed at any point leaves at most a temp folder, which the next run removes.
+//! Executors never print: progress goes out as [`RunEvent`]s.
+
+use std::collections::BTreeMap;
+use std::sync::mpsc::Sender;
+use std::time::Instant;
+
+use crate::device::DeviceChoice;
+use crate::pipeline::{Pipeline, Stage};
+use crate::provenance::Host;
+use crate::stages::{Input, Progress, StageContext};
+use crate::store::object::{object_file, publish, remove_tree};
+use crate::store::record::{write_record, write_ref, Manifest, StageRecord};
+use crate::store::{io_err, Store};
+
+use super::events::RunEvent;
+use super::plan::Assessment;
+
+struct ChannelProgress<'a> {
+    stage: &'a str,
+    tx: std::sync::Mutex<Sender<RunEvent>>,
+}
+
+impl Progress for ChannelProgress<'_> {
+    fn update(&self, position: u64, length: u64, message: &str) {
+        let _ = self.tx.lock().expect("not poisoned").send(RunEvent::Progress {
+            stage: self.stage.to_string(),
+            position,
+            length,
+            message: message.to_string(),
+        });
+    }
+}
+
+/// Everything the executor needs besides the stage itself.
+pub struct ExecEnv<'a> {
+    /// The store.
+    pub store: &'a Store,
+    /// The pipeline the stage belongs to.
+    pub pipeline: &'a Pipeline,
+    /// Device for the stage.
+    pub device: DeviceChoice,
+    /// Host facts for manifests.
+    pub host: &'a Host,
+}
+
+/// Runs a stage whose assessment says it must run, and publishes its result.
+/// `upstream` holds the records of the stages it needs.
+pub fn execute(
+    env: &ExecEnv,
+    stage: &Stage,
+    assessment: &Assessment,
+    upstream: &BTreeMap<String, StageRecord>,
+    tx: Sender<RunEvent>,
+) -> Result<StageRecord, String> {
+    let started = Instant::now();
+    let store = env.store;
+    let work = store
+        .tmp_dir()
+        .join(format!("run-{}-{}", &assessment.key[..16], std::process::id()));
+    if work.exists() {
+        remove_tree(&work).map_err(|e| e.to_string())?;
+    }
+    std::fs::create_dir_all(&work)
+        .map_err(io_err("create", &work))
+        .map_err(|e| e.to_string())?;
+    let scratch = store.scratch_dir(&assessment.key);
+    let inputs = upstream
+        .iter()
+        .map(|(name, r)| {
+            (
+                name.clone(),
+                Input {
+                    stage: name.clone(),
+                    kind: r.fields.kind.clone(),
+                    dir: object_file(store, &r.output, ""),
+                    digest: r.output.clone(),
+                    params: r.fields.params.clone(),
+                    seed: r.fields.seed,
+                    metrics: r.manifest.metrics.clone(),
+                },
+            )
+        })
+        .collect();
+    let progress = ChannelProgress {
+        stage: &stage.name,
+        tx: std::sync::Mutex::new(tx),
+    };
+    let ctx = StageContext {
+        stage: stage.name.clone(),
+        out_dir: work.clone(),
+        scratch_dir: scratch.clone(),
+        inputs,
+        sources: assessment.sources.clone(),
+        seed: stage.seed,
+        device: env.device,
+        progress: &progress,
+    };
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| stage.kind.run(&stage.params, &ctx)));
+    let metrics = match result {
+        Ok(Ok(m)) => m,
+        Ok(Err(e)) => {
+            let _ = remove_tree(&work);
+            return Err(e.to_string());
+        }
+        Err(panic) => {
+            let _ = remove_tree(&work);
+            let msg = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown panic".into());
+            return Err(format!("internal error (a bug in repro): {msg}"));
+        }
+    };
+    let output = publish(store, &work).map_err(|e| e.to_string())?;
+    let record = StageRecord {
+        key: assessment.key.clone(),
+        fields: assessment.fields.clone(),
+        output,
+        manifest: Manifest {
+            pipeline: env.pipeline.name.clone(),
+            stage: stage.name.clone(),
+            kind: stage.kind.name().to_string(),
+            params: stage.params.clone(),
+            inputs: assessment.fields.inputs.clone(),
+            seed: stage.seed,
+            metrics,
+            wall_seconds: started.elapsed().as_secs_f64(),
+            peak_rss_bytes: crate::provenance::peak_rss_bytes(),
+            device: env.device.name().to_string(),
+            threads: rayon::current_num_threads(),
+            crate_version: env!("CARGO_PKG_VERSION").to_string(),
+            git_commit: env.host.git_commit.clone(),
+            host: env.host.name.clone(),
+            finished_at: crate::provenance::unix_now(),
+        },
+    };
+    write_record(store, &record).map_err(|e| e.to_string())?;
+    write_ref(store, &env.pipeline.name, &stage.name, &record.fields).map_err(|e| e.to_string())?;
+    if scratch.exists() {
+        let _ = remove_tree(&scratch);
+    }
+    Ok(record)
+}

@@ -1,0 +1,63 @@
+//! What a running stage is given: its output folder, its inputs, its seed and device,
+//! and a progress handle.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde_json::Value;
+
+/// Metrics a stage reports; they go into its manifest.
+pub type Metrics = BTreeMap<String, Value>;
+
+/// Receives a stage's progress; the runner turns it into progress bars.
+pub trait Progress: Sync {
+    /// Reports `position` out of `length` units of work, with a short message
+    /// such as `epoch 2/10`.
+    fn update(&self, position: u64, length: u64, message: &str);
+}
+
+/// One upstream result, read-only.
+#[derive(Debug, Clone)]
+pub struct Input {
+    /// Upstream stage name (its role).
+    pub stage: String,
+    /// Upstream kind.
+    pub kind: String,
+    /// Folder of its output object.
+    pub dir: PathBuf,
+    /// Digest of its output object.
+    pub digest: String,
+    /// Its resolved params.
+    pub params: Value,
+    /// Its seed.
+    pub seed: u64,
+    /// Its metrics.
+    pub metrics: Metrics,
+}
+
+/// Everything a stage's `run` may use.
+pub struct StageContext<'a> {
+    /// The stage's name in the pipeline (e.g. `dense@seed=1`).
+    pub stage: String,
+    /// Where to write outputs; published as one object when `run` returns Ok.
+    pub out_dir: PathBuf,
+    /// A folder that survives an interrupted run of the same key, for checkpoints.
+    pub scratch_dir: PathBuf,
+    /// Upstream results by stage name.
+    pub inputs: BTreeMap<String, Input>,
+    /// External source files by name (as returned by the kind's `sources`).
+    pub sources: BTreeMap<String, PathBuf>,
+    /// The stage's seed.
+    pub seed: u64,
+    /// `cpu` or `cuda`.
+    pub device: crate::device::DeviceChoice,
+    /// Progress sink.
+    pub progress: &'a dyn Progress,
+}
+
+impl StageContext<'_> {
+    /// The inputs of a given kind, in stage-name order.
+    pub fn inputs_of_kind(&self, kind: &str) -> Vec<&Input> {
+        self.inputs.values().filter(|i| i.kind == kind).collect()
+    }
+}

@@ -1,0 +1,134 @@
+//! Stage kinds: one file per kind behind the one [`StageKind`] trait.
+//!
+//! A kind owns its typed params (defaults filled, unknown keys rejected), its code
+//! `VERSION`, the external files that enter its key, and `run`, which writes outputs
+//! into a folder it is given and returns metrics. Kinds never touch the store, never
+//! print, and report progress only through [`Progress`]. All kinds are listed in
+//! [`KINDS`].
+
+mod context;
+mod params;
+
+pub use context::{Input, Metrics, Progress, StageContext};
+pub use params::ParamError;
+
+use std::marker::PhantomData;
+use std::path::PathBuf;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+
+/// Errors raised while running a stage.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The stage's input is unusable in a way the user must fix (exit code 2).
+    #[error("{0}")]
+    InvalidInput(String),
+    /// The stage failed while computing.
+    #[error("{0}")]
+    Failed(String),
+    /// Reading or writing a file failed.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Result type of stages.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Wraps an I/O error with the operation and path it concerns.
+pub fn io_err(op: &'static str, path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The object-safe face of a stage kind, used by the pipeline and the runner.
+pub trait StageKind: Sync + Send {
+    /// The `kind:` name in a pipeline file.
+    fn name(&self) -> &'static str;
+    /// The code version; part of the stage key.
+    fn version(&self) -> u32;
+    /// Parses params, fills defaults, rejects unknown keys; returns the resolved params.
+    fn resolve(&self, raw: &serde_yaml::Value) -> std::result::Result<Value, ParamError>;
+    /// The top-level param names (for matrix validation and suggestions).
+    fn param_keys(&self) -> Vec<String>;
+    /// External files whose content enters the stage key, by a stable name.
+    fn sources(&self, params: &Value) -> Result<Vec<(String, PathBuf)>>;
+    /// Runs the stage: writes outputs under `ctx.out_dir`, returns metrics.
+    fn run(&self, params: &Value, ctx: &StageContext) -> Result<Metrics>;
+}
+
+/// A stage kind written against its own typed params.
+pub trait TypedStage: Sync + Send + 'static {
+    /// The `kind:` name.
+    const NAME: &'static str;
+    /// Bumped by hand whenever results change meaning.
+    const VERSION: u32;
+    /// The typed params (`#[serde(deny_unknown_fields, default)]`).
+    type Params: Serialize + DeserializeOwned + Default;
+    /// Semantic checks beyond types (e.g. a positive batch size).
+    fn validate(_params: &Self::Params) -> std::result::Result<(), ParamError> {
+        Ok(())
+    }
+    /// External files whose content enters the key.
+    fn sources(_params: &Self::Params) -> Result<Vec<(String, PathBuf)>> {
+        Ok(Vec::new())
+    }
+    /// Runs the stage.
+    fn run(params: &Self::Params, ctx: &StageContext) -> Result<Metrics>;
+}
+
+/// Adapts a [`TypedStage`] to [`StageKind`].
+pub struct Typed<T>(PhantomData<T>);
+
+impl<T: TypedStage> Typed<T> {
+    fn parse(params: &Value) -> Result<T::Params> {
+        serde_json::from_value(params.clone())
+            .map_err(|e| Error::Failed(format!("resolved params no longer parse: {e}")))
+    }
+}
+
+impl<T: TypedStage> StageKind for Typed<T> {
+    fn name(&self) -> &'static str {
+        T::NAME
+    }
+    fn version(&self) -> u32 {
+        T::VERSION
+    }
+    fn resolve(&self, raw: &serde_yaml::Value) -> std::result::Result<Value, ParamError> {
+        let typed: T::Params = params::parse_typed(raw)?;
+        T::validate(&typed)?;
+        Ok(serde_json::to_value(&typed).expect("params serialize to JSON"))
+    }
+    fn param_keys(&self) -> Vec<String> {
+        match serde_json::to_value(T::Params::default()) {
+            Ok(Value::Object(map)) => map.keys().cloned().collect(),
+            _ => Vec::new(),
+        }
+    }
+    fn sources(&self, params: &Value) -> Result<Vec<(String, PathBuf)>> {
+        T::sources(&Self::parse(params)?)
+    }
+    fn run(&self, params: &Value, ctx: &StageContext) -> Result<Metrics> {
+        T::run(&Self::parse(params)?, ctx)
+    }
+}
+
+/// Every stage kind, in the order the docs list them.
+pub static KINDS: &[&dyn StageKind] = &[];
+
+/// Finds a kind by name.
+pub fn find_kind(name: &str) -> Option<&'static dyn StageKind> {
+    KINDS.iter().copied().find(|k| k.name() == name)
+}

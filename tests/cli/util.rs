@@ -1,0 +1,78 @@
+//! Test helpers: a temp project folder and a way to run the real `repro` binary in it.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use serde_json::Value;
+
+/// A temporary project: pipeline files and a store live here.
+pub struct Project {
+    pub dir: tempfile::TempDir,
+}
+
+impl Project {
+    pub fn new() -> Project {
+        Project {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn file(&self, rel: &str, text: &str) -> PathBuf {
+        let p = self.path().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// A `repro` command running in the project folder with its own store.
+    pub fn cmd(&self, args: &[&str]) -> std::process::Command {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_repro"));
+        c.current_dir(self.path())
+            .env("REPRO_STORE", self.path().join("store"))
+            .env("REPRO_OFFLINE", "1")
+            .env_remove("REPRO_DATA")
+            .args(args);
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("repro runs")
+    }
+
+    /// Runs with `--json` and returns stage -> status.
+    pub fn statuses(&self, args: &[&str]) -> Vec<(String, String)> {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "repro {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        json_lines(&out)
+            .into_iter()
+            .map(|v| (v["stage"].as_str().unwrap().to_string(), v["status"].as_str().unwrap().to_string()))
+            .collect()
+    }
+}
+
+pub fn json_lines(out: &Output) -> Vec<Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Stages with a given status.
+pub fn with_status(statuses: &[(String, String)], status: &str) -> Vec<String> {
+    let mut v: Vec<String> = statuses.iter().filter(|(_, s)| s == status).map(|(n, _)| n.clone()).collect();
+    v.sort();
+    v
+}
