@@ -67,7 +67,7 @@ pub fn parse(bytes: &[u8], variant: CifarVariant, path: &Path) -> Result<Split> 
     if bytes.is_empty() {
         return Err(bad("file is empty".into()));
     }
-    if bytes.len() % record != 0 {
+    if !bytes.len().is_multiple_of(record) {
         return Err(bad(format!(
             "length {} is not a multiple of the {record}-byte record ({} whole records and {} bytes \
              left over: truncated, or the other CIFAR variant)",
@@ -119,8 +119,12 @@ mod tests {
     #[test]
     fn reads_both_variants_and_keeps_the_fine_label() {
         let p = Path::new("batch.bin");
-        let ten = parse(&records(CifarVariant::Ten, &[(0, 3), (0, 9)]), CifarVariant::Ten, p)
-            .unwrap();
+        let ten = parse(
+            &records(CifarVariant::Ten, &[(0, 3), (0, 9)]),
+            CifarVariant::Ten,
+            p,
+        )
+        .unwrap();
         assert_eq!(ten.labels, vec![3, 9]);
         assert_eq!(ten.images.len(), 2 * IMAGE_BYTES);
         assert_eq!(ten.images[IMAGE_BYTES], 1);
@@ -139,9 +143,17 @@ mod tests {
         let good = records(CifarVariant::Ten, &[(0, 1), (0, 2)]);
         let cases: Vec<(Vec<u8>, CifarVariant, &str)> = vec![
             (vec![], CifarVariant::Ten, "empty"),
-            (good[..good.len() - 5].to_vec(), CifarVariant::Ten, "multiple"),
+            (
+                good[..good.len() - 5].to_vec(),
+                CifarVariant::Ten,
+                "multiple",
+            ),
             (good.clone(), CifarVariant::Hundred, "multiple"),
-            (records(CifarVariant::Ten, &[(0, 10)]), CifarVariant::Ten, "label 10"),
+            (
+                records(CifarVariant::Ten, &[(0, 10)]),
+                CifarVariant::Ten,
+                "label 10",
+            ),
             (
                 records(CifarVariant::Hundred, &[(20, 1)]),
                 CifarVariant::Hundred,
@@ -155,7 +167,10 @@ mod tests {
         ];
         for (bytes, variant, needle) in cases {
             let msg = parse(&bytes, variant, p).unwrap_err().to_string();
-            assert!(msg.contains("/d/test_batch.bin") && msg.contains(needle), "{msg}");
+            assert!(
+                msg.contains("/d/test_batch.bin") && msg.contains(needle),
+                "{msg}"
+            );
         }
     }
 }

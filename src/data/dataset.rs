@@ -16,7 +16,7 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::cifar::{self, CifarVariant};
+use super::cifar;
 use super::registry::{DatasetInfo, DatasetName, Layout};
 use super::resolve::{self, Form, Resolved};
 use super::{idx, synthetic, tar, Error, Result};
@@ -184,7 +184,9 @@ pub fn load_resolved(resolved: &Resolved) -> Result<Dataset> {
             _ => return Err(shape_mismatch(resolved)),
         },
         (Layout::Cifar { variant, train, .. }, Form::CifarFiles) => {
-            let (train_paths, test_paths) = resolved.files.split_at(train.len().min(resolved.files.len()));
+            let (train_paths, test_paths) = resolved
+                .files
+                .split_at(train.len().min(resolved.files.len()));
             let read_all = |paths: &[PathBuf]| -> Result<Split> {
                 let parts: Vec<Split> = paths
                     .par_iter()
@@ -203,12 +205,14 @@ pub fn load_resolved(resolved: &Resolved) -> Result<Dataset> {
             },
             Form::CifarArchive,
         ) => {
-            let archive = resolved.files.first().ok_or_else(|| shape_mismatch(resolved))?;
+            let archive = resolved
+                .files
+                .first()
+                .ok_or_else(|| shape_mismatch(resolved))?;
             let names: Vec<&str> = train.iter().chain(test.iter()).map(|f| f.name).collect();
             let members = tar::read_members(archive, &names)?;
-            let parse = |bytes: &[u8], name: &str| {
-                cifar::parse(bytes, *variant, &archive.join(name))
-            };
+            let parse =
+                |bytes: &[u8], name: &str| cifar::parse(bytes, *variant, &archive.join(name));
             let splits: Vec<Split> = members
                 .par_iter()
                 .zip(names.par_iter())
@@ -377,14 +381,18 @@ impl Dataset {
     /// against `meta.json`.
     pub fn load(dir: &Path) -> Result<Dataset> {
         let meta_path = dir.join(META);
-        let text = std::fs::read_to_string(&meta_path).map_err(|e| Error::io("read", &meta_path, e))?;
+        let text =
+            std::fs::read_to_string(&meta_path).map_err(|e| Error::io("read", &meta_path, e))?;
         let meta: Meta = serde_json::from_str(&text)
             .map_err(|e| Error::format(&meta_path, "dataset meta.json", e.to_string()))?;
         if meta.format != SAVE_FORMAT {
             return Err(Error::format(
                 &meta_path,
                 "dataset meta.json",
-                format!("format {} is not {SAVE_FORMAT}; prepare the dataset again", meta.format),
+                format!(
+                    "format {} is not {SAVE_FORMAT}; prepare the dataset again",
+                    meta.format
+                ),
             ));
         }
         if meta.mean.len() != meta.channels || meta.std.len() != meta.channels {
@@ -404,7 +412,10 @@ impl Dataset {
                 return Err(Error::format(
                     &ip,
                     "IDX",
-                    format!("dimensions {:?}, meta.json says [{count}, {shape:?}]", img.dims),
+                    format!(
+                        "dimensions {:?}, meta.json says [{count}, {shape:?}]",
+                        img.dims
+                    ),
                 ));
             }
             if lab.dims != [count] {
@@ -497,7 +508,9 @@ mod tests {
 
     fn toy(n_train: usize, n_test: usize) -> Dataset {
         let make = |n: usize, offset: usize| Split {
-            images: (0..n * 2 * 2 * 2).map(|i| ((i + offset) % 256) as u8).collect(),
+            images: (0..n * 2 * 2 * 2)
+                .map(|i| ((i + offset) % 256) as u8)
+                .collect(),
             labels: (0..n).map(|i| ((i + offset) % 3) as u8).collect(),
         };
         Dataset {
@@ -521,7 +534,8 @@ mod tests {
 
     #[test]
     fn params_defaults_round_trip_and_reject_unknown_keys() {
-        let p: DatasetParams = serde_json::from_str(r#"{"name":"fashion-mnist","validation":5000}"#).unwrap();
+        let p: DatasetParams =
+            serde_json::from_str(r#"{"name":"fashion-mnist","validation":5000}"#).unwrap();
         assert_eq!(p.name, DatasetName::FashionMnist);
         assert_eq!(p.validation, 5000);
         assert_eq!(p.train_size, 6000);
@@ -564,11 +578,21 @@ mod tests {
             t
         });
         // Each example has a unique id; the two splits share none.
-        let (v, t): (BTreeSet<u8>, BTreeSet<u8>) =
-            (ids(val).into_iter().collect(), ids(&a.train).into_iter().collect());
+        let (v, t): (BTreeSet<u8>, BTreeSet<u8>) = (
+            ids(val).into_iter().collect(),
+            ids(&a.train).into_iter().collect(),
+        );
         assert!(v.is_disjoint(&t));
         // Without a limit, validation ∪ train is the whole training set.
-        let whole = apply(toy(32, 9), &DatasetParams { validation: 10, ..Default::default() }, 1).unwrap();
+        let whole = apply(
+            toy(32, 9),
+            &DatasetParams {
+                validation: 10,
+                ..Default::default()
+            },
+            1,
+        )
+        .unwrap();
         let mut all: Vec<u8> = ids(whole.validation.as_ref().unwrap());
         all.extend(ids(&whole.train));
         all.sort_unstable();
@@ -579,13 +603,27 @@ mod tests {
         for (img, &lab) in a.train.images.chunks(8).zip(&a.train.labels) {
             assert_eq!(usize::from(lab), (usize::from(img[0]) / 8) % 3);
         }
-        let too_many = DatasetParams { validation: 32, ..Default::default() };
-        assert!(matches!(apply(toy(32, 9), &too_many, 0), Err(Error::Params(_))));
+        let too_many = DatasetParams {
+            validation: 32,
+            ..Default::default()
+        };
+        assert!(matches!(
+            apply(toy(32, 9), &too_many, 0),
+            Err(Error::Params(_))
+        ));
     }
 
     #[test]
     fn save_load_round_trip_is_byte_identical() {
-        let ds = apply(toy(40, 9), &DatasetParams { validation: 5, ..Default::default() }, 3).unwrap();
+        let ds = apply(
+            toy(40, 9),
+            &DatasetParams {
+                validation: 5,
+                ..Default::default()
+            },
+            3,
+        )
+        .unwrap();
         let tmp = tempfile::tempdir().unwrap();
         let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
         ds.save(&a).unwrap();
@@ -599,7 +637,10 @@ mod tests {
         names.sort();
         assert_eq!(names.len(), 7);
         for n in names {
-            assert_eq!(std::fs::read(a.join(&n)).unwrap(), std::fs::read(b.join(&n)).unwrap());
+            assert_eq!(
+                std::fs::read(a.join(&n)).unwrap(),
+                std::fs::read(b.join(&n)).unwrap()
+            );
         }
         // Without validation there is no validation file, and load agrees.
         let plain = toy(4, 2);
@@ -619,7 +660,10 @@ mod tests {
         let msg = Dataset::load(tmp.path()).unwrap_err().to_string();
         assert!(msg.contains("train-images.idx"), "{msg}");
         std::fs::write(&meta, "{").unwrap();
-        assert!(Dataset::load(tmp.path()).unwrap_err().to_string().contains("meta.json"));
+        assert!(Dataset::load(tmp.path())
+            .unwrap_err()
+            .to_string()
+            .contains("meta.json"));
     }
 
     #[test]
@@ -659,7 +703,12 @@ mod tests {
         use super::super::resolve::{resolve_in, SearchDir};
         use std::io::Write;
         let tmp = tempfile::tempdir().unwrap();
-        let at = |dir: &Path| [SearchDir { dir: dir.to_owned(), origin: "test".into() }];
+        let at = |dir: &Path| {
+            [SearchDir {
+                dir: dir.to_owned(),
+                origin: "test".into(),
+            }]
+        };
 
         // MNIST-shaped IDX: images gzip, labels plain.
         let mnist = DatasetName::Mnist.info().unwrap();
@@ -669,15 +718,26 @@ mod tests {
             let bytes = idx::encode(&[n, 28, 28], &vec![9u8; n * 784], Path::new("x")).unwrap();
             let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
             enc.write_all(&bytes).unwrap();
-            std::fs::write(d.join(format!("{prefix}-images-idx3-ubyte.gz")), enc.finish().unwrap()).unwrap();
-            idx::write(&d.join(format!("{prefix}-labels-idx1-ubyte")), &[n], &vec![4u8; n]).unwrap();
+            std::fs::write(
+                d.join(format!("{prefix}-images-idx3-ubyte.gz")),
+                enc.finish().unwrap(),
+            )
+            .unwrap();
+            idx::write(
+                &d.join(format!("{prefix}-labels-idx1-ubyte")),
+                &[n],
+                &vec![4u8; n],
+            )
+            .unwrap();
         }
         let ds = load_resolved(&resolve_in(mnist, &at(&d)).unwrap()).unwrap();
         assert_eq!((ds.train.len(), ds.test.len(), ds.classes), (3, 2, 10));
         assert_eq!(ds.mean, vec![0.1307]);
         // A label count that does not match the images is an error naming the label file.
         idx::write(&d.join("t10k-labels-idx1-ubyte"), &[3], &[1, 2, 3]).unwrap();
-        let msg = load_resolved(&resolve_in(mnist, &at(&d)).unwrap()).unwrap_err().to_string();
+        let msg = load_resolved(&resolve_in(mnist, &at(&d)).unwrap())
+            .unwrap_err()
+            .to_string();
         assert!(msg.contains("t10k-labels-idx1-ubyte"), "{msg}");
 
         // CIFAR-10: unpacked batches, then the same as a tar.gz.
@@ -685,18 +745,28 @@ mod tests {
         let d = tmp.path().join("cifar10");
         let inner = d.join("cifar-10-batches-bin");
         std::fs::create_dir_all(&inner).unwrap();
-        let names = ["data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin", "test_batch.bin"];
+        let names = [
+            "data_batch_1.bin",
+            "data_batch_2.bin",
+            "data_batch_3.bin",
+            "data_batch_4.bin",
+            "data_batch_5.bin",
+            "test_batch.bin",
+        ];
         let mut members = Vec::new();
         for (i, n) in names.iter().enumerate() {
             let mut rec = vec![i as u8];
-            rec.extend(std::iter::repeat(i as u8).take(cifar::IMAGE_BYTES));
+            rec.extend(std::iter::repeat_n(i as u8, cifar::IMAGE_BYTES));
             std::fs::write(inner.join(n), &rec).unwrap();
             members.push((format!("cifar-10-batches-bin/{n}"), rec));
         }
         let unpacked = load_resolved(&resolve_in(c10, &at(&d)).unwrap()).unwrap();
         assert_eq!(unpacked.train.labels, vec![0, 1, 2, 3, 4]);
         assert_eq!(unpacked.test.labels, vec![5]);
-        let refs: Vec<(&str, &[u8])> = members.iter().map(|(n, b)| (n.as_str(), b.as_slice())).collect();
+        let refs: Vec<(&str, &[u8])> = members
+            .iter()
+            .map(|(n, b)| (n.as_str(), b.as_slice()))
+            .collect();
         tar::tests::write_tar_gz(&d.join("cifar-10-binary.tar.gz"), &refs);
         let resolved = resolve_in(c10, &at(&d)).unwrap();
         assert_eq!(resolved.form, Form::CifarArchive);

@@ -303,9 +303,15 @@ mod tests {
 
         // A second run finds both verified and never contacts a server.
         let dead = ["http://127.0.0.1:9/"];
-        let again =
-            fetch_from(DatasetName::Mnist, &[&sa, &sb], &dead, &dir, true, &mut |_, _| {})
-                .unwrap();
+        let again = fetch_from(
+            DatasetName::Mnist,
+            &[&sa, &sb],
+            &dead,
+            &dir,
+            true,
+            &mut |_, _| {},
+        )
+        .unwrap();
         assert!(again.iter().all(|f| f.outcome == Outcome::AlreadyPresent));
     }
 
@@ -322,9 +328,16 @@ mod tests {
         // untouched when no mirror has a good one.
         std::fs::write(tmp.path().join("f.bin"), b"old junk").unwrap();
         let s = spec("f.bin", &body);
-        let msg = fetch_from(DatasetName::Kmnist, &[&s], &mirrors, tmp.path(), false, &mut |_, _| {})
-            .unwrap_err()
-            .to_string();
+        let msg = fetch_from(
+            DatasetName::Kmnist,
+            &[&s],
+            &mirrors,
+            tmp.path(),
+            false,
+            &mut |_, _| {},
+        )
+        .unwrap_err()
+        .to_string();
         for needle in [
             "f.bin",
             "kmnist",
@@ -333,7 +346,10 @@ mod tests {
         ] {
             assert!(msg.contains(needle), "missing {needle:?} in {msg}");
         }
-        assert_eq!(std::fs::read(tmp.path().join("f.bin")).unwrap(), b"old junk");
+        assert_eq!(
+            std::fs::read(tmp.path().join("f.bin")).unwrap(),
+            b"old junk"
+        );
         assert!(no_partials(tmp.path()));
     }
 
@@ -343,17 +359,31 @@ mod tests {
         let s = spec("g.bin", &body);
         let tmp = tempfile::tempdir().unwrap();
         let none: [&str; 0] = [];
-        let msg = fetch_from(DatasetName::Cifar10, &[&s], &none, tmp.path(), true, &mut |_, _| {})
-            .unwrap_err()
-            .to_string();
+        let msg = fetch_from(
+            DatasetName::Cifar10,
+            &[&s],
+            &none,
+            tmp.path(),
+            true,
+            &mut |_, _| {},
+        )
+        .unwrap_err()
+        .to_string();
         assert!(msg.contains("offline") && msg.contains("g.bin"), "{msg}");
 
         std::fs::write(tmp.path().join("g.bin"), b"bad bytes!").unwrap();
         let mut routes = HashMap::new();
         routes.insert("/g.bin".to_owned(), (200, body.clone()));
         let base = serve(routes, 1);
-        fetch_from(DatasetName::Cifar10, &[&s], &[base.as_str()], tmp.path(), false, &mut |_, _| {})
-            .unwrap();
+        fetch_from(
+            DatasetName::Cifar10,
+            &[&s],
+            &[base.as_str()],
+            tmp.path(),
+            false,
+            &mut |_, _| {},
+        )
+        .unwrap();
         assert_eq!(std::fs::read(tmp.path().join("g.bin")).unwrap(), body);
     }
 }

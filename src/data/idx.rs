@@ -220,9 +220,12 @@ mod tests {
             (good[..good.len() - 1].to_vec(), "truncated"),
             ([good.clone(), vec![7]].concat(), "trailing"),
             (
-                vec![0, 0, 8, 3, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255],
-                "truncated",
+                vec![
+                    0, 0, 8, 3, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+                ],
+                "overflow",
             ),
+            (vec![0, 0, 8, 1, 255, 255, 255, 255, 1], "truncated"),
         ];
         for (bytes, needle) in cases {
             let msg = err_of(&bytes);

@@ -179,7 +179,11 @@ impl fmt::Display for DownloadFailure {
 
 impl Error {
     /// Builds an [`Error::Io`] for `path`.
-    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
         Error::Io {
             action,
             path: path.into(),

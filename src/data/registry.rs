@@ -196,7 +196,9 @@ pub fn sha256_file(path: &Path) -> Result<String> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
     loop {
-        let n = file.read(&mut buf).map_err(|e| Error::io("read", path, e))?;
+        let n = file
+            .read(&mut buf)
+            .map_err(|e| Error::io("read", path, e))?;
         if n == 0 {
             break;
         }
@@ -481,7 +483,10 @@ mod tests {
             assert_eq!(name.info().is_none(), name == DatasetName::Synthetic);
         }
         let msg = "fmnist".parse::<DatasetName>().unwrap_err().to_string();
-        assert!(msg.contains("fashion-mnist") && msg.contains("fmnist"), "{msg}");
+        assert!(
+            msg.contains("fashion-mnist") && msg.contains("fmnist"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -497,7 +502,9 @@ mod tests {
             for spec in all {
                 for hash in std::iter::once(&spec.sha256).chain(spec.also_accepted) {
                     assert_eq!(hash.len(), 64, "{}", spec.name);
-                    assert!(hash.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+                    assert!(hash
+                        .bytes()
+                        .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
                 }
             }
         }
@@ -516,7 +523,9 @@ mod tests {
         let msg = verify_file(DatasetName::Mnist, &spec, &path)
             .unwrap_err()
             .to_string();
-        assert!(msg.contains("f.bin") && msg.contains(abc) && msg.contains("repro data fetch mnist"));
+        assert!(
+            msg.contains("f.bin") && msg.contains(abc) && msg.contains("repro data fetch mnist")
+        );
     }
 
     /// Cross-checks the Debian-accepted hashes against the installed package

@@ -302,7 +302,11 @@ mod tests {
         // Completing a makes it win, since it comes first.
         touch_all(
             &a,
-            &["train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"],
+            &[
+                "train-labels-idx1-ubyte.gz",
+                "t10k-images-idx3-ubyte.gz",
+                "t10k-labels-idx1-ubyte.gz",
+            ],
         );
         assert_eq!(resolve_in(info(DatasetName::Mnist), &dirs).unwrap().dir, a);
     }
@@ -316,7 +320,10 @@ mod tests {
         }];
         let c100 = info(DatasetName::Cifar100);
         assert!(resolve_in(c100, &dirs).is_err());
-        touch_all(&tmp.path().join("cifar-100-binary"), &["train.bin", "test.bin"]);
+        touch_all(
+            &tmp.path().join("cifar-100-binary"),
+            &["train.bin", "test.bin"],
+        );
         let got = resolve_in(c100, &dirs).unwrap();
         assert_eq!(got.form, Form::CifarFiles);
         assert_eq!(got.files.len(), 2);

@@ -24,7 +24,7 @@ const NOISE: i32 = 40;
 
 /// The ten class prototypes, 28×28 each (fixed: they do not depend on the seed).
 fn prototypes() -> Vec<[u8; SIDE * SIDE]> {
-    let mut rng = ChaCha8Rng::seed_from_u64(0x5eed_0f_c1a55e5);
+    let mut rng = ChaCha8Rng::seed_from_u64(0x5eed_c1a5_5e55);
     (0..CLASSES)
         .map(|_| {
             let blobs: Vec<(i64, i64, i64)> = (0..3)

@@ -64,15 +64,21 @@ pub(crate) fn read_members(path: &Path, wanted: &[&str]) -> Result<Vec<Vec<u8>>>
         let sum: u64 = header
             .iter()
             .enumerate()
-            .map(|(i, &b)| if (148..156).contains(&i) { 32 } else { u64::from(b) })
+            .map(|(i, &b)| {
+                if (148..156).contains(&i) {
+                    32
+                } else {
+                    u64::from(b)
+                }
+            })
             .sum();
         if sum != stored {
             return Err(bad(format!(
                 "header checksum {stored} does not match computed {sum}"
             )));
         }
-        let size = octal(&header[124..136])
-            .ok_or_else(|| bad("entry size field is not octal".into()))?;
+        let size =
+            octal(&header[124..136]).ok_or_else(|| bad("entry size field is not octal".into()))?;
         let kind = header[156];
         let mut name = c_str(&header[0..100]);
         if &header[257..262] == b"ustar" {
@@ -100,8 +106,8 @@ pub(crate) fn read_members(path: &Path, wanted: &[&str]) -> Result<Vec<Vec<u8>>>
                 found[i] = Some(data);
             }
         } else {
-            let skipped =
-                std::io::copy(&mut (&mut reader).take(padded), &mut std::io::sink()).map_err(stream)?;
+            let skipped = std::io::copy(&mut (&mut reader).take(padded), &mut std::io::sink())
+                .map_err(stream)?;
             if skipped != padded {
                 return Err(bad(format!("archive ends inside entry {name}")));
             }
@@ -165,7 +171,11 @@ pub(crate) mod tests {
         let long = format!("{}/b.bin", "x".repeat(120));
         write_tar_gz(
             &path,
-            &[("top/a.bin", b"hello"), (&long, &[1u8; 600]), ("top/c.bin", b"")],
+            &[
+                ("top/a.bin", b"hello"),
+                (&long, &[1u8; 600]),
+                ("top/c.bin", b""),
+            ],
         );
         let got = read_members(&path, &["b.bin", "a.bin", "c.bin"]).unwrap();
         assert_eq!(got, vec![vec![1u8; 600], b"hello".to_vec(), vec![]]);
