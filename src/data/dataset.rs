@@ -773,3 +773,51 @@ mod tests {
         assert_eq!(load_resolved(&resolved).unwrap(), unpacked);
     }
 }
+
+/// Reads the real Fashion-MNIST that Debian's `dataset-fashion-mnist` installs,
+/// when present (CI installs it), and checks shapes and the registry's mean/std.
+#[cfg(test)]
+mod debian_tests {
+    use super::*;
+
+    #[test]
+    fn debian_fashion_mnist_loads_and_matches_registry_statistics() {
+        let dir = Path::new("/usr/share/datasets/fashion-mnist");
+        if !dir.join("train-images-idx3-ubyte.gz").exists() {
+            return;
+        }
+        let params = DatasetParams {
+            name: DatasetName::FashionMnist,
+            path: Some(dir.to_owned()),
+            validation: 5000,
+            test_limit: Some(1000),
+            ..DatasetParams::default()
+        };
+        let ds = prepare(&params, 0).unwrap();
+        assert_eq!((ds.train.len(), ds.test.len()), (55_000, 1000));
+        assert_eq!(ds.validation.as_ref().map(Split::len), Some(5000));
+        let all = prepare(
+            &DatasetParams {
+                name: DatasetName::FashionMnist,
+                path: Some(dir.to_owned()),
+                ..DatasetParams::default()
+            },
+            0,
+        )
+        .unwrap();
+        let f = all.to_f32(&all.train, &[0.0], &[1.0]).unwrap();
+        let n = f.len() as f64;
+        let mean = f.iter().map(|&x| f64::from(x)).sum::<f64>() / n;
+        let var = f
+            .iter()
+            .map(|&x| (f64::from(x) - mean).powi(2))
+            .sum::<f64>()
+            / n;
+        assert!((mean - f64::from(all.mean[0])).abs() < 5e-4, "mean {mean}");
+        assert!(
+            (var.sqrt() - f64::from(all.std[0])).abs() < 5e-4,
+            "std {}",
+            var.sqrt()
+        );
+    }
+}

@@ -1,7 +1,7 @@
 //! `synthetic`: a seeded, learnable 28×28 grayscale 10-class dataset for fast tests.
 //!
-//! Each class has a fixed prototype (three soft blobs at class-specific
-//! places, the same for every seed); an example is its class's prototype,
+//! Each class has a fixed prototype (three soft blobs on a 3×3 grid, a
+//! different triple per class, the same for every seed); an example is its class's prototype,
 //! shifted by up to 2 pixels, scaled in brightness and covered in uniform
 //! noise. A small MLP separates the classes easily. Everything is integer
 //! arithmetic driven by ChaCha8, so the bytes are identical on every machine
@@ -21,28 +21,34 @@ pub const CLASSES: usize = 10;
 const MAX_SHIFT: i32 = 2;
 /// Largest absolute noise added to a pixel.
 const NOISE: i32 = 40;
+/// Squared radius of a prototype blob, in pixels².
+const BLOB_RADIUS2: i64 = 10;
 
 /// The ten class prototypes, 28×28 each (fixed: they do not depend on the seed).
+///
+/// Each class lights three of the nine cells of a 3×3 grid with a soft blob.
+/// The ten cell triples are lines of the affine plane over Z/3 (3 rows, 3
+/// columns, 3 wrapping diagonals, 1 anti-diagonal), so any two classes share
+/// at most one blob and differ in at least four.
 fn prototypes() -> Vec<[u8; SIDE * SIDE]> {
-    let mut rng = ChaCha8Rng::seed_from_u64(0x5eed_c1a5_5e55);
-    (0..CLASSES)
-        .map(|_| {
-            let blobs: Vec<(i64, i64, i64)> = (0..3)
-                .map(|_| {
-                    (
-                        rng.gen_range(5..23),
-                        rng.gen_range(5..23),
-                        rng.gen_range(6..16), // squared radius
-                    )
+    (0..CLASSES as i64)
+        .map(|k| {
+            let cells: Vec<(i64, i64)> = (0..3)
+                .map(|r| match k {
+                    0..=2 => (k, r),
+                    3..=5 => (r, k - 3),
+                    6..=8 => (r, (r + k - 6) % 3),
+                    _ => (r, (2 * r) % 3),
                 })
                 .collect();
             std::array::from_fn(|p| {
                 let (y, x) = ((p / SIDE) as i64, (p % SIDE) as i64);
                 // A soft blob 1/(1 + d²/r²)², in integers: 255·r⁴/(r² + d²)².
-                let v: i64 = blobs
+                let r2 = BLOB_RADIUS2;
+                let v: i64 = cells
                     .iter()
-                    .map(|&(cy, cx, r2)| {
-                        let d2 = (y - cy).pow(2) + (x - cx).pow(2);
+                    .map(|&(cy, cx)| {
+                        let d2 = (y - (6 + 8 * cy)).pow(2) + (x - (6 + 8 * cx)).pow(2);
                         255 * r2 * r2 / ((r2 + d2) * (r2 + d2))
                     })
                     .sum();
