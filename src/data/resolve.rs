@@ -11,7 +11,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::registry::{DatasetInfo, DatasetName, Layout};
+use super::registry::{sha256_file, DatasetInfo, DatasetName, FileSpec, Layout};
 use super::{Error, NotFound, Result};
 
 /// The folder Debian's dataset packages install into.
@@ -235,6 +235,64 @@ fn find_in(info: &'static DatasetInfo, dir: &Path) -> Result<Resolved, String> {
     }
 }
 
+/// The result of checking one resolved file against the registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Check {
+    /// Its sha256 is the pinned value or a known repackaging.
+    Verified,
+    /// An inflated copy of a `.gz` file for which no hash of the inflated
+    /// content is known; it is checked only by the IDX reader's strictness.
+    NoPinnedHash,
+}
+
+impl Resolved {
+    /// The registry spec of each file in [`files`](Self::files), in order.
+    fn specs(&self) -> Vec<&'static FileSpec> {
+        match &self.info.layout {
+            Layout::Idx {
+                train_images,
+                train_labels,
+                test_images,
+                test_labels,
+            } => vec![train_images, train_labels, test_images, test_labels],
+            Layout::Cifar { archive, .. } if self.form == Form::CifarArchive => vec![archive],
+            Layout::Cifar { train, test, .. } => train.iter().chain(test.iter()).collect(),
+        }
+    }
+
+    /// Hashes every resolved file and compares it with the registry (what
+    /// `repro data verify` reports); a mismatch is an [`Error::Checksum`].
+    pub fn verify(&self) -> Result<Vec<(PathBuf, Check)>> {
+        let specs = self.specs();
+        if specs.len() != self.files.len() {
+            return Err(Error::Params(format!(
+                "resolved files {:?} do not fit the layout of `{}`",
+                self.files, self.info.name
+            )));
+        }
+        self.files
+            .iter()
+            .zip(specs)
+            .map(|(path, spec)| {
+                let actual = sha256_file(path)?;
+                let as_published = path.file_name().is_some_and(|n| n == spec.name);
+                if spec.accepts(&actual) {
+                    Ok((path.clone(), Check::Verified))
+                } else if !as_published {
+                    Ok((path.clone(), Check::NoPinnedHash))
+                } else {
+                    Err(Error::Checksum {
+                        dataset: self.info.name.to_string(),
+                        path: path.clone(),
+                        expected: spec.sha256.to_owned(),
+                        actual,
+                    })
+                }
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -360,5 +418,50 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(!msg.contains("apt-get"), "{msg}");
+    }
+
+    #[test]
+    fn verify_flags_corrupt_published_files_but_not_inflated_copies() {
+        let tmp = tempfile::tempdir().unwrap();
+        touch_all(
+            tmp.path(),
+            &[
+                "train-images-idx3-ubyte",
+                "train-labels-idx1-ubyte",
+                "t10k-images-idx3-ubyte",
+                "t10k-labels-idx1-ubyte",
+            ],
+        );
+        let dirs = [SearchDir {
+            dir: tmp.path().to_owned(),
+            origin: "test".into(),
+        }];
+        let resolved = resolve_in(info(DatasetName::Mnist), &dirs).unwrap();
+        let checks = resolved.verify().unwrap();
+        assert!(checks.iter().all(|(_, c)| *c == Check::NoPinnedHash));
+        touch_all(tmp.path(), &["t10k-labels-idx1-ubyte.gz"]);
+        let resolved = resolve_in(info(DatasetName::Mnist), &dirs).unwrap();
+        let msg = resolved.verify().unwrap_err().to_string();
+        assert!(
+            msg.contains("t10k-labels-idx1-ubyte.gz") && msg.contains("f7ae60f9"),
+            "{msg}"
+        );
+    }
+
+    /// The Debian package's files resolve through the system folder and verify.
+    #[test]
+    fn installed_debian_fashion_mnist_verifies() {
+        let dir = Path::new(SYSTEM_DATA_DIR).join("fashion-mnist");
+        if !dir.is_dir() {
+            return;
+        }
+        let dirs = [SearchDir {
+            dir,
+            origin: "system datasets".into(),
+        }];
+        let resolved = resolve_in(info(DatasetName::FashionMnist), &dirs).unwrap();
+        let checks = resolved.verify().unwrap();
+        assert_eq!(checks.len(), 4);
+        assert!(checks.iter().all(|(_, c)| *c == Check::Verified));
     }
 }
