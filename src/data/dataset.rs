@@ -181,7 +181,7 @@ pub fn load_resolved(resolved: &Resolved) -> Result<Dataset> {
                 );
                 (train?, test?)
             }
-            _ => return Err(shape_mismatch(resolved)),
+            _ => return Err(resolved.layout_mismatch()),
         },
         (Layout::Cifar { variant, train, .. }, Form::CifarFiles) => {
             let (train_paths, test_paths) = resolved
@@ -208,7 +208,7 @@ pub fn load_resolved(resolved: &Resolved) -> Result<Dataset> {
             let archive = resolved
                 .files
                 .first()
-                .ok_or_else(|| shape_mismatch(resolved))?;
+                .ok_or_else(|| resolved.layout_mismatch())?;
             let names: Vec<&str> = train.iter().chain(test.iter()).map(|f| f.name).collect();
             let members = tar::read_members(archive, &names)?;
             let parse =
@@ -222,7 +222,7 @@ pub fn load_resolved(resolved: &Resolved) -> Result<Dataset> {
             let train_split = concat(splits.by_ref().take(train.len()).collect());
             (train_split, concat(splits.collect()))
         }
-        _ => return Err(shape_mismatch(resolved)),
+        _ => return Err(resolved.layout_mismatch()),
     };
     Ok(Dataset {
         name: info.name.to_string(),
@@ -236,14 +236,6 @@ pub fn load_resolved(resolved: &Resolved) -> Result<Dataset> {
         validation: None,
         test,
     })
-}
-
-/// A `Resolved` whose form does not fit its dataset (only possible when built by hand).
-fn shape_mismatch(resolved: &Resolved) -> Error {
-    Error::Params(format!(
-        "resolved files {:?} do not fit the layout of `{}`",
-        resolved.files, resolved.info.name
-    ))
 }
 
 fn concat(parts: Vec<Split>) -> Split {

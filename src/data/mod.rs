@@ -71,22 +71,6 @@ pub enum Error {
         /// What the file hashes to.
         actual: String,
     },
-    /// A file's size differs from the known size (used where no sha256 is pinned).
-    #[error(
-        "{} is {actual} bytes, but dataset `{dataset}` expects {expected} bytes: the file is \
-         truncated or a different release",
-        path.display()
-    )]
-    Size {
-        /// The dataset the file belongs to.
-        dataset: String,
-        /// The file.
-        path: PathBuf,
-        /// The known size.
-        expected: u64,
-        /// The file's size.
-        actual: u64,
-    },
     /// A dataset's files were found in none of the places searched.
     #[error("{0}")]
     NotFound(Box<NotFound>),

@@ -248,16 +248,21 @@ pub enum Check {
 impl Resolved {
     /// The registry spec of each file in [`files`](Self::files), in order.
     fn specs(&self) -> Vec<&'static FileSpec> {
-        match &self.info.layout {
-            Layout::Idx {
-                train_images,
-                train_labels,
-                test_images,
-                test_labels,
-            } => vec![train_images, train_labels, test_images, test_labels],
-            Layout::Cifar { archive, .. } if self.form == Form::CifarArchive => vec![archive],
-            Layout::Cifar { train, test, .. } => train.iter().chain(test.iter()).collect(),
+        match (&self.info.layout, self.form) {
+            (Layout::Cifar { train, test, .. }, Form::CifarFiles) => {
+                train.iter().chain(test.iter()).collect()
+            }
+            _ => self.info.downloads(),
         }
+    }
+
+    /// The error for a `Resolved` whose files do not fit its dataset's layout
+    /// (only possible when one is built by hand).
+    pub(crate) fn layout_mismatch(&self) -> Error {
+        Error::Params(format!(
+            "resolved files {:?} do not fit the layout of `{}`",
+            self.files, self.info.name
+        ))
     }
 
     /// Hashes every resolved file and compares it with the registry (what
@@ -265,10 +270,7 @@ impl Resolved {
     pub fn verify(&self) -> Result<Vec<(PathBuf, Check)>> {
         let specs = self.specs();
         if specs.len() != self.files.len() {
-            return Err(Error::Params(format!(
-                "resolved files {:?} do not fit the layout of `{}`",
-                self.files, self.info.name
-            )));
+            return Err(self.layout_mismatch());
         }
         self.files
             .iter()
