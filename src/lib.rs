@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod cli;
+pub mod data;
 pub mod device;
 pub mod pipeline;
 pub mod provenance;
