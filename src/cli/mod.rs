@@ -4,6 +4,7 @@
 
 mod common;
 mod dag;
+mod data;
 mod gc;
 mod plan;
 mod run;
@@ -110,6 +111,8 @@ enum Command {
     Gc(gc::Args),
     /// Rehash every object in the store.
     Verify(verify::Args),
+    /// List, fetch and verify datasets.
+    Data(data::Args),
 }
 
 /// Parses the command line, runs the command, and maps the outcome to an exit code.
@@ -122,6 +125,7 @@ pub fn main() -> ExitCode {
         Command::Show(a) => show::exec(a),
         Command::Gc(a) => gc::exec(a),
         Command::Verify(a) => verify::exec(a),
+        Command::Data(a) => data::exec(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -37,12 +37,16 @@ pub struct Args {
     /// One JSON object per stage on stdout.
     #[arg(long)]
     json: bool,
+    /// Never download a missing dataset (also `REPRO_OFFLINE=1`).
+    #[arg(long)]
+    offline: bool,
 }
 
 /// Runs `repro run`.
 pub fn exec(args: Args) -> CliResult {
     args.device.ensure_available().map_err(CliError::invalid)?;
     let pipeline = args.pipeline.load()?;
+    super::data::provision(&pipeline, args.offline || super::data::offline_from_env())?;
     let store = args.store.open()?;
     let _lock = StoreLock::acquire(&store, Duration::from_secs_f64(args.wait.max(0.0)))?;
     clean_tmp(&store);

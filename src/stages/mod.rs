@@ -7,6 +7,7 @@
 //! [`KINDS`].
 
 mod context;
+pub mod dataset;
 mod params;
 
 pub use context::{Input, Metrics, Progress, StageContext};
@@ -126,7 +127,7 @@ impl<T: TypedStage> StageKind for Typed<T> {
 }
 
 /// Every stage kind, in the order the docs list them.
-pub static KINDS: &[&dyn StageKind] = &[];
+pub static KINDS: &[&dyn StageKind] = &[&Typed::<dataset::DatasetStage>(PhantomData)];
 
 /// Finds a kind by name.
 pub fn find_kind(name: &str) -> Option<&'static dyn StageKind> {
