@@ -17,8 +17,12 @@ use super::train::{evaluate, train_epoch};
 /// Random inputs and labels for `n` examples.
 fn random_data(shape: InputShape, n: usize) -> (Vec<f32>, Vec<u8>) {
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let images = (0..n * shape.features()).map(|_| rng.gen_range(-1.0..1.0)).collect();
-    let labels = (0..n).map(|_| rng.gen_range(0..shape.classes) as u8).collect();
+    let images = (0..n * shape.features())
+        .map(|_| rng.gen_range(-1.0..1.0))
+        .collect();
+    let labels = (0..n)
+        .map(|_| rng.gen_range(0..shape.classes) as u8)
+        .collect();
     (images, labels)
 }
 
@@ -39,9 +43,25 @@ pub fn bench_training<D: Device<f32>>(
     });
     let (images, labels) = random_data(shape, batch_size * steps.max(1));
     let warm = batch_size * shape.features();
-    train_epoch(&mut net, &mut opt, &images[..warm], &labels[..batch_size], batch_size, 0, &mut |_| {})?;
+    train_epoch(
+        &mut net,
+        &mut opt,
+        &images[..warm],
+        &labels[..batch_size],
+        batch_size,
+        0,
+        &mut |_| {},
+    )?;
     let start = Instant::now();
-    let stats = train_epoch(&mut net, &mut opt, &images, &labels, batch_size, 1, &mut |_| {})?;
+    let stats = train_epoch(
+        &mut net,
+        &mut opt,
+        &images,
+        &labels,
+        batch_size,
+        1,
+        &mut |_| {},
+    )?;
     Ok(stats.samples as f64 / start.elapsed().as_secs_f64())
 }
 

@@ -25,7 +25,10 @@ pub fn to_bytes<D: Device<f32>, M: Model<D>>(model: &M) -> Result<Vec<u8>> {
     let mut buffers: BTreeMap<String, (Vec<usize>, Vec<u8>)> = BTreeMap::new();
     for p in model.params() {
         let info = p.info();
-        buffers.insert(info.name.clone(), (info.shape.clone(), le_bytes(&p.values())));
+        buffers.insert(
+            info.name.clone(),
+            (info.shape.clone(), le_bytes(&p.values())),
+        );
         if let Some(mask) = p.mask() {
             let name = format!("{}{MASK_SUFFIX}", info.name);
             buffers.insert(name, (info.shape.clone(), le_bytes(&mask)));
@@ -33,10 +36,11 @@ pub fn to_bytes<D: Device<f32>, M: Model<D>>(model: &M) -> Result<Vec<u8>> {
     }
     let mut views = Vec::with_capacity(buffers.len());
     for (name, (shape, bytes)) in &buffers {
-        let view = TensorView::new(StDtype::F32, shape.clone(), bytes).map_err(|e| Error::Checkpoint {
-            path: "<memory>".into(),
-            reason: format!("tensor `{name}`: {e}"),
-        })?;
+        let view =
+            TensorView::new(StDtype::F32, shape.clone(), bytes).map_err(|e| Error::Checkpoint {
+                path: "<memory>".into(),
+                reason: format!("tensor `{name}`: {e}"),
+            })?;
         views.push((name.as_str(), view));
     }
     safetensors::serialize(views, None).map_err(|e| Error::Checkpoint {
@@ -93,7 +97,11 @@ pub fn load_into<D: Device<f32>, M: Model<D>>(model: &mut M, path: &Path) -> Res
         p.set_mask(mask.as_deref())?;
     }
     if file.len() != expected {
-        let known: Vec<String> = model.params().iter().map(|p| p.info().name.clone()).collect();
+        let known: Vec<String> = model
+            .params()
+            .iter()
+            .map(|p| p.info().name.clone())
+            .collect();
         let extra: Vec<&str> = file
             .names()
             .into_iter()
@@ -103,7 +111,10 @@ pub fn load_into<D: Device<f32>, M: Model<D>>(model: &mut M, path: &Path) -> Res
                     .any(|k| *n == k.as_str() || n.strip_suffix(MASK_SUFFIX) == Some(k.as_str()))
             })
             .collect();
-        return Err(fail(format!("tensors the model does not have: {}", extra.join(", "))));
+        return Err(fail(format!(
+            "tensors the model does not have: {}",
+            extra.join(", ")
+        )));
     }
     Ok(())
 }
@@ -113,8 +124,14 @@ fn le_bytes(values: &[f32]) -> Vec<u8> {
 }
 
 /// Reads tensor `name`, which must be F32 with the given shape.
-fn read_f32(file: &SafeTensors, name: &str, shape: &[usize]) -> std::result::Result<Vec<f32>, String> {
-    let view = file.tensor(name).map_err(|_| format!("missing tensor `{name}`"))?;
+fn read_f32(
+    file: &SafeTensors,
+    name: &str,
+    shape: &[usize],
+) -> std::result::Result<Vec<f32>, String> {
+    let view = file
+        .tensor(name)
+        .map_err(|_| format!("missing tensor `{name}`"))?;
     if view.dtype() != StDtype::F32 || view.shape() != shape {
         return Err(format!(
             "tensor `{name}` is {:?} {:?}, expected F32 {:?}",
@@ -137,9 +154,17 @@ mod tests {
     use crate::nn::train::train_epoch;
 
     fn trained(seed: u64) -> Network<Cpu> {
-        let config = ModelConfig::Mlp { hidden: vec![16, 8] };
-        let mut net = Network::new(&config, SHAPE, &InitConfig::default(), seed, &Cpu::default())
-            .unwrap();
+        let config = ModelConfig::Mlp {
+            hidden: vec![16, 8],
+        };
+        let mut net = Network::new(
+            &config,
+            SHAPE,
+            &InitConfig::default(),
+            seed,
+            &Cpu::default(),
+        )
+        .unwrap();
         let (x, y) = blobs(200, 9);
         let mut opt = adam(1e-2);
         train_epoch(&mut net, &mut opt, &x, &y, 32, seed, &mut |_| {}).unwrap();
@@ -160,7 +185,10 @@ mod tests {
         let mut net = trained(1);
         let n = net.param("fc2.weight").unwrap().info().len();
         let mask: Vec<f32> = (0..n).map(|i| (i % 2) as f32).collect();
-        net.param_mut("fc2.weight").unwrap().set_mask(Some(&mask)).unwrap();
+        net.param_mut("fc2.weight")
+            .unwrap()
+            .set_mask(Some(&mask))
+            .unwrap();
         save(&net, &path).unwrap();
         let loaded = load(net.config(), SHAPE, &path, &Cpu::default()).unwrap();
         for (a, b) in net.params().iter().zip(loaded.params()) {
@@ -173,7 +201,12 @@ mod tests {
         let other = ModelConfig::Mlp { hidden: vec![16] };
         let err = load(&other, SHAPE, &path, &Cpu::default()).unwrap_err();
         assert!(matches!(err, Error::Checkpoint { .. }), "{err}");
-        let missing = load(net.config(), SHAPE, &dir.path().join("nope"), &Cpu::default());
+        let missing = load(
+            net.config(),
+            SHAPE,
+            &dir.path().join("nope"),
+            &Cpu::default(),
+        );
         assert!(matches!(missing, Err(Error::Io { .. })));
     }
 }

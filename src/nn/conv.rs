@@ -238,7 +238,8 @@ mod tests {
                                     if iy >= INPUT.height || ix >= INPUT.width {
                                         continue;
                                     }
-                                    let xi = ((c * INPUT.height + iy) * INPUT.width + ix) * BATCH + n;
+                                    let xi =
+                                        ((c * INPUT.height + iy) * INPUT.width + ix) * BATCH + n;
                                     acc += w[((o * INPUT.channels + c) * 3 + ky) * 3 + kx] * x[xi];
                                 }
                             }
@@ -278,7 +279,10 @@ mod tests {
         let r: Matrix<Cpu> = dev.sample_normal_like(&(conv.output().len(), BATCH));
         let loss_of = |conv: &Conv2d<Cpu>, x: &Matrix<Cpu>| -> f64 {
             let y = conv.forward::<NoneTape, NoneTape>(x.clone()).as_vec();
-            y.iter().zip(r.as_vec()).map(|(a, b)| (*a as f64) * b as f64).sum()
+            y.iter()
+                .zip(r.as_vec())
+                .map(|(a, b)| (*a as f64) * b as f64)
+                .sum()
         };
         let y = conv.forward::<OwnedTape<f32, Cpu>, OwnedTape<f32, Cpu>>(x.retaped());
         let grads = (y * r.clone()).sum::<Rank0, _>().backward();
@@ -297,7 +301,11 @@ mod tests {
             conv.weight.set_values(&w).unwrap();
             let down = loss_of(&conv, &x);
             let fd = (up - down) / (2.0 * eps as f64);
-            assert!((fd - gw[i] as f64).abs() < 2e-2 * (1.0 + fd.abs()), "w[{i}]: {fd} vs {}", gw[i]);
+            assert!(
+                (fd - gw[i] as f64).abs() < 2e-2 * (1.0 + fd.abs()),
+                "w[{i}]: {fd} vs {}",
+                gw[i]
+            );
         }
         conv.weight.set_values(&w0).unwrap();
         let b0 = conv.bias.values();
@@ -310,18 +318,29 @@ mod tests {
             conv.bias.set_values(&b).unwrap();
             let down = loss_of(&conv, &x);
             let fd = (up - down) / (2.0 * eps as f64);
-            assert!((fd - gb[i] as f64).abs() < 2e-2 * (1.0 + fd.abs()), "b[{i}]: {fd} vs {}", gb[i]);
+            assert!(
+                (fd - gb[i] as f64).abs() < 2e-2 * (1.0 + fd.abs()),
+                "b[{i}]: {fd} vs {}",
+                gb[i]
+            );
         }
         conv.bias.set_values(&b0).unwrap();
         let x0 = x.as_vec();
         for i in (0..x0.len()).step_by(5) {
             let mut xs = x0.clone();
             xs[i] += eps;
-            let up = loss_of(&conv, &dev.tensor_from_vec(xs.clone(), (INPUT.len(), BATCH)));
+            let up = loss_of(
+                &conv,
+                &dev.tensor_from_vec(xs.clone(), (INPUT.len(), BATCH)),
+            );
             xs[i] -= 2.0 * eps;
             let down = loss_of(&conv, &dev.tensor_from_vec(xs, (INPUT.len(), BATCH)));
             let fd = (up - down) / (2.0 * eps as f64);
-            assert!((fd - gx[i] as f64).abs() < 2e-2 * (1.0 + fd.abs()), "x[{i}]: {fd} vs {}", gx[i]);
+            assert!(
+                (fd - gx[i] as f64).abs() < 2e-2 * (1.0 + fd.abs()),
+                "x[{i}]: {fd} vs {}",
+                gx[i]
+            );
         }
     }
 

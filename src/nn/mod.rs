@@ -30,9 +30,9 @@ pub use config::{BiasInit, InitConfig, InputShape, ModelConfig, WeightInit};
 pub use device::cpu;
 #[cfg(feature = "cuda")]
 pub use device::cuda;
-pub use dfdx::prelude::{Cpu, Device};
 #[cfg(feature = "cuda")]
 pub use dfdx::prelude::Cuda;
+pub use dfdx::prelude::{Cpu, Device};
 pub use error::{Error, Result};
 pub use model::Model;
 pub use network::Network;

@@ -31,7 +31,10 @@ pub trait Model<D: Device<f32>> {
 
     /// Name, kind and shape of every parameter, in order.
     fn param_infos(&self) -> Vec<ParamInfo> {
-        self.params().into_iter().map(|p| p.info().clone()).collect()
+        self.params()
+            .into_iter()
+            .map(|p| p.info().clone())
+            .collect()
     }
 
     /// The parameter called `name` (e.g. `fc1.weight`).

