@@ -183,7 +183,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("net.safetensors");
         let mut net = trained(1);
-        let n = net.param("fc2.weight").unwrap().info().len();
+        let n = net.param("fc2.weight").unwrap().info().numel();
         let mask: Vec<f32> = (0..n).map(|i| (i % 2) as f32).collect();
         net.param_mut("fc2.weight")
             .unwrap()

@@ -114,7 +114,7 @@ impl<D: Device<f32>> Optimizer<D> {
             // always gets a full buffer; only Adam needs the second one.
             let adam = matches!(self.config, OptimizerConfig::Adam { .. });
             for p in params.iter() {
-                let len = p.info().len();
+                let len = p.info().numel();
                 let second_len = if adam { len } else { 0 };
                 self.state.push(State {
                     len,
@@ -129,7 +129,7 @@ impl<D: Device<f32>> Optimizer<D> {
                 .state
                 .iter()
                 .zip(params.iter())
-                .any(|(s, p)| s.len != p.info().len())
+                .any(|(s, p)| s.len != p.info().numel())
         {
             return Err(Error::Optimizer(format!(
                 "state for {} parameters, got {}",
@@ -252,7 +252,7 @@ mod tests {
         let mut p = param(&dev, &[1.0, -1.0]);
         let c = [0.5f32, 2.0];
         let mut w = vec![1.0f64, -1.0];
-        let mut vel = vec![0.0f64; 2];
+        let mut vel = [0.0f64; 2];
         for _ in 0..3 {
             step(&mut opt, &mut p, &c);
             for i in 0..2 {

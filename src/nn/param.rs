@@ -46,7 +46,7 @@ pub struct ParamInfo {
 
 impl ParamInfo {
     /// Number of elements.
-    pub fn len(&self) -> usize {
+    pub fn numel(&self) -> usize {
         self.shape.iter().product()
     }
 }
@@ -62,7 +62,7 @@ pub struct Param<D: Device<f32>> {
 impl<D: Device<f32>> Param<D> {
     /// A dense parameter holding `values` (which must match `info.shape`).
     pub(crate) fn new(info: ParamInfo, values: Vec<f32>, dev: &D) -> Self {
-        debug_assert_eq!(values.len(), info.len());
+        debug_assert_eq!(values.len(), info.numel());
         let n = values.len();
         Self {
             info,
@@ -95,7 +95,7 @@ impl<D: Device<f32>> Param<D> {
         self.value = self
             .value
             .device()
-            .tensor_from_vec(values, (self.info.len(),));
+            .tensor_from_vec(values, (self.info.numel(),));
         Ok(())
     }
 
@@ -124,7 +124,7 @@ impl<D: Device<f32>> Param<D> {
                 reason: format!("entries must be 0 or 1, found {bad}"),
             });
         }
-        let n = self.info.len();
+        let n = self.info.numel();
         let dev = self.value.device().clone();
         let values: Vec<f32> = self
             .value
@@ -167,12 +167,12 @@ impl<D: Device<f32>> Param<D> {
     }
 
     fn check_len(&self, got: usize) -> Result<()> {
-        if got == self.info.len() {
+        if got == self.info.numel() {
             Ok(())
         } else {
             Err(Error::Length {
                 name: self.info.name.clone(),
-                expected: self.info.len(),
+                expected: self.info.numel(),
                 got,
             })
         }

@@ -320,7 +320,7 @@ pub(crate) mod tests {
             weight_decay: 1e-4,
         });
         train_epoch(&mut net, &mut opt, &x, &y, 32, 0, &mut |_| {}).unwrap();
-        let n = net.param("fc1.weight").unwrap().info().len();
+        let n = net.param("fc1.weight").unwrap().info().numel();
         let mask: Vec<f32> = (0..n).map(|i| (i % 3 != 0) as u8 as f32).collect();
         net.param_mut("fc1.weight")
             .unwrap()
