@@ -9,6 +9,7 @@
 pub mod cli;
 pub mod data;
 pub mod device;
+pub mod nn;
 pub mod pipeline;
 pub mod provenance;
 pub mod run;

@@ -1,0 +1,45 @@
+//! `nn`: dfdx models, layers, masks, optimizers and the training and
+//! evaluation loops, with layer sizes decided at run time.
+//!
+//! A `ModelConfig` plus an `InputShape` builds a `Network` (seeded by an
+//! `InitConfig`); `train_epoch` and `evaluate` drive any `Model` with an
+//! `Optimizer`; `checkpoint` saves and loads parameters and masks. Everything
+//! is generic over the dfdx device (`cpu()`, or `cuda()` with the `cuda`
+//! feature). Activations are feature-major, (features, batch). This module
+//! never reads files other than checkpoints, never prints and never touches
+//! the store.
+
+mod bench;
+pub mod checkpoint;
+mod config;
+mod conv;
+mod device;
+mod error;
+mod init;
+mod linear;
+mod model;
+mod network;
+mod optim;
+mod param;
+mod train;
+
+use dfdx::prelude::{NoneTape, Tensor};
+
+pub use bench::{bench_evaluation, bench_training};
+pub use config::{BiasInit, InitConfig, InputShape, ModelConfig, WeightInit};
+pub use device::cpu;
+#[cfg(feature = "cuda")]
+pub use device::cuda;
+#[cfg(feature = "cuda")]
+pub use dfdx::prelude::Cuda;
+pub use dfdx::prelude::{Cpu, Device};
+pub use error::{Error, Result};
+pub use model::Model;
+pub use network::Network;
+pub use optim::{Optimizer, OptimizerConfig};
+pub use param::{Param, ParamInfo, ParamKind};
+pub use train::{evaluate, train_epoch, BatchProgress, EpochStats, EvalStats};
+
+/// A runtime-sized matrix of `f32` on device `D`, optionally recording
+/// gradients on tape `T`; activations are (features, batch).
+pub type Matrix<D, T = NoneTape> = Tensor<(usize, usize), f32, D, T>;

@@ -1,0 +1,69 @@
+//! The `Model` trait: what the training loop, the optimizers and the
+//! checkpoint code need from a network. `Network` (built from a
+//! `ModelConfig`) implements it; other architectures (dendritic, binarized)
+//! implement it too and reuse the same loop instead of copying it.
+
+use dfdx::prelude::*;
+
+use super::config::InputShape;
+use super::error::{Error, Result};
+use super::param::{Param, ParamInfo};
+use super::Matrix;
+
+/// A classifier with named, maskable parameters on device `D`.
+pub trait Model<D: Device<f32>> {
+    /// Input shape and number of classes.
+    fn input_shape(&self) -> InputShape;
+
+    /// The device the parameters live on.
+    fn device(&self) -> &D;
+
+    /// Logits, shape (classes, batch), from inputs shaped (features, batch).
+    /// With `T = OwnedTape` the result records the backward pass of every
+    /// parameter; with `T = NoneTape` it is plain inference.
+    fn forward<T: Tape<f32, D>>(&self, x: Matrix<D>) -> Matrix<D, T>;
+
+    /// All parameters, in a fixed order.
+    fn params(&self) -> Vec<&Param<D>>;
+
+    /// All parameters, mutably, in the same order as `params`.
+    fn params_mut(&mut self) -> Vec<&mut Param<D>>;
+
+    /// Name, kind and shape of every parameter, in order.
+    fn param_infos(&self) -> Vec<ParamInfo> {
+        self.params()
+            .into_iter()
+            .map(|p| p.info().clone())
+            .collect()
+    }
+
+    /// The parameter called `name` (e.g. `fc1.weight`).
+    fn param(&self, name: &str) -> Result<&Param<D>> {
+        let params = self.params();
+        let known = names(&params);
+        params
+            .into_iter()
+            .find(|p| p.info().name == name)
+            .ok_or_else(|| Error::UnknownParam {
+                name: name.into(),
+                known,
+            })
+    }
+
+    /// The parameter called `name`, mutably, to set its values or mask.
+    fn param_mut(&mut self, name: &str) -> Result<&mut Param<D>> {
+        let known = names(&self.params());
+        self.params_mut()
+            .into_iter()
+            .find(|p| p.info().name == name)
+            .ok_or_else(|| Error::UnknownParam {
+                name: name.into(),
+                known,
+            })
+    }
+}
+
+fn names<D: Device<f32>>(params: &[&Param<D>]) -> String {
+    let names: Vec<&str> = params.iter().map(|p| p.info().name.as_str()).collect();
+    names.join(", ")
+}

@@ -1,0 +1,280 @@
+//! `Network`: the feed-forward classifiers named by `ModelConfig` (MLP,
+//! Bain's LeNet5, the split-CIFAR CNN), built for an `InputShape` with seeded
+//! initialisation. It checks that the input fits the architecture and derives
+//! the size of the first fully connected layer from the feature maps.
+//! Layer naming follows PyTorch: `conv1`, `fc1`, ..., `out`.
+
+use dfdx::prelude::*;
+
+use super::config::{InitConfig, InputShape, ModelConfig};
+use super::conv::{Conv2d, Map, MaxPool2};
+use super::error::{Error, Result};
+use super::init::Initializer;
+use super::linear::Linear;
+use super::model::Model;
+use super::param::{Param, ParamKind};
+use super::Matrix;
+
+/// One stage of a `Network`.
+#[derive(Debug, Clone)]
+enum Layer<D: Device<f32>> {
+    Linear(Linear<D>),
+    Conv(Conv2d<D>),
+    Relu,
+    Pool(MaxPool2<D>),
+}
+
+impl<D: Device<f32>> Layer<D> {
+    fn forward<T: Tape<f32, D>>(&self, x: Matrix<D, T>) -> Matrix<D, T> {
+        match self {
+            Layer::Linear(l) => l.forward(x),
+            Layer::Conv(c) => c.forward(x),
+            Layer::Relu => x.relu(),
+            Layer::Pool(p) => p.forward(x),
+        }
+    }
+}
+
+/// A feed-forward classifier described by a `ModelConfig`.
+#[derive(Debug, Clone)]
+pub struct Network<D: Device<f32>> {
+    config: ModelConfig,
+    shape: InputShape,
+    layers: Vec<Layer<D>>,
+    dev: D,
+}
+
+impl<D: Device<f32>> Network<D> {
+    /// Builds `config` for inputs of `shape`, drawing parameters from `init`
+    /// seeded with `seed` (layer by layer, weight before bias).
+    pub fn new(
+        config: &ModelConfig,
+        shape: InputShape,
+        init: &InitConfig,
+        seed: u64,
+        dev: &D,
+    ) -> Result<Self> {
+        let fail = |reason: String| Error::Shape {
+            model: config.type_name().into(),
+            shape: shape.to_string(),
+            reason,
+        };
+        if shape.features() == 0 || shape.classes == 0 {
+            return Err(fail(
+                "every dimension and the class count must be positive".into(),
+            ));
+        }
+        let mut init = Initializer::new(*init, seed);
+        let mut layers = Vec::new();
+        let (hidden, maps): (Vec<usize>, &[(usize, bool)]) = match config {
+            ModelConfig::Mlp { hidden } => (hidden.clone(), &[]),
+            ModelConfig::Lenet5 => (vec![256, 256], &[(64, false), (64, true)]),
+            ModelConfig::Cnn => (vec![256, 128], &[(64, true), (32, true)]),
+        };
+        if hidden.contains(&0) {
+            return Err(fail("hidden layer widths must be positive".into()));
+        }
+        let mut map = Map {
+            channels: shape.channels,
+            height: shape.height,
+            width: shape.width,
+        };
+        for (i, &(channels, pool)) in maps.iter().enumerate() {
+            let conv = Conv2d::new(
+                &format!("conv{}", i + 1),
+                map,
+                channels,
+                3,
+                1,
+                &mut init,
+                dev,
+            );
+            map = conv.output();
+            layers.push(Layer::Conv(conv));
+            layers.push(Layer::Relu);
+            if pool {
+                if map.height < 2 || map.width < 2 {
+                    return Err(fail(format!(
+                        "feature map {}x{} is too small to pool",
+                        map.height, map.width
+                    )));
+                }
+                let p = MaxPool2::new(map, dev);
+                map = p.output();
+                layers.push(Layer::Pool(p));
+            }
+        }
+        let mut inputs = map.len();
+        for (i, &width) in hidden.iter().enumerate() {
+            let name = format!("fc{}", i + 1);
+            let l = Linear::new(&name, ParamKind::FcWeight, inputs, width, &mut init, dev);
+            layers.push(Layer::Linear(l));
+            layers.push(Layer::Relu);
+            inputs = width;
+        }
+        let out = Linear::new(
+            "out",
+            ParamKind::OutputWeight,
+            inputs,
+            shape.classes,
+            &mut init,
+            dev,
+        );
+        layers.push(Layer::Linear(out));
+        Ok(Self {
+            config: config.clone(),
+            shape,
+            layers,
+            dev: dev.clone(),
+        })
+    }
+
+    /// The configuration this network was built from.
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+}
+
+impl<D: Device<f32>> Model<D> for Network<D> {
+    fn input_shape(&self) -> InputShape {
+        self.shape
+    }
+
+    fn device(&self) -> &D {
+        &self.dev
+    }
+
+    fn forward<T: Tape<f32, D>>(&self, x: Matrix<D>) -> Matrix<D, T> {
+        // The input joins the (empty) tape; dfdx's matmul computes the input
+        // gradient either way, so this costs nothing extra.
+        let mut h: Matrix<D, T> = x.put_tape(T::default());
+        for layer in &self.layers {
+            h = layer.forward(h);
+        }
+        h
+    }
+
+    fn params(&self) -> Vec<&Param<D>> {
+        let mut out = Vec::new();
+        for layer in &self.layers {
+            match layer {
+                Layer::Linear(l) => out.extend([&l.weight, &l.bias]),
+                Layer::Conv(c) => out.extend([&c.weight, &c.bias]),
+                Layer::Relu | Layer::Pool(_) => {}
+            }
+        }
+        out
+    }
+
+    fn params_mut(&mut self) -> Vec<&mut Param<D>> {
+        let mut out = Vec::new();
+        for layer in &mut self.layers {
+            match layer {
+                Layer::Linear(l) => out.extend([&mut l.weight, &mut l.bias]),
+                Layer::Conv(c) => out.extend([&mut c.weight, &mut c.bias]),
+                Layer::Relu | Layer::Pool(_) => {}
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape(channels: usize, side: usize) -> InputShape {
+        InputShape {
+            channels,
+            height: side,
+            width: side,
+            classes: 10,
+        }
+    }
+
+    fn shapes(net: &Network<Cpu>) -> Vec<(String, Vec<usize>)> {
+        net.param_infos()
+            .into_iter()
+            .map(|i| (i.name, i.shape))
+            .collect()
+    }
+
+    #[test]
+    fn architectures_have_bains_layer_sizes() {
+        let dev = Cpu::default();
+        let init = InitConfig::default();
+        let mlp = ModelConfig::Mlp {
+            hidden: vec![300, 100],
+        };
+        let net = Network::new(&mlp, shape(1, 28), &init, 0, &dev).unwrap();
+        let names: Vec<_> = shapes(&net).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(
+            names,
+            [
+                "fc1.weight",
+                "fc1.bias",
+                "fc2.weight",
+                "fc2.bias",
+                "out.weight",
+                "out.bias"
+            ]
+        );
+        assert_eq!(
+            net.param("fc1.weight").unwrap().info().shape,
+            vec![300, 784]
+        );
+        assert_eq!(
+            net.param("out.weight").unwrap().info().kind,
+            ParamKind::OutputWeight
+        );
+
+        let net = Network::new(&ModelConfig::Lenet5, shape(1, 28), &init, 0, &dev).unwrap();
+        let s = shapes(&net);
+        assert_eq!(s[0], ("conv1.weight".into(), vec![64, 1, 3, 3]));
+        assert_eq!(s[2], ("conv2.weight".into(), vec![64, 64, 3, 3]));
+        assert_eq!(s[4], ("fc1.weight".into(), vec![256, 12544]));
+        assert_eq!(s[8], ("out.weight".into(), vec![10, 256]));
+
+        let net = Network::new(&ModelConfig::Cnn, shape(3, 32), &init, 0, &dev).unwrap();
+        let s = shapes(&net);
+        assert_eq!(s[2], ("conv2.weight".into(), vec![32, 64, 3, 3]));
+        assert_eq!(s[4], ("fc1.weight".into(), vec![256, 2048]));
+        assert_eq!(s[6], ("fc2.weight".into(), vec![128, 256]));
+    }
+
+    #[test]
+    fn bad_shapes_are_errors() {
+        let dev = Cpu::default();
+        let init = InitConfig::default();
+        let err = Network::new(&ModelConfig::Cnn, shape(3, 3), &init, 0, &dev).unwrap_err();
+        assert!(matches!(err, Error::Shape { .. }), "{err}");
+        let zero = ModelConfig::Mlp { hidden: vec![0] };
+        assert!(Network::new(&zero, shape(1, 4), &init, 0, &dev).is_err());
+        let net = Network::new(&zero_free(), shape(1, 4), &init, 0, &dev).unwrap();
+        assert!(matches!(
+            net.param("fc9.weight"),
+            Err(Error::UnknownParam { .. })
+        ));
+    }
+
+    fn zero_free() -> ModelConfig {
+        ModelConfig::Mlp { hidden: vec![] }
+    }
+
+    #[test]
+    fn forward_gives_logits_per_example() {
+        let dev = Cpu::default();
+        let net = Network::new(
+            &ModelConfig::Cnn,
+            shape(3, 8),
+            &InitConfig::default(),
+            1,
+            &dev,
+        )
+        .unwrap();
+        let x: Matrix<Cpu> = dev.sample_normal_like(&(3 * 8 * 8, 5));
+        let y = net.forward::<NoneTape>(x);
+        assert_eq!(*y.shape(), (10, 5));
+        assert!(y.as_vec().iter().all(|v| v.is_finite()));
+    }
+}

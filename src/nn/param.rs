@@ -1,0 +1,221 @@
+//! One learnable tensor of a network and its optional pruning mask.
+//!
+//! `Param` keeps the invariant the pruning experiments rely on: wherever the
+//! mask is 0 the weight is exactly 0.0. The forward pass uses W ⊙ M, so masked
+//! entries get zero gradient; setting a mask or new values zeroes the masked
+//! entries, and the optimizer re-applies the mask after every update so that
+//! no optimizer state can revive them. Values cross to the host as `Vec<f32>`
+//! (row-major, PyTorch layout) for the pruning stage.
+
+use dfdx::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::error::{Error, Result};
+
+/// What a parameter is, which decides whether pruning may touch it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ParamKind {
+    /// Weight matrix of a hidden fully connected layer, shape [out, in].
+    FcWeight,
+    /// Kernel of a convolution, shape [out, in, k, k].
+    ConvWeight,
+    /// Weight matrix of the output layer, shape [classes, in].
+    OutputWeight,
+    /// Bias vector of any layer, shape [out].
+    Bias,
+}
+
+impl ParamKind {
+    /// Whether this parameter may carry a mask (every weight; never a bias).
+    pub fn is_prunable(self) -> bool {
+        !matches!(self, ParamKind::Bias)
+    }
+}
+
+/// Name, kind and shape of a parameter, e.g. `fc1.weight`, `FcWeight`, `[300, 784]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParamInfo {
+    /// Unique name, `<layer>.weight` or `<layer>.bias`.
+    pub name: String,
+    /// What the parameter is.
+    pub kind: ParamKind,
+    /// Shape in PyTorch's layout.
+    pub shape: Vec<usize>,
+}
+
+impl ParamInfo {
+    /// Number of elements.
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+}
+
+/// A learnable tensor (stored flat) with an optional 0/1 mask of the same size.
+#[derive(Debug, Clone)]
+pub struct Param<D: Device<f32>> {
+    info: ParamInfo,
+    value: Tensor<(usize,), f32, D>,
+    mask: Option<Tensor<(usize,), f32, D>>,
+}
+
+impl<D: Device<f32>> Param<D> {
+    /// A dense parameter holding `values` (which must match `info.shape`).
+    pub(crate) fn new(info: ParamInfo, values: Vec<f32>, dev: &D) -> Self {
+        debug_assert_eq!(values.len(), info.numel());
+        let n = values.len();
+        Self {
+            info,
+            value: dev.tensor_from_vec(values, (n,)),
+            mask: None,
+        }
+    }
+
+    /// Name, kind and shape.
+    pub fn info(&self) -> &ParamInfo {
+        &self.info
+    }
+
+    /// Current values, row-major.
+    pub fn values(&self) -> Vec<f32> {
+        self.value.as_vec()
+    }
+
+    /// Replaces the values; entries under a 0 in the mask are stored as 0.0.
+    pub fn set_values(&mut self, values: &[f32]) -> Result<()> {
+        self.check_len(values.len())?;
+        let mut values = values.to_vec();
+        if let Some(mask) = &self.mask {
+            for (v, m) in values.iter_mut().zip(mask.as_vec()) {
+                if m == 0.0 {
+                    *v = 0.0;
+                }
+            }
+        }
+        self.value = self
+            .value
+            .device()
+            .tensor_from_vec(values, (self.info.numel(),));
+        Ok(())
+    }
+
+    /// The mask, or `None` while the parameter is dense.
+    pub fn mask(&self) -> Option<Vec<f32>> {
+        self.mask.as_ref().map(|m| m.as_vec())
+    }
+
+    /// Sets (or with `None` removes) the mask. Every entry must be 0.0 or 1.0;
+    /// weights under a 0 become exactly 0.0 now and stay so while training.
+    pub fn set_mask(&mut self, mask: Option<&[f32]>) -> Result<()> {
+        let Some(mask) = mask else {
+            self.mask = None;
+            return Ok(());
+        };
+        if !self.info.kind.is_prunable() {
+            return Err(Error::Mask {
+                name: self.info.name.clone(),
+                reason: "biases cannot be masked".into(),
+            });
+        }
+        self.check_len(mask.len())?;
+        if let Some(bad) = mask.iter().find(|&&m| m != 0.0 && m != 1.0) {
+            return Err(Error::Mask {
+                name: self.info.name.clone(),
+                reason: format!("entries must be 0 or 1, found {bad}"),
+            });
+        }
+        let n = self.info.numel();
+        let dev = self.value.device().clone();
+        let values: Vec<f32> = self
+            .value
+            .as_vec()
+            .iter()
+            .zip(mask)
+            .map(|(&v, &m)| if m == 0.0 { 0.0 } else { v })
+            .collect();
+        self.value = dev.tensor_from_vec(values, (n,));
+        self.mask = Some(dev.tensor_from_vec(mask.to_vec(), (n,)));
+        Ok(())
+    }
+
+    /// The value as used by the forward pass (W ⊙ M when masked), on tape `T`.
+    pub(crate) fn effective<T: Tape<f32, D>>(&self) -> Tensor<(usize,), f32, D, T> {
+        let value = self.value.retaped::<T>();
+        match &self.mask {
+            Some(mask) => value * mask.clone(),
+            None => value,
+        }
+    }
+
+    /// The raw value, for optimizers that update it in place.
+    pub(crate) fn value_mut(&mut self) -> &mut Tensor<(usize,), f32, D> {
+        &mut self.value
+    }
+
+    /// The raw value, for gradient lookup.
+    pub(crate) fn value(&self) -> &Tensor<(usize,), f32, D> {
+        &self.value
+    }
+
+    /// Zeroes the masked entries again after an optimizer update. Without
+    /// stale optimizer state they are already +0.0; a weight that stale state
+    /// pushed negative becomes -0.0, which compares equal to 0.0.
+    pub(crate) fn reapply_mask(&mut self) {
+        if let Some(mask) = &self.mask {
+            self.value = self.value.clone() * mask.clone();
+        }
+    }
+
+    fn check_len(&self, got: usize) -> Result<()> {
+        if got == self.info.numel() {
+            Ok(())
+        } else {
+            Err(Error::Length {
+                name: self.info.name.clone(),
+                expected: self.info.numel(),
+                got,
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn weight(dev: &Cpu) -> Param<Cpu> {
+        let info = ParamInfo {
+            name: "fc1.weight".into(),
+            kind: ParamKind::FcWeight,
+            shape: vec![2, 2],
+        };
+        Param::new(info, vec![1.0, 2.0, 3.0, 4.0], dev)
+    }
+
+    #[test]
+    fn masks_zero_weights_and_reject_bad_input() {
+        let dev = Cpu::default();
+        let mut p = weight(&dev);
+        p.set_mask(Some(&[1.0, 0.0, 0.0, 1.0])).unwrap();
+        assert_eq!(p.values(), vec![1.0, 0.0, 0.0, 4.0]);
+        p.set_values(&[5.0, 6.0, 7.0, 8.0]).unwrap();
+        assert_eq!(p.values(), vec![5.0, 0.0, 0.0, 8.0]);
+        assert!(matches!(
+            p.set_mask(Some(&[1.0, 0.5, 0.0, 1.0])),
+            Err(Error::Mask { .. })
+        ));
+        assert!(matches!(p.set_values(&[1.0]), Err(Error::Length { .. })));
+        p.set_mask(None).unwrap();
+        assert_eq!(p.mask(), None);
+        let mut bias = Param::new(
+            ParamInfo {
+                name: "fc1.bias".into(),
+                kind: ParamKind::Bias,
+                shape: vec![1],
+            },
+            vec![0.0],
+            &dev,
+        );
+        assert!(bias.set_mask(Some(&[1.0])).is_err());
+    }
+}
