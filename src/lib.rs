@@ -13,6 +13,8 @@ pub mod nn;
 pub mod pipeline;
 pub mod provenance;
 pub mod run;
+pub mod seeds;
 pub mod stages;
 pub mod store;
 pub mod suggest;
+pub mod table;

@@ -2,6 +2,7 @@
 //! with its `Args` and `exec`. No pipeline logic lives here; errors become [`CliError`]s
 //! carrying the documented exit code.
 
+mod bench;
 mod common;
 mod dag;
 mod data;
@@ -113,6 +114,8 @@ enum Command {
     Verify(verify::Args),
     /// List, fetch and verify datasets.
     Data(data::Args),
+    /// Measure training/evaluation throughput and the no-op rerun time.
+    Bench(bench::Args),
 }
 
 /// Parses the command line, runs the command, and maps the outcome to an exit code.
@@ -126,6 +129,7 @@ pub fn main() -> ExitCode {
         Command::Gc(a) => gc::exec(a),
         Command::Verify(a) => verify::exec(a),
         Command::Data(a) => data::exec(a),
+        Command::Bench(a) => bench::exec(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -14,6 +14,7 @@ pub mod cifar;
 pub mod dataset;
 pub mod fetch;
 pub mod idx;
+pub mod noise;
 pub mod registry;
 pub mod resolve;
 pub mod synthetic;

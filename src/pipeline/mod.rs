@@ -312,8 +312,7 @@ impl Loader<'_> {
             }
             let values = v
                 .as_sequence()
-                .filter(|s| !s.is_empty())
-                .ok_or_else(|| self.err(name, &format!("matrix.{key}"), "a matrix entry must be a non-empty list of values"))?;
+                .ok_or_else(|| self.err(name, &format!("matrix.{key}"), "a matrix entry must be a list of values (an empty list leaves the stage out)"))?;
             axes.push((key, values.clone()));
         }
         let mut out = Vec::new();

@@ -8,7 +8,11 @@
 
 mod context;
 pub mod dataset;
+pub mod on_device;
+pub mod noise;
 mod params;
+pub mod prune;
+pub mod train;
 
 pub use context::{Input, Metrics, Progress, StageContext};
 pub use params::ParamError;
@@ -46,7 +50,7 @@ pub enum Error {
 pub type Result<T> = std::result::Result<T, Error>;
 
 /// Wraps an I/O error with the operation and path it concerns.
-pub fn io_err(op: &'static str, path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+pub fn io_err<'a>(op: &'static str, path: &'a std::path::Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
     move |source| Error::Io {
         op,
         path: path.to_path_buf(),
@@ -127,7 +131,12 @@ impl<T: TypedStage> StageKind for Typed<T> {
 }
 
 /// Every stage kind, in the order the docs list them.
-pub static KINDS: &[&dyn StageKind] = &[&Typed::<dataset::DatasetStage>(PhantomData)];
+pub static KINDS: &[&dyn StageKind] = &[
+    &Typed::<dataset::DatasetStage>(PhantomData),
+    &Typed::<train::TrainStage>(PhantomData),
+    &Typed::<prune::PruneStage>(PhantomData),
+    &Typed::<noise::NoiseStage>(PhantomData),
+];
 
 /// Finds a kind by name.
 pub fn find_kind(name: &str) -> Option<&'static dyn StageKind> {

@@ -35,11 +35,8 @@ pub fn parse_typed<T: DeserializeOwned>(raw: &serde_yaml::Value) -> Result<T, Pa
         let inner = err.into_inner().to_string();
         match unknown_key(&inner) {
             Some((field, expected)) => {
-                let key = if path.is_empty() {
-                    field.clone()
-                } else {
-                    format!("{path}.{field}")
-                };
+                // serde_path_to_error's path already ends at the unknown key.
+                let key = if path.is_empty() { field.clone() } else { path };
                 let hint = crate::suggest::nearest(&field, expected.iter().map(String::as_str))
                     .map(|s| format!("; did you mean `{s}`?"))
                     .unwrap_or_default();

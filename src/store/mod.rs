@@ -63,7 +63,7 @@ pub enum Error {
 pub type Result<T> = std::result::Result<T, Error>;
 
 /// Wraps an I/O error with the operation and path it concerns.
-pub fn io_err(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+pub fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
     move |source| Error::Io {
         op,
         path: path.to_path_buf(),

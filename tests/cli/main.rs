@@ -2,9 +2,11 @@
 //!
 //! - `validation`: invalid pipelines and arguments (exit 2, messages);
 //! - `caching`: what reruns when something changes, and why;
-//! - `store`: integrity, crashes, locking, gc.
+//! - `store`: integrity, locking, gc;
+//! - `training`: the train stage: accuracy, determinism, dependants, crashes.
 
 mod caching;
 mod store;
+mod training;
 mod util;
 mod validation;

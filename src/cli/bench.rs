@@ -1,0 +1,99 @@
+//! `repro bench`: training and evaluation throughput (samples/s) of the paper's
+//! networks on random data, and the wall time of a no-op rerun of a cached pipeline.
+//! Numbers are measured, never asserted: quote them, compare them across commits.
+
+use std::time::Instant;
+
+use crate::nn::{self, InputShape, ModelConfig};
+
+use super::{exit, CliError, CliResult};
+
+/// Arguments of `repro bench`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Fewer steps per measurement (a rough number in seconds instead of a minute).
+    #[arg(long)]
+    quick: bool,
+    /// One JSON object per measurement on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+const MNIST: InputShape = InputShape {
+    channels: 1,
+    height: 28,
+    width: 28,
+    classes: 10,
+};
+
+fn cases() -> Vec<(&'static str, ModelConfig, usize)> {
+    let mlp = |h: &[usize]| ModelConfig::Mlp { hidden: h.to_vec() };
+    vec![
+        ("lenet-300-100", mlp(&[300, 100]), 60),
+        ("lenet-300-100", mlp(&[300, 100]), 128),
+        ("mlp-2048-2048", mlp(&[2048, 2048]), 128),
+        ("mlp-2048-2048", mlp(&[2048, 2048]), 256),
+        ("lenet5-conv", ModelConfig::Lenet5, 60),
+    ]
+}
+
+/// Runs `repro bench`.
+pub fn exec(args: Args) -> CliResult {
+    let dev = nn::cpu();
+    let threads = rayon::current_num_threads();
+    let emit = |what: &str, model: &str, batch: usize, value: f64, unit: &str| {
+        if args.json {
+            println!("{}", serde_json::json!({"bench": what, "model": model, "batch_size": batch, "value": value, "unit": unit, "threads": threads}));
+        } else {
+            println!("{what:<10} {model:<15} batch {batch:>4}  {value:>10.1} {unit}");
+        }
+    };
+    for (name, model, batch) in cases() {
+        let budget = if args.quick { 2_000 } else { 20_000 };
+        let steps = (budget / batch).max(3);
+        let steps = if name.starts_with("lenet5") { steps / 20 + 2 } else { steps };
+        let train = nn::bench_training(&dev, &model, MNIST, batch, steps).map_err(CliError::failed)?;
+        emit("train", name, batch, train, "samples/s");
+    }
+    for (name, model, _) in cases().into_iter().step_by(2) {
+        let steps = if args.quick { 4 } else { 20 };
+        let eval = nn::bench_evaluation(&dev, &model, MNIST, 1000, steps).map_err(CliError::failed)?;
+        emit("evaluate", name, 1000, eval, "samples/s");
+    }
+    let noop = noop_rerun_seconds()?;
+    emit("noop-rerun", "synthetic+mlp", 0, noop * 1000.0, "ms");
+    Ok(exit::OK)
+}
+
+/// Runs a small pipeline once, then times a second, fully cached `repro run` (median of 5).
+fn noop_rerun_seconds() -> Result<f64, CliError> {
+    let dir = tempfile::tempdir().map_err(CliError::failed)?;
+    let pipeline = dir.path().join("bench.yaml");
+    std::fs::write(
+        &pipeline,
+        "name: bench\nstages:\n  data: { kind: dataset, params: { name: synthetic, train_size: 500, test_size: 100 } }\n  net:\n    kind: train\n    needs: [data]\n    params: { model: { type: mlp, hidden: [16] }, epochs: 1 }\n    matrix: { seed: [0, 1, 2, 3] }\n",
+    )
+    .map_err(CliError::failed)?;
+    let exe = std::env::current_exe().map_err(CliError::failed)?;
+    let run = || {
+        std::process::Command::new(&exe)
+            .arg("run")
+            .arg(&pipeline)
+            .arg("--store")
+            .arg(dir.path().join("store"))
+            .stderr(std::process::Stdio::null())
+            .status()
+    };
+    if !run().map_err(CliError::failed)?.success() {
+        return Err(CliError::failed("the benchmark pipeline failed"));
+    }
+    let mut times: Vec<f64> = (0..5)
+        .map(|_| {
+            let t = Instant::now();
+            run().map(|_| t.elapsed().as_secs_f64())
+        })
+        .collect::<Result<_, _>>()
+        .map_err(CliError::failed)?;
+    times.sort_by(f64::total_cmp);
+    Ok(times[2])
+}
