@@ -19,7 +19,11 @@ impl Host {
             .unwrap_or_else(|_| "unknown".into());
         let git_commit = std::process::Command::new("git")
             .arg("-C")
-            .arg(if dir.as_os_str().is_empty() { Path::new(".") } else { dir })
+            .arg(if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            })
             .args(["rev-parse", "HEAD"])
             .stderr(std::process::Stdio::null())
             .output()

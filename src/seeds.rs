@@ -19,7 +19,10 @@ mod tests {
     #[test]
     fn streams_differ_by_purpose_and_index_and_are_stable() {
         assert_ne!(super::derive(0, "init", 0), super::derive(0, "shuffle", 0));
-        assert_ne!(super::derive(0, "shuffle", 1), super::derive(0, "shuffle", 2));
+        assert_ne!(
+            super::derive(0, "shuffle", 1),
+            super::derive(0, "shuffle", 2)
+        );
         assert_eq!(super::derive(7, "init", 0), super::derive(7, "init", 0));
     }
 }

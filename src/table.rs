@@ -7,7 +7,8 @@ use polars::prelude::*;
 
 /// Writes a data frame as CSV with a header.
 pub fn write_csv(path: &Path, frame: &mut DataFrame) -> Result<(), String> {
-    let mut file = std::fs::File::create(path).map_err(|e| format!("create {}: {e}", path.display()))?;
+    let mut file =
+        std::fs::File::create(path).map_err(|e| format!("create {}: {e}", path.display()))?;
     CsvWriter::new(&mut file)
         .include_header(true)
         .finish(frame)
@@ -32,7 +33,9 @@ pub fn f64_column(frame: &DataFrame, name: &str) -> Result<Vec<f64>, String> {
         .cast(&DataType::Float64)
         .map_err(|e| format!("column `{name}` is not numeric: {e}"))?;
     let values = cast.f64().map_err(|e| format!("column `{name}`: {e}"))?;
-    Ok((0..values.len()).map(|i| values.get(i).unwrap_or(f64::NAN)).collect())
+    Ok((0..values.len())
+        .map(|i| values.get(i).unwrap_or(f64::NAN))
+        .collect())
 }
 
 #[cfg(test)]

@@ -43,7 +43,10 @@ pub fn exec(args: Args) -> CliResult {
     let threads = rayon::current_num_threads();
     let emit = |what: &str, model: &str, batch: usize, value: f64, unit: &str| {
         if args.json {
-            println!("{}", serde_json::json!({"bench": what, "model": model, "batch_size": batch, "value": value, "unit": unit, "threads": threads}));
+            println!(
+                "{}",
+                serde_json::json!({"bench": what, "model": model, "batch_size": batch, "value": value, "unit": unit, "threads": threads})
+            );
         } else {
             println!("{what:<10} {model:<15} batch {batch:>4}  {value:>10.1} {unit}");
         }
@@ -51,13 +54,19 @@ pub fn exec(args: Args) -> CliResult {
     for (name, model, batch) in cases() {
         let budget = if args.quick { 2_000 } else { 20_000 };
         let steps = (budget / batch).max(3);
-        let steps = if name.starts_with("lenet5") { steps / 20 + 2 } else { steps };
-        let train = nn::bench_training(&dev, &model, MNIST, batch, steps).map_err(CliError::failed)?;
+        let steps = if name.starts_with("lenet5") {
+            steps / 20 + 2
+        } else {
+            steps
+        };
+        let train =
+            nn::bench_training(&dev, &model, MNIST, batch, steps).map_err(CliError::failed)?;
         emit("train", name, batch, train, "samples/s");
     }
     for (name, model, _) in cases().into_iter().step_by(2) {
         let steps = if args.quick { 4 } else { 20 };
-        let eval = nn::bench_evaluation(&dev, &model, MNIST, 1000, steps).map_err(CliError::failed)?;
+        let eval =
+            nn::bench_evaluation(&dev, &model, MNIST, 1000, steps).map_err(CliError::failed)?;
         emit("evaluate", name, 1000, eval, "samples/s");
     }
     let noop = noop_rerun_seconds()?;

@@ -61,7 +61,10 @@ pub fn exec(args: Args) -> CliResult {
                     info.classes
                 );
             }
-            println!("{:<14} seeded, generated on the fly (for tests)", "synthetic");
+            println!(
+                "{:<14} seeded, generated on the fly (for tests)",
+                "synthetic"
+            );
             Ok(exit::OK)
         }
         Command::Fetch { name } => {
@@ -84,7 +87,9 @@ pub fn exec(args: Args) -> CliResult {
             for (path, check) in checks {
                 let word = match check {
                     Check::Verified => "ok",
-                    Check::NoPinnedHash => "ok (no pinned hash for this inflated copy; format checked on read)",
+                    Check::NoPinnedHash => {
+                        "ok (no pinned hash for this inflated copy; format checked on read)"
+                    }
                 };
                 println!("{word:<4} {}", path.display());
             }
@@ -93,7 +98,11 @@ pub fn exec(args: Args) -> CliResult {
     }
 }
 
-fn download(info: &'static crate::data::registry::DatasetInfo, dir: &std::path::Path, offline: bool) -> Result<(), CliError> {
+fn download(
+    info: &'static crate::data::registry::DatasetInfo,
+    dir: &std::path::Path,
+    offline: bool,
+) -> Result<(), CliError> {
     let bar = ProgressBar::new(0);
     bar.set_style(
         ProgressStyle::with_template("fetch {prefix} [{bar:30}] {bytes}/{total_bytes} (ETA {eta})")
@@ -121,8 +130,8 @@ pub fn provision(pipeline: &Pipeline, offline: bool) -> Result<(), CliError> {
         if stage.kind.name() != "dataset" {
             continue;
         }
-        let params: DatasetParams =
-            serde_json::from_value(stage.params.clone()).expect("dataset params were resolved by this kind");
+        let params: DatasetParams = serde_json::from_value(stage.params.clone())
+            .expect("dataset params were resolved by this kind");
         let Some(info) = params.name.info() else {
             continue;
         };
@@ -130,7 +139,11 @@ pub fn provision(pipeline: &Pipeline, offline: bool) -> Result<(), CliError> {
             continue;
         }
         let dir = default_fetch_dir(info.name, repro_data_env().as_deref());
-        eprintln!("  fetch   {} into {} (not found locally)", info.name.as_str(), dir.display());
+        eprintln!(
+            "  fetch   {} into {} (not found locally)",
+            info.name.as_str(),
+            dir.display()
+        );
         download(info, &dir, false)?;
     }
     Ok(())

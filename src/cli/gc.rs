@@ -58,7 +58,11 @@ pub fn exec(args: Args) -> CliResult {
         }
     }
     let summary = collect(&store, &live, args.dry_run)?;
-    let verb = if args.dry_run { "would remove" } else { "removed" };
+    let verb = if args.dry_run {
+        "would remove"
+    } else {
+        "removed"
+    };
     println!(
         "{verb} {} records and {} objects, {} bytes ({:.1} MiB); kept {} records reached by {} pipelines",
         summary.records,

@@ -70,7 +70,11 @@ pub fn exec(args: Args) -> CliResult {
     );
     files.save(&store)?;
     let summary = summary?;
-    Ok(if summary.failed() { exit::FAILED } else { exit::OK })
+    Ok(if summary.failed() {
+        exit::FAILED
+    } else {
+        exit::OK
+    })
 }
 
 /// Removes what interrupted runs left in `tmp/` (never the resumable scratch folders).

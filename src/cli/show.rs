@@ -59,15 +59,28 @@ pub fn exec(args: Args) -> CliResult {
     let mut manifest = serde_json::to_value(&record.manifest).expect("manifests serialize");
     manifest["key"] = record.key.clone().into();
     manifest["output"] = record.output.clone().into();
-    manifest["output_dir"] = store.object_dir(&record.output).display().to_string().into();
+    manifest["output_dir"] = store
+        .object_dir(&record.output)
+        .display()
+        .to_string()
+        .into();
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&manifest).expect("JSON prints"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&manifest).expect("JSON prints")
+        );
     } else {
         println!("stage     {}", args.stage);
         println!("key       {}", record.key);
         println!("output    {}", store.object_dir(&record.output).display());
         println!("seed      {}", record.manifest.seed);
-        println!("wall      {:.2}s on {} ({} threads, {})", record.manifest.wall_seconds, record.manifest.device, record.manifest.threads, record.manifest.host);
+        println!(
+            "wall      {:.2}s on {} ({} threads, {})",
+            record.manifest.wall_seconds,
+            record.manifest.device,
+            record.manifest.threads,
+            record.manifest.host
+        );
         println!("params    {}", record.manifest.params);
         for (k, v) in &record.manifest.metrics {
             println!("metric    {k} = {v}");

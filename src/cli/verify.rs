@@ -27,7 +27,10 @@ pub fn exec(args: Args) -> CliResult {
             corrupt += 1;
         }
         if args.json {
-            println!("{}", serde_json::json!({"object": digest, "status": if ok { "ok" } else { "corrupt" }}));
+            println!(
+                "{}",
+                serde_json::json!({"object": digest, "status": if ok { "ok" } else { "corrupt" }})
+            );
         } else if !ok {
             println!("corrupt  {}", store.object_dir(digest).display());
         }

@@ -65,7 +65,14 @@ impl NoiseKind {
 
 /// Applies noise in place to images (N × example_len values in [0, 1]); each image gets
 /// its own draw from one seeded stream. `value` is used by `pixel` noise only.
-pub fn apply(kind: NoiseKind, level: f32, value: f32, images: &mut [f32], example_len: usize, seed: u64) {
+pub fn apply(
+    kind: NoiseKind,
+    level: f32,
+    value: f32,
+    images: &mut [f32],
+    example_len: usize,
+    seed: u64,
+) {
     if level <= 0.0 || example_len == 0 {
         return;
     }
@@ -116,20 +123,34 @@ mod tests {
         let mut noisy = clean.clone();
         apply(NoiseKind::Pixel, 0.3, 0.616, &mut noisy, 100, 1);
         for (c, n) in clean.chunks(100).zip(noisy.chunks(100)) {
-            let changed: Vec<usize> = (0..100).filter(|&i| n[i] == 0.616 && c[i] != 0.616).collect();
+            let changed: Vec<usize> = (0..100)
+                .filter(|&i| n[i] == 0.616 && c[i] != 0.616)
+                .collect();
             let touched = (0..100).filter(|&i| n[i] != c[i]).count();
             assert_eq!(touched, changed.len());
             assert!(n.iter().filter(|&&v| v == 0.616).count() >= 30);
             assert!(touched <= 30);
         }
-        let set: usize = noisy.chunks(100).map(|n| n.iter().filter(|&&v| v == 0.616).count()).sum();
-        assert_eq!(set, 5 * 30, "no clean pixel equals 0.616 here, so exactly 30% per image are set");
+        let set: usize = noisy
+            .chunks(100)
+            .map(|n| n.iter().filter(|&&v| v == 0.616).count())
+            .sum();
+        assert_eq!(
+            set,
+            5 * 30,
+            "no clean pixel equals 0.616 here, so exactly 30% per image are set"
+        );
     }
 
     #[test]
     fn level_zero_changes_nothing_and_seeds_are_reproducible() {
         let clean = images(3, 50);
-        for kind in [NoiseKind::Pixel, NoiseKind::Gaussian, NoiseKind::SaltPepper, NoiseKind::Uniform] {
+        for kind in [
+            NoiseKind::Pixel,
+            NoiseKind::Gaussian,
+            NoiseKind::SaltPepper,
+            NoiseKind::Uniform,
+        ] {
             let mut x = clean.clone();
             apply(kind, 0.0, 0.5, &mut x, 50, 9);
             assert_eq!(x, clean);

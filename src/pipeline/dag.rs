@@ -5,7 +5,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::{Pipeline, Stage};
 
 /// Fails with the stages of a cycle (first one repeated at the end) if there is one.
-pub fn check_acyclic(names: &[String], needs: impl Fn(&str) -> Vec<String>) -> Result<(), Vec<String>> {
+pub fn check_acyclic(
+    names: &[String],
+    needs: impl Fn(&str) -> Vec<String>,
+) -> Result<(), Vec<String>> {
     #[derive(Clone, Copy, PartialEq)]
     enum Mark {
         Visiting,
@@ -56,7 +59,10 @@ pub fn topological(stages: &[Stage]) -> Vec<Stage> {
                 out.push(s.clone());
             }
         }
-        assert!(out.len() > before, "expanded stage graph has a cycle despite the check");
+        assert!(
+            out.len() > before,
+            "expanded stage graph has a cycle despite the check"
+        );
     }
     out
 }
@@ -86,9 +92,17 @@ pub fn render(pipeline: &Pipeline, format: Format) -> String {
             }
         }
         Format::Dot => {
-            out.push_str(&format!("digraph \"{}\" {{\n  rankdir=LR;\n", pipeline.name));
+            out.push_str(&format!(
+                "digraph \"{}\" {{\n  rankdir=LR;\n",
+                pipeline.name
+            ));
             for s in &pipeline.stages {
-                out.push_str(&format!("  \"{}\" [label=\"{}\\n({})\"];\n", s.name, s.name, s.kind.name()));
+                out.push_str(&format!(
+                    "  \"{}\" [label=\"{}\\n({})\"];\n",
+                    s.name,
+                    s.name,
+                    s.kind.name()
+                ));
                 for n in &s.needs {
                     out.push_str(&format!("  \"{n}\" -> \"{}\";\n", s.name));
                 }
@@ -106,7 +120,12 @@ pub fn render(pipeline: &Pipeline, format: Format) -> String {
                     .unwrap_or_default()
             };
             for s in &pipeline.stages {
-                out.push_str(&format!("  {}[\"{} ({})\"]\n", id(&s.name), s.name, s.kind.name()));
+                out.push_str(&format!(
+                    "  {}[\"{} ({})\"]\n",
+                    id(&s.name),
+                    s.name,
+                    s.kind.name()
+                ));
             }
             for s in &pipeline.stages {
                 for n in &s.needs {
@@ -131,7 +150,10 @@ mod tests {
             "c" => vec!["a".to_string()],
             _ => vec![],
         };
-        assert_eq!(check_acyclic(&names, needs).unwrap_err(), ["a", "b", "c", "a"]);
+        assert_eq!(
+            check_acyclic(&names, needs).unwrap_err(),
+            ["a", "b", "c", "a"]
+        );
         assert!(check_acyclic(&names, |_| vec![]).is_ok());
     }
 }

@@ -15,7 +15,8 @@ pub fn locate(source: &str, stage: &str, key: &str) -> Option<(usize, usize)> {
         .skip(stages_line + 1)
         .find(|(_, l)| {
             let t = l.trim_start();
-            indent(l) > 0 && (t.starts_with(&format!("{stage}:")) || t.starts_with(&format!("\"{stage}\":")))
+            indent(l) > 0
+                && (t.starts_with(&format!("{stage}:")) || t.starts_with(&format!("\"{stage}\":")))
         })
         .map(|(i, l)| (i, indent(l)))?;
     if key.is_empty() {
@@ -32,7 +33,11 @@ pub fn locate(source: &str, stage: &str, key: &str) -> Option<(usize, usize)> {
         .unwrap_or(lines.len());
     (stage_idx..block_end).find_map(|i| {
         let line = lines[i];
-        let from = if i == stage_idx { stage.len() + stage_indent + 1 } else { 0 };
+        let from = if i == stage_idx {
+            stage.len() + stage_indent + 1
+        } else {
+            0
+        };
         find_key(&line[from.min(line.len())..], &needle).map(|c| (i + 1, from + c + 1))
     })
 }

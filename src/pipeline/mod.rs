@@ -96,7 +96,11 @@ impl Pipeline {
     pub fn load(path: &Path, selection: &Selection) -> Result<Pipeline, Error> {
         let source = std::fs::read_to_string(path)
             .map_err(|e| Error::file(path, format!("cannot read the pipeline file: {e}")))?;
-        Loader { path, source: &source }.load(selection)
+        Loader {
+            path,
+            source: &source,
+        }
+        .load(selection)
     }
 }
 
@@ -120,8 +124,13 @@ impl Loader<'_> {
             if let Some(cut) = msg.find(" at line ") {
                 msg.truncate(cut);
             }
-            if let Some((field, _)) = msg.strip_prefix("unknown field `").and_then(|r| r.split_once('`')) {
-                if let Some(s) = nearest(field, ["name", "description", "seed", "profiles", "stages"]) {
+            if let Some((field, _)) = msg
+                .strip_prefix("unknown field `")
+                .and_then(|r| r.split_once('`'))
+            {
+                if let Some(s) =
+                    nearest(field, ["name", "description", "seed", "profiles", "stages"])
+                {
                     msg.push_str(&format!("; did you mean `{s}`?"));
                 }
             }
@@ -134,21 +143,37 @@ impl Loader<'_> {
                 .as_str()
                 .ok_or_else(|| Error::file(self.path, "stage names must be strings"))?
                 .to_string();
-            if name.is_empty() || !name.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-') {
-                return Err(self.err(&name, "", "stage names may contain only letters, digits, `_` and `-`"));
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
+            {
+                return Err(self.err(
+                    &name,
+                    "",
+                    "stage names may contain only letters, digits, `_` and `-`",
+                ));
             }
             stages.insert(name.clone(), self.parse_stage(&name, v)?);
             names.push(name);
         }
-        let profiles: Vec<String> = raw.profiles.keys().filter_map(|k| k.as_str().map(String::from)).collect();
+        let profiles: Vec<String> = raw
+            .profiles
+            .keys()
+            .filter_map(|k| k.as_str().map(String::from))
+            .collect();
         let overrides = self.collect_overrides(&raw, &profiles, selection)?;
         for o in &overrides {
             self.apply(&mut raw.seed, &mut stages, &names, o)?;
         }
         let kinds = self.kinds(&stages, &names)?;
         self.check_needs(&stages, &names)?;
-        dag::check_acyclic(&names, |n| stages[n].needs.clone())
-            .map_err(|cycle| Error::file(self.path, format!("the stages form a cycle: {}", cycle.join(" -> "))))?;
+        dag::check_acyclic(&names, |n| stages[n].needs.clone()).map_err(|cycle| {
+            Error::file(
+                self.path,
+                format!("the stages form a cycle: {}", cycle.join(" -> ")),
+            )
+        })?;
         let mut expanded = Vec::new();
         for name in &names {
             expanded.extend(self.expand(name, &stages[name], kinds[name], raw.seed)?);
@@ -173,9 +198,15 @@ impl Loader<'_> {
             let inner = e.into_inner().to_string();
             let mut key = if path == "." { String::new() } else { path };
             let mut msg = inner.clone();
-            if let Some((field, _)) = inner.strip_prefix("unknown field `").and_then(|r| r.split_once('`')) {
+            if let Some((field, _)) = inner
+                .strip_prefix("unknown field `")
+                .and_then(|r| r.split_once('`'))
+            {
                 key = field.to_string();
-                msg = format!("unknown stage field `{field}` (valid: {})", STAGE_FIELDS.join(", "));
+                msg = format!(
+                    "unknown stage field `{field}` (valid: {})",
+                    STAGE_FIELDS.join(", ")
+                );
                 if let Some(s) = nearest(field, STAGE_FIELDS.iter().copied()) {
                     msg.push_str(&format!("; did you mean `{s}`?"));
                 }
@@ -192,16 +223,24 @@ impl Loader<'_> {
     ) -> Result<Vec<Override>, Error> {
         let mut out = Vec::new();
         if let Some(profile) = &selection.profile {
-            let value = raw.profiles.get(Value::String(profile.clone())).ok_or_else(|| {
-                let hint = nearest(profile, profiles.iter().map(String::as_str))
-                    .map(|s| format!("; did you mean `{s}`?"))
-                    .unwrap_or_default();
-                Error::file(
-                    self.path,
-                    format!("no profile `{profile}` (profiles: {}){hint}", display_list(profiles)),
-                )
-            })?;
-            out.extend(overrides::from_profile(profile, value).map_err(|m| Error::file(self.path, m))?);
+            let value = raw
+                .profiles
+                .get(Value::String(profile.clone()))
+                .ok_or_else(|| {
+                    let hint = nearest(profile, profiles.iter().map(String::as_str))
+                        .map(|s| format!("; did you mean `{s}`?"))
+                        .unwrap_or_default();
+                    Error::file(
+                        self.path,
+                        format!(
+                            "no profile `{profile}` (profiles: {}){hint}",
+                            display_list(profiles)
+                        ),
+                    )
+                })?;
+            out.extend(
+                overrides::from_profile(profile, value).map_err(|m| Error::file(self.path, m))?,
+            );
         }
         for set in &selection.sets {
             out.push(overrides::parse_set(set).map_err(|m| Error::file(self.path, m))?);
@@ -217,8 +256,12 @@ impl Loader<'_> {
         o: &Override,
     ) -> Result<(), Error> {
         let as_seed = |v: &Value| {
-            v.as_u64()
-                .ok_or_else(|| Error::file(self.path, format!("{}: a seed must be a non-negative integer", o.origin)))
+            v.as_u64().ok_or_else(|| {
+                Error::file(
+                    self.path,
+                    format!("{}: a seed must be a non-negative integer", o.origin),
+                )
+            })
         };
         if o.path.len() == 1 && o.path[0] == "seed" {
             *seed = as_seed(&o.value)?;
@@ -231,17 +274,29 @@ impl Loader<'_> {
                 .unwrap_or_default();
             return Err(Error::file(
                 self.path,
-                format!("{}: no stage `{stage_name}` (stages: {}){hint}", o.origin, display_list(names)),
+                format!(
+                    "{}: no stage `{stage_name}` (stages: {}){hint}",
+                    o.origin,
+                    display_list(names)
+                ),
             ));
         };
         match o.path.get(1).map(String::as_str) {
-            None => Err(Error::file(self.path, format!("{}: name a key after the stage, e.g. {stage_name}.epochs", o.origin))),
+            None => Err(Error::file(
+                self.path,
+                format!(
+                    "{}: name a key after the stage, e.g. {stage_name}.epochs",
+                    o.origin
+                ),
+            )),
             Some("seed") if o.path.len() == 2 => {
                 stage.seed = Some(as_seed(&o.value)?);
                 Ok(())
             }
             Some("matrix") if o.path.len() > 2 => {
-                stage.matrix.insert(Value::String(o.path[2..].join(".")), o.value.clone());
+                stage
+                    .matrix
+                    .insert(Value::String(o.path[2..].join(".")), o.value.clone());
                 Ok(())
             }
             Some(_) => {
@@ -264,21 +319,36 @@ impl Loader<'_> {
                 let hint = nearest(kind_name, all.iter().copied())
                     .map(|s| format!("; did you mean `{s}`?"))
                     .unwrap_or_default();
-                self.err(name, "kind", format!("unknown kind `{kind_name}` (kinds: {}){hint}", all.join(", ")))
+                self.err(
+                    name,
+                    "kind",
+                    format!(
+                        "unknown kind `{kind_name}` (kinds: {}){hint}",
+                        all.join(", ")
+                    ),
+                )
             })?;
             out.insert(name.clone(), kind);
         }
         Ok(out)
     }
 
-    fn check_needs(&self, stages: &BTreeMap<String, RawStage>, names: &[String]) -> Result<(), Error> {
+    fn check_needs(
+        &self,
+        stages: &BTreeMap<String, RawStage>,
+        names: &[String],
+    ) -> Result<(), Error> {
         for name in names {
             for need in &stages[name].needs {
                 if !stages.contains_key(need) {
                     let hint = nearest(need, names.iter().map(String::as_str))
                         .map(|s| format!("; did you mean `{s}`?"))
                         .unwrap_or_default();
-                    return Err(self.err(name, "needs", format!("needs `{need}`, but no stage has that name{hint}")));
+                    return Err(self.err(
+                        name,
+                        "needs",
+                        format!("needs `{need}`, but no stage has that name{hint}"),
+                    ));
                 }
             }
         }
@@ -310,9 +380,13 @@ impl Loader<'_> {
                     format!("matrix over `{key}`, but kind `{}` has no param `{top}` (params: seed, {}){hint}", kind.name(), keys.join(", ")),
                 ));
             }
-            let values = v
-                .as_sequence()
-                .ok_or_else(|| self.err(name, &format!("matrix.{key}"), "a matrix entry must be a list of values (an empty list leaves the stage out)"))?;
+            let values = v.as_sequence().ok_or_else(|| {
+                self.err(
+                    name,
+                    &format!("matrix.{key}"),
+                    "a matrix entry must be a list of values (an empty list leaves the stage out)",
+                )
+            })?;
             axes.push((key, values.clone()));
         }
         let mut out = Vec::new();
@@ -336,7 +410,9 @@ impl Loader<'_> {
             }
             if let Some(map) = params.as_mapping_mut() {
                 if let Some(v) = map.remove("seed") {
-                    let s = v.as_u64().ok_or_else(|| self.err(name, "seed", "a seed must be a non-negative integer"))?;
+                    let s = v.as_u64().ok_or_else(|| {
+                        self.err(name, "seed", "a seed must be a non-negative integer")
+                    })?;
                     seed = seed.or(Some(s));
                 }
             }
@@ -384,15 +460,20 @@ fn product(axes: &[(String, Vec<Value>)]) -> Vec<Vec<(String, Value)>> {
 fn scalar_text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
-        other => serde_yaml::to_string(other).unwrap_or_default().trim().to_string(),
+        other => serde_yaml::to_string(other)
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
     }
 }
 
 /// Resolves base-name needs to expanded names: a need on a matrix stage means all its
 /// expansions, narrowed to those that agree on matrix keys both stages share.
 fn link_needs(expanded: &mut [Stage], raw: &BTreeMap<String, RawStage>) {
-    let snapshot: Vec<(String, String, BTreeMap<String, String>)> =
-        expanded.iter().map(|s| (s.name.clone(), s.base.clone(), s.matrix.clone())).collect();
+    let snapshot: Vec<(String, String, BTreeMap<String, String>)> = expanded
+        .iter()
+        .map(|s| (s.name.clone(), s.base.clone(), s.matrix.clone()))
+        .collect();
     for stage in expanded.iter_mut() {
         let mut needs = Vec::new();
         for need in &raw[&stage.base].needs {
@@ -416,10 +497,15 @@ fn select(stages: Vec<Stage>, only: &[String]) -> Result<Vec<Stage>, String> {
     }
     let mut keep: BTreeSet<String> = BTreeSet::new();
     for o in only {
-        let matched: Vec<&Stage> = stages.iter().filter(|s| &s.name == o || &s.base == o).collect();
+        let matched: Vec<&Stage> = stages
+            .iter()
+            .filter(|s| &s.name == o || &s.base == o)
+            .collect();
         if matched.is_empty() {
             let names: Vec<&str> = stages.iter().map(|s| s.name.as_str()).collect();
-            let hint = nearest(o, names.iter().copied()).map(|s| format!("; did you mean `{s}`?")).unwrap_or_default();
+            let hint = nearest(o, names.iter().copied())
+                .map(|s| format!("; did you mean `{s}`?"))
+                .unwrap_or_default();
             return Err(format!("--only {o}: no such stage{hint}"));
         }
         keep.extend(matched.into_iter().map(|s| s.name.clone()));
@@ -429,7 +515,10 @@ fn select(stages: Vec<Stage>, only: &[String]) -> Result<Vec<Stage>, String> {
             keep.extend(s.needs.iter().cloned());
         }
     }
-    Ok(stages.into_iter().filter(|s| keep.contains(&s.name)).collect())
+    Ok(stages
+        .into_iter()
+        .filter(|s| keep.contains(&s.name))
+        .collect())
 }
 
 fn display_list(names: &[String]) -> String {

@@ -18,9 +18,9 @@ pub struct Override {
 
 /// Parses a `--set` argument.
 pub fn parse_set(arg: &str) -> Result<Override, String> {
-    let (path, value) = arg
-        .split_once('=')
-        .ok_or_else(|| format!("--set {arg}: expected STAGE.KEY=VALUE (for example --set dense.epochs=2)"))?;
+    let (path, value) = arg.split_once('=').ok_or_else(|| {
+        format!("--set {arg}: expected STAGE.KEY=VALUE (for example --set dense.epochs=2)")
+    })?;
     let value: Value = serde_yaml::from_str(value)
         .map_err(|e| format!("--set {arg}: the value is not valid YAML: {e}"))?;
     Ok(Override {
@@ -45,9 +45,9 @@ pub fn from_profile(name: &str, profile: &Value) -> Result<Vec<Override>, String
         .ok_or_else(|| format!("profile `{name}` must be a mapping of STAGE.KEY: VALUE"))?;
     map.iter()
         .map(|(k, v)| {
-            let key = k
-                .as_str()
-                .ok_or_else(|| format!("profile `{name}`: keys must be strings like dense.epochs"))?;
+            let key = k.as_str().ok_or_else(|| {
+                format!("profile `{name}`: keys must be strings like dense.epochs")
+            })?;
             Ok(Override {
                 path: split_path(key, &format!("profile `{name}`"))?,
                 value: v.clone(),
@@ -83,7 +83,9 @@ mod tests {
         assert_eq!(o.value, Value::from(0.001));
         let o = parse_set("dense.model.hidden=[10, 20]").unwrap();
         assert_eq!(o.value, serde_yaml::from_str::<Value>("[10, 20]").unwrap());
-        assert!(parse_set("dense.epochs").unwrap_err().contains("expected STAGE.KEY=VALUE"));
+        assert!(parse_set("dense.epochs")
+            .unwrap_err()
+            .contains("expected STAGE.KEY=VALUE"));
     }
 
     #[test]
@@ -91,6 +93,9 @@ mod tests {
         let mut v: Value = serde_yaml::from_str("{a: 1, b: {c: 2}}").unwrap();
         set_path(&mut v, &["b".into(), "c".into()], Value::from(3));
         set_path(&mut v, &["d".into(), "e".into()], Value::from(4));
-        assert_eq!(v, serde_yaml::from_str::<Value>("{a: 1, b: {c: 3}, d: {e: 4}}").unwrap());
+        assert_eq!(
+            v,
+            serde_yaml::from_str::<Value>("{a: 1, b: {c: 3}, d: {e: 4}}").unwrap()
+        );
     }
 }

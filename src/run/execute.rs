@@ -27,12 +27,16 @@ struct ChannelProgress<'a> {
 
 impl Progress for ChannelProgress<'_> {
     fn update(&self, position: u64, length: u64, message: &str) {
-        let _ = self.tx.lock().expect("not poisoned").send(RunEvent::Progress {
-            stage: self.stage.to_string(),
-            position,
-            length,
-            message: message.to_string(),
-        });
+        let _ = self
+            .tx
+            .lock()
+            .expect("not poisoned")
+            .send(RunEvent::Progress {
+                stage: self.stage.to_string(),
+                position,
+                length,
+                message: message.to_string(),
+            });
     }
 }
 
@@ -59,9 +63,11 @@ pub fn execute(
 ) -> Result<StageRecord, String> {
     let started = Instant::now();
     let store = env.store;
-    let work = store
-        .tmp_dir()
-        .join(format!("run-{}-{}", &assessment.key[..16], std::process::id()));
+    let work = store.tmp_dir().join(format!(
+        "run-{}-{}",
+        &assessment.key[..16],
+        std::process::id()
+    ));
     if work.exists() {
         remove_tree(&work).map_err(|e| e.to_string())?;
     }
@@ -100,7 +106,9 @@ pub fn execute(
         device: env.device,
         progress: &progress,
     };
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| stage.kind.run(&stage.params, &ctx)));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        stage.kind.run(&stage.params, &ctx)
+    }));
     let metrics = match result {
         Ok(Ok(m)) => m,
         Ok(Err(e)) => {

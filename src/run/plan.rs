@@ -80,10 +80,13 @@ pub fn assess(
 ) -> Result<Assessment, Error> {
     let mut sources = BTreeMap::new();
     let mut source_digests = BTreeMap::new();
-    let listed = stage.kind.sources(&stage.params).map_err(|source| Error::Stage {
-        stage: stage.name.clone(),
-        source,
-    })?;
+    let listed = stage
+        .kind
+        .sources(&stage.params)
+        .map_err(|source| Error::Stage {
+            stage: stage.name.clone(),
+            source,
+        })?;
     for (name, path) in listed {
         source_digests.insert(name.clone(), files.digest(&path)?);
         sources.insert(name, path);
@@ -169,7 +172,11 @@ pub fn assess(
 
 /// Assesses every stage in order, as `repro plan` shows it: a stage that will run makes
 /// its dependants' inputs pending.
-pub fn plan(store: &Store, files: &FileDigests, pipeline: &Pipeline) -> Result<Vec<(String, Assessment)>, Error> {
+pub fn plan(
+    store: &Store,
+    files: &FileDigests,
+    pipeline: &Pipeline,
+) -> Result<Vec<(String, Assessment)>, Error> {
     let mut states: BTreeMap<String, InputState> = BTreeMap::new();
     let mut out = Vec::new();
     for stage in &pipeline.stages {

@@ -40,9 +40,11 @@ impl Reporter {
             RunEvent::Started { stage, reason } => {
                 let bar = self.multi.add(ProgressBar::new(0));
                 bar.set_style(
-                    ProgressStyle::with_template("{spinner} {prefix:.bold} [{bar:30}] {pos}/{len} {msg} (ETA {eta})")
-                        .expect("template is valid")
-                        .progress_chars("=> "),
+                    ProgressStyle::with_template(
+                        "{spinner} {prefix:.bold} [{bar:30}] {pos}/{len} {msg} (ETA {eta})",
+                    )
+                    .expect("template is valid")
+                    .progress_chars("=> "),
                 );
                 bar.set_prefix(stage.clone());
                 bar.enable_steady_tick(Duration::from_millis(250));

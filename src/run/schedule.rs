@@ -37,13 +37,15 @@ pub struct RunSummary {
 impl RunSummary {
     /// Whether any stage failed.
     pub fn failed(&self) -> bool {
-        self.outcomes.iter().any(|(_, o)| matches!(o, Outcome::Failed(_)))
+        self.outcomes
+            .iter()
+            .any(|(_, o)| matches!(o, Outcome::Failed(_)))
     }
 }
 
 enum Msg {
     Event(RunEvent),
-    Done(String, Result<StageRecord, String>, f64),
+    Done(String, Box<Result<StageRecord, String>>, f64),
 }
 
 /// Runs a pipeline, sending every event to `report`. Errors are store or planning
@@ -66,95 +68,128 @@ pub fn run(
         .expect("a thread pool of a few threads can be built");
     let (tx, rx) = mpsc::channel::<Msg>();
     let mut result = Ok(());
-    pool.in_place_scope(|scope| {
-        loop {
-            for stage in &pipeline.stages {
-                if outcomes.contains_key(&stage.name) || running.contains_key(&stage.name) {
+    pool.in_place_scope(|scope| loop {
+        for stage in &pipeline.stages {
+            if outcomes.contains_key(&stage.name) || running.contains_key(&stage.name) {
+                continue;
+            }
+            if let Some(bad) = stage.needs.iter().find(|n| {
+                matches!(
+                    outcomes.get(*n),
+                    Some(Outcome::Failed(_) | Outcome::Skipped(_))
+                )
+            }) {
+                let why = format!("needs `{bad}`, which did not finish");
+                finish(
+                    report,
+                    &mut outcomes,
+                    &stage.name,
+                    Outcome::Skipped(why),
+                    String::new(),
+                    0.0,
+                );
+                continue;
+            }
+            if stop || running.len() >= options.jobs.max(1) {
+                continue;
+            }
+            if !stage.needs.iter().all(|n| records.contains_key(n)) {
+                continue;
+            }
+            let inputs = stage
+                .needs
+                .iter()
+                .map(|n| (n.clone(), InputState::Ready(records[n].output.clone())))
+                .collect();
+            let a = match assess(env.store, files, pipeline, stage, &inputs) {
+                Ok(a) => a,
+                Err(e) => {
+                    result = Err(e);
+                    stop = true;
                     continue;
                 }
-                if let Some(bad) = stage.needs.iter().find(|n| {
-                    matches!(outcomes.get(*n), Some(Outcome::Failed(_) | Outcome::Skipped(_)))
-                }) {
-                    let why = format!("needs `{bad}`, which did not finish");
-                    finish(report, &mut outcomes, &stage.name, Outcome::Skipped(why), String::new(), 0.0);
+            };
+            if a.status == Status::Cached {
+                let record = a.record.expect("cached assessments carry their record");
+                if let Err(e) = write_ref(env.store, &pipeline.name, &stage.name, &record.fields) {
+                    result = Err(e.into());
+                    stop = true;
                     continue;
                 }
-                if stop || running.len() >= options.jobs.max(1) {
-                    continue;
-                }
-                if !stage.needs.iter().all(|n| records.contains_key(n)) {
-                    continue;
-                }
-                let inputs = stage
-                    .needs
-                    .iter()
-                    .map(|n| (n.clone(), InputState::Ready(records[n].output.clone())))
-                    .collect();
-                let a = match assess(env.store, files, pipeline, stage, &inputs) {
-                    Ok(a) => a,
-                    Err(e) => {
-                        result = Err(e);
-                        stop = true;
-                        continue;
-                    }
-                };
-                if a.status == Status::Cached {
-                    let record = a.record.expect("cached assessments carry their record");
-                    if let Err(e) = write_ref(env.store, &pipeline.name, &stage.name, &record.fields) {
-                        result = Err(e.into());
-                        stop = true;
-                        continue;
-                    }
-                    finish(report, &mut outcomes, &stage.name, Outcome::Cached, record.key.clone(), 0.0);
-                    records.insert(stage.name.clone(), record);
-                    continue;
-                }
-                report(RunEvent::Started {
-                    stage: stage.name.clone(),
-                    reason: describe(&a.reasons),
-                });
-                running.insert(stage.name.clone(), a.key.clone());
-                let upstream: BTreeMap<String, StageRecord> = stage
-                    .needs
-                    .iter()
-                    .map(|n| (n.clone(), records[n].clone()))
-                    .collect();
-                let tx = tx.clone();
-                scope.spawn(move |_| {
-                    let start = Instant::now();
-                    let (etx, erx) = mpsc::channel();
-                    let forward = {
-                        let tx = tx.clone();
-                        std::thread::spawn(move || {
-                            for e in erx {
-                                if tx.send(Msg::Event(e)).is_err() {
-                                    break;
-                                }
+                finish(
+                    report,
+                    &mut outcomes,
+                    &stage.name,
+                    Outcome::Cached,
+                    record.key.clone(),
+                    0.0,
+                );
+                records.insert(stage.name.clone(), record);
+                continue;
+            }
+            report(RunEvent::Started {
+                stage: stage.name.clone(),
+                reason: describe(&a.reasons),
+            });
+            running.insert(stage.name.clone(), a.key.clone());
+            let upstream: BTreeMap<String, StageRecord> = stage
+                .needs
+                .iter()
+                .map(|n| (n.clone(), records[n].clone()))
+                .collect();
+            let tx = tx.clone();
+            scope.spawn(move |_| {
+                let start = Instant::now();
+                let (etx, erx) = mpsc::channel();
+                let forward = {
+                    let tx = tx.clone();
+                    std::thread::spawn(move || {
+                        for e in erx {
+                            if tx.send(Msg::Event(e)).is_err() {
+                                break;
                             }
-                        })
-                    };
-                    let r = execute(env, stage, &a, &upstream, etx);
-                    let _ = forward.join();
-                    let _ = tx.send(Msg::Done(stage.name.clone(), r, start.elapsed().as_secs_f64()));
-                });
-            }
-            if running.is_empty() {
-                break;
-            }
-            match rx.recv().expect("a running stage always reports back") {
-                Msg::Event(e) => report(e),
-                Msg::Done(name, r, seconds) => {
-                    let key = running.remove(&name).unwrap_or_default();
-                    match r {
-                        Ok(record) => {
-                            finish(report, &mut outcomes, &name, Outcome::Ran, record.key.clone(), seconds);
-                            records.insert(name, record);
                         }
-                        Err(msg) => {
-                            finish(report, &mut outcomes, &name, Outcome::Failed(msg), key, seconds);
-                            if !options.keep_going {
-                                stop = true;
-                            }
+                    })
+                };
+                let r = execute(env, stage, &a, &upstream, etx);
+                let _ = forward.join();
+                let _ = tx.send(Msg::Done(
+                    stage.name.clone(),
+                    Box::new(r),
+                    start.elapsed().as_secs_f64(),
+                ));
+            });
+        }
+        if running.is_empty() {
+            break;
+        }
+        match rx.recv().expect("a running stage always reports back") {
+            Msg::Event(e) => report(e),
+            Msg::Done(name, r, seconds) => {
+                let key = running.remove(&name).unwrap_or_default();
+                match *r {
+                    Ok(record) => {
+                        finish(
+                            report,
+                            &mut outcomes,
+                            &name,
+                            Outcome::Ran,
+                            record.key.clone(),
+                            seconds,
+                        );
+                        records.insert(name, record);
+                    }
+                    Err(msg) => {
+                        finish(
+                            report,
+                            &mut outcomes,
+                            &name,
+                            Outcome::Failed(msg),
+                            key,
+                            seconds,
+                        );
+                        if !options.keep_going {
+                            stop = true;
                         }
                     }
                 }
@@ -164,8 +199,17 @@ pub fn run(
     result?;
     for stage in &pipeline.stages {
         if !outcomes.contains_key(&stage.name) {
-            let why = "the run stopped after a failure (use --keep-going to run independent stages)".to_string();
-            finish(report, &mut outcomes, &stage.name, Outcome::Skipped(why), String::new(), 0.0);
+            let why =
+                "the run stopped after a failure (use --keep-going to run independent stages)"
+                    .to_string();
+            finish(
+                report,
+                &mut outcomes,
+                &stage.name,
+                Outcome::Skipped(why),
+                String::new(),
+                0.0,
+            );
         }
     }
     Ok(RunSummary {

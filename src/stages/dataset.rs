@@ -30,7 +30,10 @@ impl TypedStage for DatasetStage {
             .files
             .iter()
             .map(|f| {
-                let name = f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let name = f
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
                 (name, f.clone())
             })
             .collect())
@@ -44,7 +47,10 @@ impl TypedStage for DatasetStage {
         ctx.progress.update(2, 2, "done");
         Ok(Metrics::from([
             ("train_examples".to_string(), json!(dataset.train.len())),
-            ("validation_examples".to_string(), json!(dataset.validation.as_ref().map_or(0, |v| v.len()))),
+            (
+                "validation_examples".to_string(),
+                json!(dataset.validation.as_ref().map_or(0, |v| v.len())),
+            ),
             ("test_examples".to_string(), json!(dataset.test.len())),
             ("classes".to_string(), json!(dataset.classes)),
         ]))
@@ -71,9 +77,10 @@ pub fn load_input(ctx: &StageContext) -> Result<Dataset> {
 /// Maps data errors: a dataset that cannot be found is the user's to fix (exit 2).
 fn data_error(e: data::Error) -> Error {
     match e {
-        data::Error::NotFound(_) | data::Error::Offline { .. } | data::Error::Params(_) | data::Error::UnknownName { .. } => {
-            Error::InvalidInput(e.to_string())
-        }
+        data::Error::NotFound(_)
+        | data::Error::Offline { .. }
+        | data::Error::Params(_)
+        | data::Error::UnknownName { .. } => Error::InvalidInput(e.to_string()),
         other => Error::Failed(other.to_string()),
     }
 }

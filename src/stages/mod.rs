@@ -8,8 +8,8 @@
 
 mod context;
 pub mod dataset;
-pub mod on_device;
 pub mod noise;
+pub mod on_device;
 mod params;
 pub mod prune;
 pub mod train;
@@ -50,7 +50,10 @@ pub enum Error {
 pub type Result<T> = std::result::Result<T, Error>;
 
 /// Wraps an I/O error with the operation and path it concerns.
-pub fn io_err<'a>(op: &'static str, path: &'a std::path::Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
+pub fn io_err<'a>(
+    op: &'static str,
+    path: &'a std::path::Path,
+) -> impl FnOnce(std::io::Error) -> Error + 'a {
     move |source| Error::Io {
         op,
         path: path.to_path_buf(),

@@ -22,7 +22,9 @@ pub fn on_device<J: OnDevice>(device: DeviceChoice, job: J) -> Result<J::Output>
         DeviceChoice::Cuda => job.run(nn::cuda(0).map_err(|e| Error::Failed(e.to_string()))?),
         #[cfg(not(feature = "cuda"))]
         DeviceChoice::Cuda => Err(Error::InvalidInput(
-            DeviceChoice::Cuda.ensure_available().expect_err("this binary has no cuda feature"),
+            DeviceChoice::Cuda
+                .ensure_available()
+                .expect_err("this binary has no cuda feature"),
         )),
     }
 }

@@ -89,7 +89,11 @@ mod tests {
     fn unknown_key_names_path_and_suggests() {
         let err = parse("{epochs: 1, optimizer: {lrr: 0.1}}").unwrap_err();
         assert_eq!(err.key, "optimizer.lrr");
-        assert!(err.message.contains("did you mean `lr`?"), "{}", err.message);
+        assert!(
+            err.message.contains("did you mean `lr`?"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]

@@ -15,12 +15,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::data::Dataset;
-use crate::nn::{self, checkpoint, evaluate, train_epoch, Device, InitConfig, InputShape, Model, ModelConfig, Network, Optimizer, OptimizerConfig};
+use crate::nn::{
+    self, checkpoint, evaluate, train_epoch, Device, InitConfig, InputShape, Model, ModelConfig,
+    Network, Optimizer, OptimizerConfig,
+};
 use crate::seeds;
 
 use super::dataset::load_input;
-use super::params::ParamError;
 use super::on_device::{on_device, OnDevice};
+use super::params::ParamError;
 use super::{Error, Metrics, Result, StageContext, TypedStage};
 
 /// Input normalization: `(x - mean) / std` per channel, on pixels in [0, 1].
@@ -97,7 +100,9 @@ pub struct TrainParams {
 impl Default for TrainParams {
     fn default() -> Self {
         TrainParams {
-            model: ModelConfig::Mlp { hidden: vec![300, 100] },
+            model: ModelConfig::Mlp {
+                hidden: vec![300, 100],
+            },
             init: InitConfig::default(),
             optimizer: OptimizerConfig::Adam {
                 lr: 1.2e-3,
@@ -116,7 +121,11 @@ impl Default for TrainParams {
 }
 
 /// Checks shared by every kind that trains.
-pub fn validate_training(epochs: usize, batch_size: usize, eval_batch_size: usize) -> std::result::Result<(), ParamError> {
+pub fn validate_training(
+    epochs: usize,
+    batch_size: usize,
+    eval_batch_size: usize,
+) -> std::result::Result<(), ParamError> {
     if epochs == 0 {
         return Err(ParamError::new("epochs", "must be at least 1"));
     }
@@ -140,7 +149,10 @@ impl TypedStage for TrainStage {
     fn validate(p: &TrainParams) -> std::result::Result<(), ParamError> {
         validate_training(p.epochs, p.batch_size, p.eval_batch_size)?;
         if p.early_stopping.as_ref().is_some_and(|e| e.patience == 0) {
-            return Err(ParamError::new("early_stopping.patience", "must be at least 1"));
+            return Err(ParamError::new(
+                "early_stopping.patience",
+                "must be at least 1",
+            ));
         }
         Ok(())
     }
@@ -180,7 +192,10 @@ impl Prepared {
             mean: ds.mean.clone(),
             std: ds.std.clone(),
         });
-        let f = |split| ds.to_f32(split, &normalize.mean, &normalize.std).map_err(|e| Error::InvalidInput(e.to_string()));
+        let f = |split| {
+            ds.to_f32(split, &normalize.mean, &normalize.std)
+                .map_err(|e| Error::InvalidInput(e.to_string()))
+        };
         let validation = match &ds.validation {
             Some(v) => Some((f(v)?, v.labels.clone())),
             None => None,
@@ -238,14 +253,19 @@ pub struct History {
 impl History {
     /// The best test accuracy of any epoch.
     pub fn best_test_accuracy(&self) -> f64 {
-        self.rows.iter().map(|r| r.test_accuracy).fold(f64::NAN, f64::max)
+        self.rows
+            .iter()
+            .map(|r| r.test_accuracy)
+            .fold(f64::NAN, f64::max)
     }
 
     /// This history followed by a later one of the same network (continued training).
     pub fn then(mut self, later: History) -> History {
         let offset = self.rows.len();
         let min_validation_loss = match (self.min_validation_loss, later.min_validation_loss) {
-            (Some(a), Some(b)) if self.rows[a].validation_loss <= later.rows[b].validation_loss => Some(a),
+            (Some(a), Some(b)) if self.rows[a].validation_loss <= later.rows[b].validation_loss => {
+                Some(a)
+            }
             (a, b) => b.map(|b| b + offset).or(a),
         };
         self.rows.extend(later.rows);
@@ -295,7 +315,12 @@ pub struct FitPlan<'a> {
 
 /// The epoch loop: train, evaluate on test (and validation), early-stop, and leave
 /// the kept weights in `net`.
-pub fn fit<D: Device<f32>, M: Model<D>>(net: &mut M, opt: &mut Optimizer<D>, data: &Prepared, plan: FitPlan) -> Result<History> {
+pub fn fit<D: Device<f32>, M: Model<D>>(
+    net: &mut M,
+    opt: &mut Optimizer<D>,
+    data: &Prepared,
+    plan: FitPlan,
+) -> Result<History> {
     let mut rows: Vec<EpochRow> = Vec::new();
     let mut best: Option<(usize, f64, Vec<Vec<f32>>)> = None;
     let mut stop_best: Option<(usize, f64)> = None;
@@ -311,7 +336,8 @@ pub fn fit<D: Device<f32>, M: Model<D>>(net: &mut M, opt: &mut Optimizer<D>, dat
             &mut |b| (plan.progress)(epoch, b.batch, b.batches),
         )
         .map_err(nn_error)?;
-        let test = evaluate(net, &data.test_x, &data.test_y, plan.eval_batch_size).map_err(nn_error)?;
+        let test =
+            evaluate(net, &data.test_x, &data.test_y, plan.eval_batch_size).map_err(nn_error)?;
         let val = match &data.validation {
             Some((x, y)) => Some(evaluate(net, x, y, plan.eval_batch_size).map_err(nn_error)?),
             None => None,
@@ -388,7 +414,14 @@ impl OnDevice for TrainJob<'_> {
 fn train<D: Device<f32>>(dev: D, params: &TrainParams, ctx: &StageContext) -> Result<Metrics> {
     let ds = load_input(ctx)?;
     let data = Prepared::new(&ds, params.normalize.as_ref())?;
-    let mut net = Network::new(&params.model, data.shape, &params.init, seeds::derive(ctx.seed, "init", 0), &dev).map_err(nn_error)?;
+    let mut net = Network::new(
+        &params.model,
+        data.shape,
+        &params.init,
+        seeds::derive(ctx.seed, "init", 0),
+        &dev,
+    )
+    .map_err(nn_error)?;
     checkpoint::save(&net, &ctx.out_dir.join("init.safetensors")).map_err(nn_error)?;
     let mut opt = Optimizer::new(params.optimizer.clone());
     let epochs = params.epochs;
@@ -405,7 +438,11 @@ fn train<D: Device<f32>>(dev: D, params: &TrainParams, ctx: &StageContext) -> Re
             keep: params.keep,
             seed: ctx.seed,
             progress: &mut |epoch, batch, batches| {
-                ctx.progress.update(((epoch - 1) * batches + batch) as u64, (epochs * batches) as u64, &format!("epoch {epoch}/{epochs}"));
+                ctx.progress.update(
+                    ((epoch - 1) * batches + batch) as u64,
+                    (epochs * batches) as u64,
+                    &format!("epoch {epoch}/{epochs}"),
+                );
             },
         },
     )?;
@@ -416,18 +453,31 @@ fn train<D: Device<f32>>(dev: D, params: &TrainParams, ctx: &StageContext) -> Re
         normalize: data.normalize.clone(),
     };
     write_json(&ctx.out_dir.join("model.json"), &card)?;
-    crate::table::write_csv(&ctx.out_dir.join("metrics.csv"), &mut history.frame()).map_err(Error::Failed)?;
+    crate::table::write_csv(&ctx.out_dir.join("metrics.csv"), &mut history.frame())
+        .map_err(Error::Failed)?;
     let kept = &history.rows[history.kept];
     let samples = data.train_y.len() * history.rows.len();
     let seconds: f64 = history.rows.iter().map(|r| r.seconds).sum();
     Ok(Metrics::from([
         ("test_accuracy".into(), json!(kept.test_accuracy)),
-        ("best_test_accuracy".into(), json!(history.best_test_accuracy())),
+        (
+            "best_test_accuracy".into(),
+            json!(history.best_test_accuracy()),
+        ),
         ("kept_epoch".into(), json!(kept.epoch)),
         ("epochs_run".into(), json!(history.rows.len())),
-        ("validation_accuracy".into(), json!(finite(kept.validation_accuracy))),
-        ("epoch_seconds".into(), json!(history.rows.iter().map(|r| r.seconds).collect::<Vec<_>>())),
-        ("train_samples_per_second".into(), json!(samples as f64 / seconds.max(1e-9))),
+        (
+            "validation_accuracy".into(),
+            json!(finite(kept.validation_accuracy)),
+        ),
+        (
+            "epoch_seconds".into(),
+            json!(history.rows.iter().map(|r| r.seconds).collect::<Vec<_>>()),
+        ),
+        (
+            "train_samples_per_second".into(),
+            json!(samples as f64 / seconds.max(1e-9)),
+        ),
     ]))
 }
 

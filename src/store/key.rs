@@ -198,7 +198,9 @@ impl std::fmt::Display for MissReason {
             }
             MissReason::ParamsChanged { keys } => write!(f, "params changed: {}", keys.join(", ")),
             MissReason::SeedChanged { old, new } => write!(f, "seed changed: {old} -> {new}"),
-            MissReason::InputChanged { inputs } => write!(f, "input changed: {}", inputs.join(", ")),
+            MissReason::InputChanged { inputs } => {
+                write!(f, "input changed: {}", inputs.join(", "))
+            }
             MissReason::SourceChanged { files } => {
                 write!(f, "source files changed: {}", files.join(", "))
             }
@@ -277,6 +279,9 @@ mod tests {
             serde_json::to_string(&r).unwrap(),
             r#"{"reason":"params_changed","keys":["epochs"]}"#
         );
-        assert_eq!(serde_json::to_string(&MissReason::New).unwrap(), r#"{"reason":"new"}"#);
+        assert_eq!(
+            serde_json::to_string(&MissReason::New).unwrap(),
+            r#"{"reason":"new"}"#
+        );
     }
 }

@@ -68,7 +68,11 @@ mod tests {
         let store = Store::open(root.path()).unwrap();
         let first = StoreLock::acquire(&store, Duration::ZERO).unwrap();
         let err = StoreLock::acquire(&store, Duration::from_millis(150)).unwrap_err();
-        assert!(err.to_string().contains(&format!("pid {}", std::process::id())), "{err}");
+        assert!(
+            err.to_string()
+                .contains(&format!("pid {}", std::process::id())),
+            "{err}"
+        );
         drop(first);
         StoreLock::acquire(&store, Duration::ZERO).unwrap();
     }

@@ -143,7 +143,8 @@ pub fn write_atomic(store: &Store, path: &Path, bytes: &[u8]) -> Result<()> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(io_err("create", parent))?;
     }
-    let tmp = tempfile::NamedTempFile::new_in(store.tmp_dir()).map_err(io_err("create temp in", &store.tmp_dir()))?;
+    let tmp = tempfile::NamedTempFile::new_in(store.tmp_dir())
+        .map_err(io_err("create temp in", &store.tmp_dir()))?;
     std::fs::write(tmp.path(), bytes).map_err(io_err("write", tmp.path()))?;
     tmp.persist(path).map_err(|e| Error::Io {
         op: "publish",

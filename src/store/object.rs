@@ -92,7 +92,9 @@ pub fn tree_size(root: &Path) -> Result<u64> {
     let mut total = 0;
     for rel in list_files(root)? {
         let path = root.join(rel);
-        total += std::fs::metadata(&path).map_err(io_err("stat", &path))?.len();
+        total += std::fs::metadata(&path)
+            .map_err(io_err("stat", &path))?
+            .len();
     }
     Ok(total)
 }
@@ -239,9 +241,15 @@ mod tests {
         let b = tempfile::tempdir().unwrap();
         tree(a.path(), &[("x.txt", "1"), ("sub/y.txt", "2")]);
         tree(b.path(), &[("sub/y.txt", "2"), ("x.txt", "1")]);
-        assert_eq!(tree_digest(a.path()).unwrap(), tree_digest(b.path()).unwrap());
+        assert_eq!(
+            tree_digest(a.path()).unwrap(),
+            tree_digest(b.path()).unwrap()
+        );
         std::fs::write(b.path().join("x.txt"), "3").unwrap();
-        assert_ne!(tree_digest(a.path()).unwrap(), tree_digest(b.path()).unwrap());
+        assert_ne!(
+            tree_digest(a.path()).unwrap(),
+            tree_digest(b.path()).unwrap()
+        );
     }
 
     #[test]

@@ -37,11 +37,19 @@ fn matrix_expands_to_named_stages_and_profiles_apply() {
     p.file("p.yaml", &text);
     let dag = p.run(&["dag", "p.yaml"]);
     let text = String::from_utf8_lossy(&dag.stdout);
-    for name in ["b@seed=0,test_size=10", "b@seed=0,test_size=20", "b@seed=1,test_size=10", "b@seed=1,test_size=20"] {
+    for name in [
+        "b@seed=0,test_size=10",
+        "b@seed=0,test_size=20",
+        "b@seed=1,test_size=10",
+        "b@seed=1,test_size=20",
+    ] {
         assert!(text.contains(name), "{name} missing from {text}");
     }
     let small = p.statuses(&["run", "p.yaml", "--json", "--profile", "small"]);
-    assert_eq!(with_status(&small, "ran"), ["a", "b@seed=5,test_size=10", "b@seed=5,test_size=20"]);
+    assert_eq!(
+        with_status(&small, "ran"),
+        ["a", "b@seed=5,test_size=10", "b@seed=5,test_size=20"]
+    );
 }
 
 #[test]
@@ -53,13 +61,29 @@ fn a_changed_source_file_invalidates_the_dataset() {
         "p.yaml",
         "name: src\nstages:\n  d:\n    kind: dataset\n    params: { name: mnist, path: mini }\n",
     );
-    assert_eq!(with_status(&p.statuses(&["run", "p.yaml", "--json"]), "ran"), ["d"]);
-    assert_eq!(with_status(&p.statuses(&["run", "p.yaml", "--json"]), "cached"), ["d"]);
+    assert_eq!(
+        with_status(&p.statuses(&["run", "p.yaml", "--json"]), "ran"),
+        ["d"]
+    );
+    assert_eq!(
+        with_status(&p.statuses(&["run", "p.yaml", "--json"]), "cached"),
+        ["d"]
+    );
     write_mini_idx(&dir, 8);
     let plan = json_lines(&p.run(&["plan", "p.yaml", "--json"]));
     assert_eq!(plan[0]["status"], "run");
-    assert!(plan[0]["reason"].as_str().unwrap().starts_with("source files changed"), "{}", plan[0]);
-    assert_eq!(with_status(&p.statuses(&["run", "p.yaml", "--json"]), "ran"), ["d"]);
+    assert!(
+        plan[0]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("source files changed"),
+        "{}",
+        plan[0]
+    );
+    assert_eq!(
+        with_status(&p.statuses(&["run", "p.yaml", "--json"]), "ran"),
+        ["d"]
+    );
 }
 
 /// Writes a tiny MNIST-shaped dataset (IDX, uncompressed) whose pixels depend on `fill`.

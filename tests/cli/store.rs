@@ -29,7 +29,10 @@ fn a_flipped_byte_is_found_by_verify_and_redone_by_run() {
     p.file("p.yaml", PIPE);
     p.statuses(&["run", "p.yaml", "--json"]);
     assert!(p.run(&["verify"]).status.success());
-    let file = objects(&p).into_iter().find(|f| f.metadata().unwrap().len() > 100).unwrap();
+    let file = objects(&p)
+        .into_iter()
+        .find(|f| f.metadata().unwrap().len() > 100)
+        .unwrap();
     let mut bytes = std::fs::read(&file).unwrap();
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0xff;
@@ -43,7 +46,10 @@ fn a_flipped_byte_is_found_by_verify_and_redone_by_run() {
     assert!(String::from_utf8_lossy(&verify.stdout).contains("1 corrupt"));
     let plan = p.run(&["plan", "p.yaml"]);
     assert!(String::from_utf8_lossy(&plan.stdout).contains("output corrupt"));
-    assert_eq!(with_status(&p.statuses(&["run", "p.yaml", "--json"]), "ran"), ["a"]);
+    assert_eq!(
+        with_status(&p.statuses(&["run", "p.yaml", "--json"]), "ran"),
+        ["a"]
+    );
     assert!(p.run(&["verify"]).status.success());
 }
 
@@ -56,7 +62,10 @@ fn a_deleted_object_is_a_miss() {
     std::fs::remove_dir_all(dir).unwrap();
     let plan = p.run(&["plan", "p.yaml"]);
     assert!(String::from_utf8_lossy(&plan.stdout).contains("output missing"));
-    assert_eq!(with_status(&p.statuses(&["run", "p.yaml", "--json"]), "ran"), ["a"]);
+    assert_eq!(
+        with_status(&p.statuses(&["run", "p.yaml", "--json"]), "ran"),
+        ["a"]
+    );
 }
 
 #[test]
@@ -80,11 +89,34 @@ fn gc_keeps_what_pipelines_reach_and_frees_the_rest() {
     let p = Project::new();
     p.file("pipelines/p.yaml", PIPE);
     p.statuses(&["run", "pipelines/p.yaml", "--json"]);
-    p.statuses(&["run", "pipelines/p.yaml", "--json", "--set", "a.test_size=50"]);
-    assert_eq!(objects(&p).iter().filter_map(|f| f.parent()).collect::<std::collections::BTreeSet<_>>().len(), 2);
+    p.statuses(&[
+        "run",
+        "pipelines/p.yaml",
+        "--json",
+        "--set",
+        "a.test_size=50",
+    ]);
+    assert_eq!(
+        objects(&p)
+            .iter()
+            .filter_map(|f| f.parent())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len(),
+        2
+    );
     let dry = p.run(&["gc", "--dry-run"]);
-    assert!(String::from_utf8_lossy(&dry.stdout).contains("would remove 1 records and 1 objects"), "{}", String::from_utf8_lossy(&dry.stdout));
+    assert!(
+        String::from_utf8_lossy(&dry.stdout).contains("would remove 1 records and 1 objects"),
+        "{}",
+        String::from_utf8_lossy(&dry.stdout)
+    );
     let gc = p.run(&["gc"]);
     assert!(String::from_utf8_lossy(&gc.stdout).contains("removed 1 records and 1 objects"));
-    assert_eq!(with_status(&p.statuses(&["run", "pipelines/p.yaml", "--json"]), "cached"), ["a"]);
+    assert_eq!(
+        with_status(
+            &p.statuses(&["run", "pipelines/p.yaml", "--json"]),
+            "cached"
+        ),
+        ["a"]
+    );
 }

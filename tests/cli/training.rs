@@ -33,14 +33,22 @@ fn show(p: &Project, pipeline: &str, stage: &str) -> Value {
 fn a_small_mlp_learns_the_synthetic_dataset() {
     let p = Project::new();
     p.file("p.yaml", SYNTH);
-    assert_eq!(with_status(&p.statuses(&["run", "p.yaml", "--json"]), "ran"), ["data", "net"]);
+    assert_eq!(
+        with_status(&p.statuses(&["run", "p.yaml", "--json"]), "ran"),
+        ["data", "net"]
+    );
     let m = show(&p, "p.yaml", "net");
     let acc = m["metrics"]["test_accuracy"].as_f64().unwrap();
     assert!(acc > 0.9, "synthetic test accuracy {acc}");
     assert_eq!(m["metrics"]["epochs_run"], 3);
     assert_eq!(m["seed"], 3);
     let dir = std::path::PathBuf::from(m["output_dir"].as_str().unwrap());
-    for f in ["weights.safetensors", "init.safetensors", "metrics.csv", "model.json"] {
+    for f in [
+        "weights.safetensors",
+        "init.safetensors",
+        "metrics.csv",
+        "model.json",
+    ] {
         assert!(dir.join(f).is_file(), "{f} missing");
     }
     let csv = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
@@ -56,8 +64,14 @@ fn the_same_pipeline_gives_the_same_bytes_in_two_stores() {
     b.file("p.yaml", SYNTH);
     a.statuses(&["run", "p.yaml", "--json"]);
     b.statuses(&["run", "p.yaml", "--json"]);
-    assert_eq!(show(&a, "p.yaml", "net")["output"], show(&b, "p.yaml", "net")["output"]);
-    assert_eq!(show(&a, "p.yaml", "net")["metrics"]["test_accuracy"], show(&b, "p.yaml", "net")["metrics"]["test_accuracy"]);
+    assert_eq!(
+        show(&a, "p.yaml", "net")["output"],
+        show(&b, "p.yaml", "net")["output"]
+    );
+    assert_eq!(
+        show(&a, "p.yaml", "net")["metrics"]["test_accuracy"],
+        show(&b, "p.yaml", "net")["metrics"]["test_accuracy"]
+    );
 }
 
 #[test]
@@ -66,14 +80,29 @@ fn changes_rerun_exactly_what_depends_on_them() {
     p.file("p.yaml", SYNTH);
     p.statuses(&["run", "p.yaml", "--json"]);
     let r = p.statuses(&["run", "p.yaml", "--json", "--set", "net.epochs=2"]);
-    assert_eq!((with_status(&r, "ran"), with_status(&r, "cached")), (vec!["net".to_string()], vec!["data".to_string()]));
+    assert_eq!(
+        (with_status(&r, "ran"), with_status(&r, "cached")),
+        (vec!["net".to_string()], vec!["data".to_string()])
+    );
+    assert_eq!(
+        with_status(&p.statuses(&["run", "p.yaml", "--json"]), "cached"),
+        ["data", "net"]
+    );
     let plan = json_lines(&p.run(&["plan", "p.yaml", "--json", "--set", "data.validation=100"]));
     assert_eq!(plan[0]["reason"], "params changed: validation");
     assert_eq!(plan[1]["status"], "run");
     assert_eq!(plan[1]["reason"], "input changed: data");
     let r = p.statuses(&["run", "p.yaml", "--json", "--set", "data.validation=100"]);
     assert_eq!(with_status(&r, "ran"), ["data", "net"]);
-    let plan = json_lines(&p.run(&["plan", "p.yaml", "--json", "--set", "net.seed=9"]));
+    let plan = json_lines(&p.run(&[
+        "plan",
+        "p.yaml",
+        "--json",
+        "--set",
+        "data.validation=100",
+        "--set",
+        "net.seed=9",
+    ]));
     assert_eq!(plan[1]["reason"], "seed changed: 3 -> 9");
 }
 
@@ -92,24 +121,42 @@ fn a_rerun_that_yields_the_same_bytes_leaves_dependants_cached() {
 fn a_killed_run_leaves_a_clean_store_and_the_next_run_redoes_the_stage() {
     let p = Project::new();
     p.file("p.yaml", &SYNTH.replace("epochs: 3", "epochs: 400"));
-    let mut child = p.cmd(&["run", "p.yaml"]).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let mut child = p
+        .cmd(&["run", "p.yaml"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     let records = p.path().join("store/stages");
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while std::fs::read_dir(&records).map(|d| d.count()).unwrap_or(0) < 1 {
-        assert!(std::time::Instant::now() < deadline, "the dataset stage never finished");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the dataset stage never finished"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_millis(700));
     child.kill().unwrap();
     child.wait().unwrap();
-    assert_eq!(std::fs::read_dir(&records).unwrap().count(), 1, "only the dataset stage may have a record");
+    assert_eq!(
+        std::fs::read_dir(&records).unwrap().count(),
+        1,
+        "only the dataset stage may have a record"
+    );
     assert!(p.run(&["verify"]).status.success());
     let plan = json_lines(&p.run(&["plan", "p.yaml", "--json", "--set", "net.epochs=1"]));
     assert_eq!(plan[1]["status"], "run");
     let r = p.statuses(&["run", "p.yaml", "--json", "--set", "net.epochs=1"]);
     assert_eq!(with_status(&r, "ran"), ["net"]);
-    let tmp: Vec<_> = std::fs::read_dir(p.path().join("store/tmp")).unwrap().flatten().map(|e| e.file_name()).collect();
-    assert!(tmp.iter().all(|n| n == "scratch"), "tmp not cleaned: {tmp:?}");
+    let tmp: Vec<_> = std::fs::read_dir(p.path().join("store/tmp"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(
+        tmp.iter().all(|n| n == "scratch"),
+        "tmp not cleaned: {tmp:?}"
+    );
     assert!(p.run(&["verify"]).status.success());
 }
 
@@ -117,11 +164,27 @@ fn a_killed_run_leaves_a_clean_store_and_the_next_run_redoes_the_stage() {
 fn two_concurrent_runs_do_not_corrupt_the_store() {
     let p = Project::new();
     p.file("p.yaml", SYNTH);
-    let a = p.cmd(&["run", "p.yaml", "--json", "--wait", "120"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
-    let b = p.cmd(&["run", "p.yaml", "--json", "--wait", "120"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let a = p
+        .cmd(&["run", "p.yaml", "--json", "--wait", "120"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let b = p
+        .cmd(&["run", "p.yaml", "--json", "--wait", "120"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
     assert!(a.status.success() && b.status.success());
-    let ran: usize = [a, b].iter().map(|o| json_lines(o).iter().filter(|l| l["status"] == "ran").count()).sum();
+    let ran: usize = [a, b]
+        .iter()
+        .map(|o| {
+            json_lines(o)
+                .iter()
+                .filter(|l| l["status"] == "ran")
+                .count()
+        })
+        .sum();
     assert_eq!(ran, 2, "each stage runs exactly once across both runs");
     assert!(p.run(&["verify"]).status.success());
 }
@@ -136,9 +199,18 @@ fn a_failing_stage_exits_1_skips_its_dependants_and_keep_going_finishes_the_rest
     p.file("p.yaml", &text);
     let out = p.run(&["run", "p.yaml", "--json", "--keep-going"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("validation = 500"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("validation = 500"),
+        "{}",
+        stderr(&out)
+    );
     let lines = json_lines(&out);
-    let status = |s: &str| lines.iter().find(|l| l["stage"] == s).map(|l| l["status"].as_str().unwrap().to_string());
+    let status = |s: &str| {
+        lines
+            .iter()
+            .find(|l| l["stage"] == s)
+            .map(|l| l["status"].as_str().unwrap().to_string())
+    };
     assert_eq!(status("bad").as_deref(), Some("failed"));
     assert_eq!(status("after_bad").as_deref(), Some("skipped"));
     assert_eq!(status("net").as_deref(), Some("ran"));

@@ -53,7 +53,12 @@ impl Project {
         );
         json_lines(&out)
             .into_iter()
-            .map(|v| (v["stage"].as_str().unwrap().to_string(), v["status"].as_str().unwrap().to_string()))
+            .map(|v| {
+                (
+                    v["stage"].as_str().unwrap().to_string(),
+                    v["status"].as_str().unwrap().to_string(),
+                )
+            })
             .collect()
     }
 }
@@ -72,7 +77,11 @@ pub fn stderr(out: &Output) -> String {
 
 /// Stages with a given status.
 pub fn with_status(statuses: &[(String, String)], status: &str) -> Vec<String> {
-    let mut v: Vec<String> = statuses.iter().filter(|(_, s)| s == status).map(|(n, _)| n.clone()).collect();
+    let mut v: Vec<String> = statuses
+        .iter()
+        .filter(|(_, s)| s == status)
+        .map(|(n, _)| n.clone())
+        .collect();
     v.sort();
     v
 }

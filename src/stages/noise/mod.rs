@@ -76,13 +76,19 @@ impl TypedStage for NoiseStage {
 
     fn validate(p: &NoiseParams) -> std::result::Result<(), ParamError> {
         if p.levels.first() != Some(&0.0) {
-            return Err(ParamError::new("levels", "must start with 0 (the clean reference every drop is measured from)"));
+            return Err(ParamError::new(
+                "levels",
+                "must start with 0 (the clean reference every drop is measured from)",
+            ));
         }
         if p.levels.iter().any(|l| !(0.0..=1.0).contains(l)) {
             return Err(ParamError::new("levels", "each level must be in [0, 1]"));
         }
         if p.noise.is_empty() || p.noise_seeds == 0 || p.batch_size == 0 {
-            return Err(ParamError::new("noise", "needs at least one noise model, one noise seed and a positive batch size"));
+            return Err(ParamError::new(
+                "noise",
+                "needs at least one noise model, one noise seed and a positive batch size",
+            ));
         }
         Ok(())
     }
@@ -139,7 +145,11 @@ impl OnDevice for NoiseJob<'_> {
                     apply(noise, level, value, &mut noisy, example_len, seed);
                     if noise == p.noise[0] && s == 0 {
                         let k = p.examples.min(ds.test.len());
-                        examples.extend(noisy[..k * example_len].iter().map(|&x| (x * 255.0).round().clamp(0.0, 255.0) as u8));
+                        examples.extend(
+                            noisy[..k * example_len]
+                                .iter()
+                                .map(|&x| (x * 255.0).round().clamp(0.0, 255.0) as u8),
+                        );
                     }
                     let mut normalized: BTreeMap<String, Vec<f32>> = BTreeMap::new();
                     for c in &candidates {
@@ -147,7 +157,9 @@ impl OnDevice for NoiseJob<'_> {
                         if !normalized.contains_key(&key) {
                             normalized.insert(key.clone(), normalize(&noisy, &ds, &c.normalize));
                         }
-                        let stats = evaluate(&c.net, &normalized[&key], &ds.test.labels, p.batch_size).map_err(nn_error)?;
+                        let stats =
+                            evaluate(&c.net, &normalized[&key], &ds.test.labels, p.batch_size)
+                                .map_err(nn_error)?;
                         rows.push(Row {
                             network: c.name.clone(),
                             seed: c.seed,
@@ -158,7 +170,8 @@ impl OnDevice for NoiseJob<'_> {
                         });
                     }
                     done += 1;
-                    ctx.progress.update(done, total, &format!("{} level {level}", noise.name()));
+                    ctx.progress
+                        .update(done, total, &format!("{} level {level}", noise.name()));
                 }
             }
         }
@@ -166,16 +179,28 @@ impl OnDevice for NoiseJob<'_> {
         let evaluated = rows.len() * ds.test.len();
         let out = &ctx.out_dir;
         let k = p.examples.min(ds.test.len());
-        idx::write(&out.join("examples.idx"), &[p.levels.len() * k, ds.channels, ds.height, ds.width], &examples).map_err(|e| Error::Failed(e.to_string()))?;
-        write_json(&out.join("examples.json"), &json!({"noise": p.noise[0], "levels": p.levels, "per_level": k}))?;
+        idx::write(
+            &out.join("examples.idx"),
+            &[p.levels.len() * k, ds.channels, ds.height, ds.width],
+            &examples,
+        )
+        .map_err(|e| Error::Failed(e.to_string()))?;
+        write_json(
+            &out.join("examples.json"),
+            &json!({"noise": p.noise[0], "levels": p.levels, "per_level": k}),
+        )?;
         let drops = drops(&rows);
-        crate::table::write_csv(&out.join("noise.csv"), &mut rows_frame(&rows, &drops)).map_err(Error::Failed)?;
+        crate::table::write_csv(&out.join("noise.csv"), &mut rows_frame(&rows, &drops))
+            .map_err(Error::Failed)?;
         let (mut summary, mut verdicts, statements) = summaries(&rows, &drops, p);
         crate::table::write_csv(&out.join("summary.csv"), &mut summary).map_err(Error::Failed)?;
         crate::table::write_csv(&out.join("verdict.csv"), &mut verdicts).map_err(Error::Failed)?;
         Ok(Metrics::from([
             ("networks".into(), json!(candidates.len())),
-            ("eval_samples_per_second".into(), json!(evaluated as f64 / seconds.max(1e-9))),
+            (
+                "eval_samples_per_second".into(),
+                json!(evaluated as f64 / seconds.max(1e-9)),
+            ),
             ("verdicts".into(), json!(statements)),
         ]))
     }
@@ -206,36 +231,64 @@ fn base_name(stage: &str) -> &str {
     stage.split('@').next().unwrap_or(stage)
 }
 
-fn load_candidates<D: Device<f32>>(ctx: &StageContext, p: &NoiseParams, dev: &D) -> Result<Vec<Candidate<D>>> {
+fn load_candidates<D: Device<f32>>(
+    ctx: &StageContext,
+    p: &NoiseParams,
+    dev: &D,
+) -> Result<Vec<Candidate<D>>> {
     let mut out = Vec::new();
     let load = |input: &Input, weights: &str, name: String| -> Result<Candidate<D>> {
         let card: ModelCard = read_json(&input.dir.join("model.json"))?;
-        let net = checkpoint::load(&card.model, card.shape, &input.dir.join(weights), dev).map_err(nn_error)?;
-        Ok(Candidate { name, seed: input.seed, net, normalize: card.normalize })
+        let net = checkpoint::load(&card.model, card.shape, &input.dir.join(weights), dev)
+            .map_err(nn_error)?;
+        Ok(Candidate {
+            name,
+            seed: input.seed,
+            net,
+            normalize: card.normalize,
+        })
     };
     for input in ctx.inputs_of_kind("prune") {
         let tickets: Tickets = read_json(&input.dir.join("tickets.json"))?;
         for name in &p.networks {
-            let t = tickets.select(name).map_err(|e| Error::InvalidInput(format!("stage `{}`: {e}", input.stage)))?;
+            let t = tickets
+                .select(name)
+                .map_err(|e| Error::InvalidInput(format!("stage `{}`: {e}", input.stage)))?;
             out.push(load(input, &t.weights, name.clone())?);
         }
     }
     for input in ctx.inputs_of_kind("train") {
-        out.push(load(input, "weights.safetensors", base_name(&input.stage).to_string())?);
+        out.push(load(
+            input,
+            "weights.safetensors",
+            base_name(&input.stage).to_string(),
+        )?);
     }
     if out.is_empty() {
-        return Err(Error::InvalidInput(format!("stage `{}` needs at least one `prune` or `train` stage to evaluate", ctx.stage)));
+        return Err(Error::InvalidInput(format!(
+            "stage `{}` needs at least one `prune` or `train` stage to evaluate",
+            ctx.stage
+        )));
     }
     Ok(out)
 }
 
 type Group = (String, NoiseKind, u64);
 
+/// (network, noise, level as f32 bits).
+type LevelKey = (String, NoiseKind, u32);
+
+/// Per level key: a value per training seed.
+type BySeed = BTreeMap<LevelKey, BTreeMap<u64, f64>>;
+
 /// For every row, the drop from the same network's mean accuracy at level 0.
 fn drops(rows: &[Row]) -> Vec<f64> {
     let mut clean: BTreeMap<Group, Vec<f64>> = BTreeMap::new();
     for r in rows.iter().filter(|r| r.level == 0.0) {
-        clean.entry((r.network.clone(), r.noise, r.seed)).or_default().push(r.accuracy);
+        clean
+            .entry((r.network.clone(), r.noise, r.seed))
+            .or_default()
+            .push(r.accuracy);
     }
     rows.iter()
         .map(|r| {
@@ -259,15 +312,26 @@ fn rows_frame(rows: &[Row], drops: &[f64]) -> DataFrame {
 }
 
 /// Per (network, noise, level): mean over noise seeds for each training seed.
-fn per_seed(rows: &[Row], values: &[f64]) -> BTreeMap<(String, NoiseKind, u32), BTreeMap<u64, f64>> {
-    let mut acc: BTreeMap<(String, NoiseKind, u32), BTreeMap<u64, (f64, usize)>> = BTreeMap::new();
+fn per_seed(rows: &[Row], values: &[f64]) -> BySeed {
+    let mut acc: BTreeMap<LevelKey, BTreeMap<u64, (f64, usize)>> = BTreeMap::new();
     for (r, v) in rows.iter().zip(values) {
-        let e = acc.entry((r.network.clone(), r.noise, r.level.to_bits())).or_default().entry(r.seed).or_insert((0.0, 0));
+        let e = acc
+            .entry((r.network.clone(), r.noise, r.level.to_bits()))
+            .or_default()
+            .entry(r.seed)
+            .or_insert((0.0, 0));
         e.0 += v;
         e.1 += 1;
     }
     acc.into_iter()
-        .map(|(k, m)| (k, m.into_iter().map(|(s, (sum, n))| (s, sum / n as f64)).collect()))
+        .map(|(k, m)| {
+            (
+                k,
+                m.into_iter()
+                    .map(|(s, (sum, n))| (s, sum / n as f64))
+                    .collect(),
+            )
+        })
         .collect()
 }
 
@@ -275,11 +339,25 @@ fn summaries(rows: &[Row], drops: &[f64], p: &NoiseParams) -> (DataFrame, DataFr
     let accuracy: Vec<f64> = rows.iter().map(|r| r.accuracy).collect();
     let acc = per_seed(rows, &accuracy);
     let drop = per_seed(rows, drops);
-    let (mut net, mut noise, mut level, mut n, mut mean, mut std, mut low, mut high, mut dmean) =
-        (vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+    let (mut net, mut noise, mut level, mut n, mut mean, mut std, mut low, mut high, mut dmean) = (
+        vec![],
+        vec![],
+        vec![],
+        vec![],
+        vec![],
+        vec![],
+        vec![],
+        vec![],
+        vec![],
+    );
     for ((name, kind, bits), seeds) in &acc {
         let s = summarize(&seeds.values().copied().collect::<Vec<_>>());
-        let d = summarize(&drop[&(name.clone(), *kind, *bits)].values().copied().collect::<Vec<_>>());
+        let d = summarize(
+            &drop[&(name.clone(), *kind, *bits)]
+                .values()
+                .copied()
+                .collect::<Vec<_>>(),
+        );
         net.push(name.clone());
         noise.push(kind.name());
         level.push(f32::from_bits(*bits) as f64);
@@ -293,16 +371,30 @@ fn summaries(rows: &[Row], drops: &[f64], p: &NoiseParams) -> (DataFrame, DataFr
     let summary = df!("network" => net, "noise" => noise, "level" => level, "seeds" => n, "accuracy_mean" => mean,
         "accuracy_std" => std, "accuracy_ci95_low" => low, "accuracy_ci95_high" => high, "drop_mean" => dmean)
     .expect("columns have equal lengths");
-    let (mut vnet, mut vnoise, mut vlevel, mut vn, mut vmean, mut vlow, mut vhigh, mut words) =
-        (vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+    let (mut vnet, mut vnoise, mut vlevel, mut vn, mut vmean, mut vlow, mut vhigh, mut words) = (
+        vec![],
+        vec![],
+        vec![],
+        vec![],
+        vec![],
+        vec![],
+        vec![],
+        vec![],
+    );
     let mut statements = Vec::new();
     for &kind in &p.noise {
         for name in p.networks.iter().filter(|n| n.as_str() != "dense") {
             for &lv in p.levels.iter().filter(|&&l| l > 0.0) {
-                let (Some(sparse), Some(dense)) = (drop.get(&(name.clone(), kind, lv.to_bits())), drop.get(&("dense".to_string(), kind, lv.to_bits()))) else {
+                let (Some(sparse), Some(dense)) = (
+                    drop.get(&(name.clone(), kind, lv.to_bits())),
+                    drop.get(&("dense".to_string(), kind, lv.to_bits())),
+                ) else {
                     continue;
                 };
-                let diffs: Vec<f64> = sparse.iter().filter_map(|(s, d)| dense.get(s).map(|dd| d - dd)).collect();
+                let diffs: Vec<f64> = sparse
+                    .iter()
+                    .filter_map(|(s, d)| dense.get(s).map(|dd| d - dd))
+                    .collect();
                 let s = summarize(&diffs);
                 let verdict = if s.n < 2 {
                     "not enough seeds for an interval"

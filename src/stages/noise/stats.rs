@@ -19,8 +19,9 @@ pub struct Summary {
 /// Two-sided 95% quantile of Student's t with `df` degrees of freedom.
 fn t95(df: usize) -> f64 {
     const TABLE: [f64; 30] = [
-        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110,
-        2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+        2.052, 2.048, 2.045, 2.042,
     ];
     TABLE.get(df.wrapping_sub(1)).copied().unwrap_or(1.960)
 }
@@ -30,12 +31,24 @@ pub fn summarize(xs: &[f64]) -> Summary {
     let n = xs.len();
     let mean = xs.iter().sum::<f64>() / n.max(1) as f64;
     if n < 2 {
-        return Summary { n, mean, std: 0.0, low: mean, high: mean };
+        return Summary {
+            n,
+            mean,
+            std: 0.0,
+            low: mean,
+            high: mean,
+        };
     }
     let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
     let std = var.sqrt();
     let half = t95(n - 1) * std / (n as f64).sqrt();
-    Summary { n, mean, std, low: mean - half, high: mean + half }
+    Summary {
+        n,
+        mean,
+        std,
+        low: mean - half,
+        high: mean + half,
+    }
 }
 
 #[cfg(test)]

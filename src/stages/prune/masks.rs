@@ -16,7 +16,12 @@ fn to_remove(alive: usize, rate: f64) -> usize {
 /// Positions of surviving weights, sorted by (|w|, position).
 fn ranked_alive(weights: &[f32], mask: &[f32]) -> Vec<usize> {
     let mut alive: Vec<usize> = (0..weights.len()).filter(|&i| mask[i] != 0.0).collect();
-    alive.sort_by(|&a, &b| weights[a].abs().total_cmp(&weights[b].abs()).then(a.cmp(&b)));
+    alive.sort_by(|&a, &b| {
+        weights[a]
+            .abs()
+            .total_cmp(&weights[b].abs())
+            .then(a.cmp(&b))
+    });
     alive
 }
 
@@ -32,7 +37,11 @@ pub fn prune_layer(weights: &[f32], mask: &mut [f32], rate: f64) {
 pub fn prune_global(layers: &mut [(&[f32], &mut Vec<f32>)], rate: f64) {
     let mut all: Vec<(f32, usize, usize)> = Vec::new();
     for (l, (w, m)) in layers.iter().enumerate() {
-        all.extend((0..w.len()).filter(|&i| m[i] != 0.0).map(|i| (w[i].abs(), l, i)));
+        all.extend(
+            (0..w.len())
+                .filter(|&i| m[i] != 0.0)
+                .map(|i| (w[i].abs(), l, i)),
+        );
     }
     all.sort_by(|a, b| a.0.total_cmp(&b.0).then((a.1, a.2).cmp(&(b.1, b.2))));
     let k = to_remove(all.len(), rate);
@@ -78,7 +87,11 @@ mod tests {
         for k in 1..=20 {
             prune_layer(&w, &mut m, 0.125);
             let expected = 0.875f64.powi(k) * n as f64;
-            assert!((alive(&m) as f64 - expected).abs() <= k as f64, "round {k}: {} vs {expected}", alive(&m));
+            assert!(
+                (alive(&m) as f64 - expected).abs() <= k as f64,
+                "round {k}: {} vs {expected}",
+                alive(&m)
+            );
         }
     }
 

@@ -27,13 +27,19 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::nn::{checkpoint, Device, InitConfig, Model, ModelConfig, Network, Optimizer, OptimizerConfig, ParamKind};
+use crate::nn::{
+    checkpoint, Device, InitConfig, Model, ModelConfig, Network, Optimizer, OptimizerConfig,
+    ParamKind,
+};
 use crate::seeds;
 
 use super::dataset::load_input;
 use super::on_device::{on_device, OnDevice};
 use super::params::ParamError;
-use super::train::{fit, nn_error, validate_training, write_json, FitPlan, History, Keep, ModelCard, Normalize, Prepared, TrainParams};
+use super::train::{
+    fit, nn_error, validate_training, write_json, FitPlan, History, Keep, ModelCard, Normalize,
+    Prepared, TrainParams,
+};
 use super::{io_err, Error, Metrics, Result, StageContext, TypedStage};
 use tickets::{Ticket, TicketKind, Tickets};
 
@@ -63,7 +69,9 @@ impl WeightKind {
     fn matches(self, kind: ParamKind) -> bool {
         matches!(
             (self, kind),
-            (WeightKind::Fc, ParamKind::FcWeight) | (WeightKind::Conv, ParamKind::ConvWeight) | (WeightKind::Output, ParamKind::OutputWeight)
+            (WeightKind::Fc, ParamKind::FcWeight)
+                | (WeightKind::Conv, ParamKind::ConvWeight)
+                | (WeightKind::Output, ParamKind::OutputWeight)
         )
     }
 }
@@ -155,17 +163,29 @@ impl TypedStage for PruneStage {
         validate_training(p.epochs, p.batch_size, p.eval_batch_size)?;
         let rate_ok = |r: f64| (0.0..1.0).contains(&r);
         if !rate_ok(p.rate) {
-            return Err(ParamError::new("rate", format!("must be in [0, 1), got {}", p.rate)));
+            return Err(ParamError::new(
+                "rate",
+                format!("must be in [0, 1), got {}", p.rate),
+            ));
         }
         if let Some((name, r)) = p.rate_overrides.iter().find(|(_, r)| !rate_ok(**r)) {
-            return Err(ParamError::new(format!("rate_overrides.{name}"), format!("must be in [0, 1), got {r}")));
+            return Err(ParamError::new(
+                format!("rate_overrides.{name}"),
+                format!("must be in [0, 1), got {r}"),
+            ));
         }
         if p.prunable.is_empty() {
-            return Err(ParamError::new("prunable", "name at least one of fc, conv, output"));
+            return Err(ParamError::new(
+                "prunable",
+                "name at least one of fc, conv, output",
+            ));
         }
         if let Rewind::Epoch(e) = p.rewind {
             if e > p.epochs {
-                return Err(ParamError::new("rewind.epoch", format!("{e} is past the {} epochs of a round", p.epochs)));
+                return Err(ParamError::new(
+                    "rewind.epoch",
+                    format!("{e} is past the {} epochs of a round", p.epochs),
+                ));
             }
         }
         Ok(())
@@ -235,9 +255,16 @@ impl<'a, D: Device<f32>> Pruner<'a, D> {
             )));
         }
         if prunable.is_empty() {
-            return Err(Error::InvalidInput(format!("model `{}` has no weights of the kinds in `prunable`", p.model.type_name())));
+            return Err(Error::InvalidInput(format!(
+                "model `{}` has no weights of the kinds in `prunable`",
+                p.model.type_name()
+            )));
         }
-        let total_prunable = infos.iter().filter(|i| prunable.contains(&i.name)).map(|i| i.numel()).sum();
+        let total_prunable = infos
+            .iter()
+            .filter(|i| prunable.contains(&i.name))
+            .map(|i| i.numel())
+            .sum();
         Ok(Pruner {
             total_params: infos.iter().map(|i| i.numel()).sum(),
             total_prunable,
@@ -251,11 +278,21 @@ impl<'a, D: Device<f32>> Pruner<'a, D> {
     }
 
     fn fresh(&self, seed: u64) -> Result<Network<D>> {
-        Network::new(&self.p.model, self.data.shape, &self.p.init, seed, &self.dev).map_err(nn_error)
+        Network::new(
+            &self.p.model,
+            self.data.shape,
+            &self.p.init,
+            seed,
+            &self.dev,
+        )
+        .map_err(nn_error)
     }
 
     fn scratch(&self, kind: TicketKind, round: usize) -> std::path::PathBuf {
-        self.ctx.scratch_dir.join(kind.folder()).join(format!("r{round:02}"))
+        self.ctx
+            .scratch_dir
+            .join(kind.folder())
+            .join(format!("r{round:02}"))
     }
 
     fn run(self) -> Result<Metrics> {
@@ -263,7 +300,11 @@ impl<'a, D: Device<f32>> Pruner<'a, D> {
         std::fs::create_dir_all(scratch).map_err(io_err("create", scratch))?;
         let init = self.fresh(self.init_seed)?;
         let mut rewind_to = init.clone();
-        let mut masks: BTreeMap<String, Vec<f32>> = self.prunable.iter().map(|n| (n.clone(), vec![1.0; numel(&init, n)])).collect();
+        let mut masks: BTreeMap<String, Vec<f32>> = self
+            .prunable
+            .iter()
+            .map(|n| (n.clone(), vec![1.0; numel(&init, n)]))
+            .collect();
         let mut last_trained: Option<Network<D>> = None;
         let mut rows: Vec<RoundRow> = Vec::new();
         let mut round_seconds = Vec::new();
@@ -271,11 +312,13 @@ impl<'a, D: Device<f32>> Pruner<'a, D> {
             let dir = self.scratch(TicketKind::Winning, round);
             if dir.join("done").is_file() {
                 let mut trained = init.clone();
-                checkpoint::load_into(&mut trained, &dir.join("weights.safetensors")).map_err(nn_error)?;
+                checkpoint::load_into(&mut trained, &dir.join("weights.safetensors"))
+                    .map_err(nn_error)?;
                 rows.extend(read_rows(&dir)?);
                 if round == 0 {
                     if let Rewind::Epoch(_) = self.p.rewind {
-                        checkpoint::load_into(&mut rewind_to, &scratch.join("rewind.safetensors")).map_err(nn_error)?;
+                        checkpoint::load_into(&mut rewind_to, &scratch.join("rewind.safetensors"))
+                            .map_err(nn_error)?;
                     }
                 }
                 masks = self.next_masks(&trained, masks)?;
@@ -285,10 +328,12 @@ impl<'a, D: Device<f32>> Pruner<'a, D> {
             let started = Instant::now();
             let mut round_rows = Vec::new();
             let mut net = self.rewound(&rewind_to, last_trained.as_ref(), &masks)?;
-            let (history, trained) = self.train_round(&mut net, round, TicketKind::Winning, round == 0)?;
+            let (history, trained) =
+                self.train_round(&mut net, round, TicketKind::Winning, round == 0)?;
             if round == 0 {
                 if let Some(snapshot) = trained.rewind {
-                    checkpoint::save(&snapshot, &scratch.join("rewind.safetensors")).map_err(nn_error)?;
+                    checkpoint::save(&snapshot, &scratch.join("rewind.safetensors"))
+                        .map_err(nn_error)?;
                     rewind_to = snapshot;
                 }
             }
@@ -296,10 +341,19 @@ impl<'a, D: Device<f32>> Pruner<'a, D> {
             self.save_ticket(&net, &dir)?;
             if round > 0 && self.p.random_tickets {
                 let t = Instant::now();
-                let mut rng = ChaCha8Rng::seed_from_u64(seeds::derive(self.ctx.seed, "random-ticket", round as u64));
+                let mut rng = ChaCha8Rng::seed_from_u64(seeds::derive(
+                    self.ctx.seed,
+                    "random-ticket",
+                    round as u64,
+                ));
                 let random: BTreeMap<String, Vec<f32>> = masks
                     .iter()
-                    .map(|(n, m)| (n.clone(), masks::random_mask(m.len(), masks::alive(m), &mut rng)))
+                    .map(|(n, m)| {
+                        (
+                            n.clone(),
+                            masks::random_mask(m.len(), masks::alive(m), &mut rng),
+                        )
+                    })
                     .collect();
                 let mut rnet = self.rewound(&rewind_to, last_trained.as_ref(), &random)?;
                 let (h, _) = self.train_round(&mut rnet, round, TicketKind::Random, false)?;
@@ -327,33 +381,55 @@ impl<'a, D: Device<f32>> Pruner<'a, D> {
 
     /// A network holding `start`'s values, except weights listed in `no_rewind`, which
     /// keep the last round's trained values; masks applied.
-    fn rewound(&self, start: &Network<D>, last: Option<&Network<D>>, masks: &BTreeMap<String, Vec<f32>>) -> Result<Network<D>> {
+    fn rewound(
+        &self,
+        start: &Network<D>,
+        last: Option<&Network<D>>,
+        masks: &BTreeMap<String, Vec<f32>>,
+    ) -> Result<Network<D>> {
         let mut net = start.clone();
         if let Some(last) = last {
             for info in last.param_infos() {
                 if self.p.no_rewind.iter().any(|k| k.matches(info.kind)) {
                     let values = last.param(&info.name).map_err(nn_error)?.values();
-                    net.param_mut(&info.name).map_err(nn_error)?.set_values(&values).map_err(nn_error)?;
+                    net.param_mut(&info.name)
+                        .map_err(nn_error)?
+                        .set_values(&values)
+                        .map_err(nn_error)?;
                 }
             }
         }
         for (name, mask) in masks {
-            net.param_mut(name).map_err(nn_error)?.set_mask(Some(mask)).map_err(nn_error)?;
+            net.param_mut(name)
+                .map_err(nn_error)?
+                .set_mask(Some(mask))
+                .map_err(nn_error)?;
         }
         Ok(net)
     }
 
     /// Trains one ticket with a new optimizer; in round 0 with late rewinding, also
     /// returns the weights after the rewind epoch.
-    fn train_round(&self, net: &mut Network<D>, round: usize, kind: TicketKind, capture_rewind: bool) -> Result<(History, Trained<D>)> {
+    fn train_round(
+        &self,
+        net: &mut Network<D>,
+        round: usize,
+        kind: TicketKind,
+        capture_rewind: bool,
+    ) -> Result<(History, Trained<D>)> {
         let mut opt = Optimizer::new(self.p.optimizer.clone());
         let rounds = self.p.rounds;
         let epochs = self.p.epochs;
         let seed = seeds::derive(self.ctx.seed, kind.folder(), round as u64);
         let mut progress = |epoch: usize, batch: usize, batches: usize| {
             let done = (round * epochs + epoch - 1) * batches + batch;
-            let msg = format!("round {round}/{rounds} {} epoch {epoch}/{epochs}", kind.folder());
-            self.ctx.progress.update(done as u64, ((rounds + 1) * epochs * batches) as u64, &msg);
+            let msg = format!(
+                "round {round}/{rounds} {} epoch {epoch}/{epochs}",
+                kind.folder()
+            );
+            self.ctx
+                .progress
+                .update(done as u64, ((rounds + 1) * epochs * batches) as u64, &msg);
         };
         let split = match (capture_rewind, self.p.rewind) {
             (true, Rewind::Epoch(e)) => e,
@@ -367,7 +443,13 @@ impl<'a, D: Device<f32>> Pruner<'a, D> {
             rewind = Some(net.clone());
         }
         if split < epochs {
-            let plan = self.plan(split + 1, epochs - split, self.p.prune_from, seed, &mut progress);
+            let plan = self.plan(
+                split + 1,
+                epochs - split,
+                self.p.prune_from,
+                seed,
+                &mut progress,
+            );
             let h = fit(net, &mut opt, &self.data, plan)?;
             history = Some(match history {
                 Some(first) => first.then(h),
@@ -378,7 +460,14 @@ impl<'a, D: Device<f32>> Pruner<'a, D> {
         Ok((history, Trained { rewind }))
     }
 
-    fn plan<'b>(&self, first_epoch: usize, epochs: usize, keep: Keep, seed: u64, progress: &'b mut dyn FnMut(usize, usize, usize)) -> FitPlan<'b> {
+    fn plan<'b>(
+        &self,
+        first_epoch: usize,
+        epochs: usize,
+        keep: Keep,
+        seed: u64,
+        progress: &'b mut dyn FnMut(usize, usize, usize),
+    ) -> FitPlan<'b> {
         FitPlan {
             first_epoch,
             epochs,
@@ -391,7 +480,14 @@ impl<'a, D: Device<f32>> Pruner<'a, D> {
         }
     }
 
-    fn row(&self, round: usize, kind: TicketKind, net: &Network<D>, h: &History, started: Instant) -> RoundRow {
+    fn row(
+        &self,
+        round: usize,
+        kind: TicketKind,
+        net: &Network<D>,
+        h: &History,
+        started: Instant,
+    ) -> RoundRow {
         let (alive_prunable, masked) = self.alive(net);
         let batches = self.data.train_y.len().div_ceil(self.p.batch_size);
         let early = h.min_validation_loss.map(|i| h.rows[i].epoch);
@@ -428,7 +524,11 @@ impl<'a, D: Device<f32>> Pruner<'a, D> {
     }
 
     /// The masks of the next round, pruned from `trained`'s weights.
-    fn next_masks(&self, trained: &Network<D>, mut masks: BTreeMap<String, Vec<f32>>) -> Result<BTreeMap<String, Vec<f32>>> {
+    fn next_masks(
+        &self,
+        trained: &Network<D>,
+        mut masks: BTreeMap<String, Vec<f32>>,
+    ) -> Result<BTreeMap<String, Vec<f32>>> {
         let weights: BTreeMap<String, Vec<f32>> = self
             .prunable
             .iter()
@@ -438,12 +538,20 @@ impl<'a, D: Device<f32>> Pruner<'a, D> {
         match self.p.scope {
             Scope::Layerwise => {
                 for (name, mask) in masks.iter_mut() {
-                    let rate = self.p.rate_overrides.get(layer_of(name)).copied().unwrap_or(self.p.rate);
+                    let rate = self
+                        .p
+                        .rate_overrides
+                        .get(layer_of(name))
+                        .copied()
+                        .unwrap_or(self.p.rate);
                     masks::prune_layer(&weights[name], mask, rate);
                 }
             }
             Scope::Global => {
-                let mut layers: Vec<(&[f32], &mut Vec<f32>)> = masks.iter_mut().map(|(n, m)| (weights[n].as_slice(), m)).collect();
+                let mut layers: Vec<(&[f32], &mut Vec<f32>)> = masks
+                    .iter_mut()
+                    .map(|(n, m)| (weights[n].as_slice(), m))
+                    .collect();
                 masks::prune_global(&mut layers, self.p.rate);
             }
         }
@@ -460,11 +568,17 @@ impl<'a, D: Device<f32>> Pruner<'a, D> {
         let out = &self.ctx.out_dir;
         let mut tickets = Tickets::default();
         for row in rows {
-            let rel = format!("{}/r{:02}/weights.safetensors", row.kind.folder(), row.round);
+            let rel = format!(
+                "{}/r{:02}/weights.safetensors",
+                row.kind.folder(),
+                row.round
+            );
             let target = out.join(&rel);
             let parent = target.parent().expect("has a parent");
             std::fs::create_dir_all(parent).map_err(io_err("create", parent))?;
-            let source = self.scratch(row.kind, row.round).join("weights.safetensors");
+            let source = self
+                .scratch(row.kind, row.round)
+                .join("weights.safetensors");
             std::fs::copy(&source, &target).map_err(io_err("copy", &source))?;
             tickets.tickets.push(Ticket {
                 round: row.round,
@@ -483,17 +597,24 @@ impl<'a, D: Device<f32>> Pruner<'a, D> {
             normalize: self.data.normalize.clone(),
         };
         write_json(&out.join("model.json"), &card)?;
-        crate::table::write_csv(&out.join("rounds.csv"), &mut rounds_frame(rows)).map_err(Error::Failed)
+        crate::table::write_csv(&out.join("rounds.csv"), &mut rounds_frame(rows))
+            .map_err(Error::Failed)
     }
 
     fn metrics(&self, rows: &[RoundRow], round_seconds: Vec<f64>) -> Metrics {
-        let winning: Vec<&RoundRow> = rows.iter().filter(|r| r.kind == TicketKind::Winning).collect();
+        let winning: Vec<&RoundRow> = rows
+            .iter()
+            .filter(|r| r.kind == TicketKind::Winning)
+            .collect();
         let dense = winning.first().map_or(f64::NAN, |r| r.best_test_accuracy);
         let last = winning.last().expect("round 0 always runs");
         Metrics::from([
             ("dense_test_accuracy".into(), json!(dense)),
             ("test_accuracy".into(), json!(last.best_test_accuracy)),
-            ("final_remaining_prunable".into(), json!(last.remaining_prunable)),
+            (
+                "final_remaining_prunable".into(),
+                json!(last.remaining_prunable),
+            ),
             ("final_remaining_all".into(), json!(last.remaining_all)),
             ("rounds".into(), json!(self.p.rounds)),
             ("round_seconds".into(), json!(round_seconds)),
@@ -522,7 +643,11 @@ fn read_rows(dir: &Path) -> Result<Vec<RoundRow>> {
 
 fn rounds_frame(rows: &[RoundRow]) -> DataFrame {
     let f = |g: fn(&RoundRow) -> f64| rows.iter().map(g).collect::<Vec<f64>>();
-    let opt = |g: fn(&RoundRow) -> Option<usize>| rows.iter().map(|r| g(r).map(|v| v as u32)).collect::<Vec<Option<u32>>>();
+    let opt = |g: fn(&RoundRow) -> Option<usize>| {
+        rows.iter()
+            .map(|r| g(r).map(|v| v as u32))
+            .collect::<Vec<Option<u32>>>()
+    };
     df!(
         "round" => rows.iter().map(|r| r.round as u32).collect::<Vec<u32>>(),
         "ticket" => rows.iter().map(|r| r.kind.folder()).collect::<Vec<&str>>(),

@@ -63,7 +63,9 @@ impl Tickets {
                 .find(|t| t.round == 0)
                 .ok_or_else(|| "no dense round in this prune stage".to_string());
         }
-        let bad = || format!("ticket name `{name}`: use `dense`, or w/r/i and a percentage of remaining weights (w30, r30, w3)");
+        let bad = || {
+            format!("ticket name `{name}`: use `dense`, or w/r/i and a percentage of remaining weights (w30, r30, w3)")
+        };
         let (prefix, pct) = name.split_at(1);
         let kind = match prefix {
             "w" => TicketKind::Winning,
@@ -75,8 +77,17 @@ impl Tickets {
         self.tickets
             .iter()
             .filter(|t| t.kind == kind && (kind == TicketKind::Winning || t.round > 0))
-            .min_by(|a, b| (a.remaining_prunable - target).abs().total_cmp(&(b.remaining_prunable - target).abs()))
-            .ok_or_else(|| format!("ticket `{name}`: this prune stage trained no {} tickets", kind.folder()))
+            .min_by(|a, b| {
+                (a.remaining_prunable - target)
+                    .abs()
+                    .total_cmp(&(b.remaining_prunable - target).abs())
+            })
+            .ok_or_else(|| {
+                format!(
+                    "ticket `{name}`: this prune stage trained no {} tickets",
+                    kind.folder()
+                )
+            })
     }
 }
 
