@@ -79,8 +79,9 @@ pub struct InitConfig {
 }
 
 /// Distribution of weight matrices and convolution kernels.
+/// Written `xavier-normal`, `kaiming-normal` or `{uniform: {width: 0.05}}`.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub enum WeightInit {
     /// N(0, 2 / (fan_in + fan_out)), PyTorch's `xavier_normal_` (Bain's code).
     #[default]
@@ -129,8 +130,7 @@ mod tests {
         assert_eq!(i.weight, WeightInit::XavierNormal);
         assert_eq!(i.bias, BiasInit::Normal);
         let u: InitConfig =
-            serde_json::from_str(r#"{"weight":{"type":"uniform","width":0.1},"bias":"zeros"}"#)
-                .unwrap();
+            serde_json::from_str(r#"{"weight":{"uniform":{"width":0.1}},"bias":"zeros"}"#).unwrap();
         assert_eq!(u.weight, WeightInit::Uniform { width: 0.1 });
         assert_eq!(u.bias, BiasInit::Zeros);
     }

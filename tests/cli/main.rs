@@ -2,10 +2,12 @@
 //!
 //! - `validation`: invalid pipelines and arguments (exit 2, messages);
 //! - `caching`: what reruns when something changes, and why;
+//! - `science`: pruning and noise robustness on small settings;
 //! - `store`: integrity, locking, gc;
 //! - `training`: the train stage: accuracy, determinism, dependants, crashes.
 
 mod caching;
+mod science;
 mod store;
 mod training;
 mod util;

@@ -40,7 +40,7 @@ pub struct NoiseParams {
     /// Noise models.
     pub noise: Vec<NoiseKind>,
     /// Noise levels (fraction of values for pixel/salt-pepper, std or half-width otherwise).
-    pub levels: Vec<f32>,
+    pub levels: Vec<f64>,
     /// The value `pixel` noise writes: `two_std` (Bain's code), `two_std_above_mean`
     /// (Bain's text) or `{fixed: v}`.
     pub value: PixelValue,
@@ -116,7 +116,7 @@ struct Row {
     network: String,
     seed: u64,
     noise: NoiseKind,
-    level: f32,
+    level: f64,
     noise_seed: usize,
     accuracy: f64,
 }
@@ -142,7 +142,7 @@ impl OnDevice for NoiseJob<'_> {
                 for s in 0..p.noise_seeds {
                     let mut noisy = clean.clone();
                     let seed = crate::seeds::derive(ctx.seed, noise.name(), (li * 1000 + s) as u64);
-                    apply(noise, level, value, &mut noisy, example_len, seed);
+                    apply(noise, level as f32, value, &mut noisy, example_len, seed);
                     if noise == p.noise[0] && s == 0 {
                         let k = p.examples.min(ds.test.len());
                         examples.extend(
@@ -275,8 +275,8 @@ fn load_candidates<D: Device<f32>>(
 
 type Group = (String, NoiseKind, u64);
 
-/// (network, noise, level as f32 bits).
-type LevelKey = (String, NoiseKind, u32);
+/// (network, noise, level as f64 bits).
+type LevelKey = (String, NoiseKind, u64);
 
 /// Per level key: a value per training seed.
 type BySeed = BTreeMap<LevelKey, BTreeMap<u64, f64>>;
@@ -303,7 +303,7 @@ fn rows_frame(rows: &[Row], drops: &[f64]) -> DataFrame {
         "network" => rows.iter().map(|r| r.network.as_str()).collect::<Vec<_>>(),
         "seed" => rows.iter().map(|r| r.seed).collect::<Vec<u64>>(),
         "noise" => rows.iter().map(|r| r.noise.name()).collect::<Vec<_>>(),
-        "level" => rows.iter().map(|r| r.level as f64).collect::<Vec<f64>>(),
+        "level" => rows.iter().map(|r| r.level).collect::<Vec<f64>>(),
         "noise_seed" => rows.iter().map(|r| r.noise_seed as u32).collect::<Vec<u32>>(),
         "accuracy" => rows.iter().map(|r| r.accuracy).collect::<Vec<f64>>(),
         "drop" => drops.to_vec(),
@@ -360,7 +360,7 @@ fn summaries(rows: &[Row], drops: &[f64], p: &NoiseParams) -> (DataFrame, DataFr
         );
         net.push(name.clone());
         noise.push(kind.name());
-        level.push(f32::from_bits(*bits) as f64);
+        level.push(f64::from_bits(*bits));
         n.push(s.n as u32);
         mean.push(s.mean);
         std.push(s.std);
@@ -407,7 +407,7 @@ fn summaries(rows: &[Row], drops: &[f64], p: &NoiseParams) -> (DataFrame, DataFr
                 };
                 vnet.push(name.clone());
                 vnoise.push(kind.name());
-                vlevel.push(lv as f64);
+                vlevel.push(lv);
                 vn.push(s.n as u32);
                 vmean.push(s.mean);
                 vlow.push(s.low);

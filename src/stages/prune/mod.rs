@@ -308,6 +308,7 @@ impl<'a, D: Device<f32>> Pruner<'a, D> {
         let mut last_trained: Option<Network<D>> = None;
         let mut rows: Vec<RoundRow> = Vec::new();
         let mut round_seconds = Vec::new();
+        let mut resumed_at = None;
         for round in 0..=self.p.rounds {
             let dir = self.scratch(TicketKind::Winning, round);
             if dir.join("done").is_file() {
@@ -324,6 +325,10 @@ impl<'a, D: Device<f32>> Pruner<'a, D> {
                 masks = self.next_masks(&trained, masks)?;
                 last_trained = Some(trained);
                 continue;
+            }
+            if round > 0 && round_seconds.is_empty() && resumed_at.is_none() {
+                // Rounds before this one were loaded from the scratch checkpoints.
+                resumed_at = Some(round);
             }
             let started = Instant::now();
             let mut round_rows = Vec::new();
@@ -376,7 +381,9 @@ impl<'a, D: Device<f32>> Pruner<'a, D> {
             last_trained = Some(net);
         }
         self.publish(&rows)?;
-        Ok(self.metrics(&rows, round_seconds))
+        let mut metrics = self.metrics(&rows, round_seconds);
+        metrics.insert("resumed_at_round".into(), json!(resumed_at));
+        Ok(metrics)
     }
 
     /// A network holding `start`'s values, except weights listed in `no_rewind`, which
