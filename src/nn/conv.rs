@@ -13,6 +13,7 @@
 
 use dfdx::prelude::*;
 
+use super::host::{self, on_cpu, ConvGeom};
 use super::init::Initializer;
 use super::param::{Param, ParamInfo, ParamKind};
 use super::Matrix;
@@ -40,6 +41,7 @@ pub(crate) struct Conv2d<D: Device<f32>> {
     input: Map,
     output: Map,
     kernel: usize,
+    pad: usize,
     padded: bool,
     index: Tensor<(usize,), usize, D>,
 }
@@ -89,6 +91,7 @@ impl<D: Device<f32>> Conv2d<D> {
             input,
             output,
             kernel,
+            pad,
             padded,
             index: dev.tensor_from_vec(index, (n,)),
         }
@@ -99,8 +102,66 @@ impl<D: Device<f32>> Conv2d<D> {
         self.output
     }
 
-    /// (C·H·W, batch) -> (O·OH·OW, batch).
+    fn geom(&self) -> ConvGeom {
+        ConvGeom {
+            input: self.input,
+            output: self.output,
+            kernel: self.kernel,
+            pad: self.pad,
+        }
+    }
+
+    /// (C·H·W, batch) -> (O·OH·OW, batch); on the CPU through the parallel
+    /// im2col of `host`, elsewhere through dfdx's `gather`.
     pub(crate) fn forward<T, R>(&self, x: Matrix<D, R>) -> Matrix<D, T>
+    where
+        T: Tape<f32, D> + Merge<R>,
+        R: Tape<f32, D>,
+    {
+        self.forward_act(x, false)
+    }
+
+    /// `forward`, followed by a ReLU if `relu` (fused on the CPU).
+    pub(crate) fn forward_act<T, R>(&self, x: Matrix<D, R>, relu: bool) -> Matrix<D, T>
+    where
+        T: Tape<f32, D> + Merge<R>,
+        R: Tape<f32, D>,
+    {
+        if !on_cpu::<D>() {
+            let y = self.forward_generic(x);
+            return if relu { y.relu() } else { y };
+        }
+        let batch = x.shape().1;
+        let cols = host::im2col(x, self.geom());
+        let z = self.kernel_matrix::<T>().matmul(cols);
+        let y = host::bias_act(z, self.bias.effective::<T>(), relu);
+        y.reshape_like(&(self.output.len(), batch))
+    }
+
+    /// `forward_act` for the first layer: the input is data and needs no
+    /// gradient, so on the CPU neither col2im nor the input side of the
+    /// matmul's backward runs.
+    pub(crate) fn forward_first<T: Tape<f32, D>>(&self, x: Matrix<D>, relu: bool) -> Matrix<D, T> {
+        if !on_cpu::<D>() {
+            return self.forward_act(x, relu);
+        }
+        let batch = x.shape().1;
+        let cols = host::im2col(x, self.geom());
+        let z = host::matmul_no_input_grad(self.kernel_matrix::<T>(), cols);
+        let y = host::bias_act(z, self.bias.effective::<T>(), relu);
+        y.reshape_like(&(self.output.len(), batch))
+    }
+
+    /// The (O, C·K·K) kernel matrix W ⊙ M on tape `T`.
+    fn kernel_matrix<T: Tape<f32, D>>(&self) -> Matrix<D, T> {
+        let patch = self.input.channels * self.kernel * self.kernel;
+        self.weight
+            .effective::<T>()
+            .reshape_like(&(self.output.channels, patch))
+    }
+
+    /// The device-generic path.
+    pub(crate) fn forward_generic<T, R>(&self, x: Matrix<D, R>) -> Matrix<D, T>
     where
         T: Tape<f32, D> + Merge<R>,
         R: Tape<f32, D>,
@@ -155,6 +216,7 @@ fn im2col_index(input: Map, output: Map, kernel: usize, pad: usize) -> Vec<usize
 /// 2x2 max pooling with stride 2.
 #[derive(Debug, Clone)]
 pub(crate) struct MaxPool2<D: Device<f32>> {
+    input: Map,
     output: Map,
     index: Tensor<(usize,), usize, D>,
 }
@@ -180,6 +242,7 @@ impl<D: Device<f32>> MaxPool2<D> {
         }
         let n = index.len();
         Self {
+            input,
             output,
             index: dev.tensor_from_vec(index, (n,)),
         }
@@ -192,6 +255,15 @@ impl<D: Device<f32>> MaxPool2<D> {
 
     /// (C·H·W, batch) -> (C·H/2·W/2, batch).
     pub(crate) fn forward<T: Tape<f32, D>>(&self, x: Matrix<D, T>) -> Matrix<D, T> {
+        if on_cpu::<D>() {
+            host::max_pool2(x, self.input)
+        } else {
+            self.forward_generic(x)
+        }
+    }
+
+    /// The device-generic path.
+    pub(crate) fn forward_generic<T: Tape<f32, D>>(&self, x: Matrix<D, T>) -> Matrix<D, T> {
         let batch = x.shape().1;
         let windows: Matrix<D, T> = x.gather(self.index.clone());
         windows
@@ -342,6 +414,102 @@ mod tests {
                 gx[i]
             );
         }
+    }
+
+    type Taped = OwnedTape<f32, Cpu>;
+
+    fn assert_close(a: &[f32], b: &[f32], what: &str) {
+        assert_eq!(a.len(), b.len(), "{what}");
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!(
+                (x - y).abs() <= 1e-4 * (1.0 + y.abs()),
+                "{what}[{i}]: {x} vs {y}"
+            );
+        }
+    }
+
+    #[test]
+    fn cpu_fast_path_matches_generic_path() {
+        let dev = Cpu::default();
+        for (pad, relu) in [(0, false), (1, false), (1, true)] {
+            let conv = conv(pad);
+            let x = input(&dev);
+            let r: Matrix<Cpu> = dev.sample_normal_like(&(conv.output().len(), BATCH));
+            let run = |fast: bool| {
+                let xt = x.retaped::<Taped>();
+                let y: Matrix<Cpu, Taped> = if fast {
+                    conv.forward_act(xt, relu)
+                } else {
+                    let y = conv.forward_generic(xt);
+                    if relu {
+                        y.relu()
+                    } else {
+                        y
+                    }
+                };
+                let yv = y.as_vec();
+                let grads = (y * r.clone()).sum::<Rank0, _>().backward();
+                let g = |t: &Tensor<(usize,), f32, Cpu>| grads.get(t).as_vec();
+                (
+                    yv,
+                    g(conv.weight.value()),
+                    g(conv.bias.value()),
+                    grads.get(&x).as_vec(),
+                )
+            };
+            let (fast, generic) = (run(true), run(false));
+            assert_close(&fast.0, &generic.0, "y");
+            assert_close(&fast.1, &generic.1, "dw");
+            assert_close(&fast.2, &generic.2, "db");
+            assert_close(&fast.3, &generic.3, "dx");
+
+            // The first layer skips the input gradient but not the others.
+            let y: Matrix<Cpu, Taped> = conv.forward_first(x.clone(), relu);
+            assert_close(&y.as_vec(), &generic.0, "first y");
+            let grads = (y * r.clone()).sum::<Rank0, _>().backward();
+            assert_close(
+                &grads.get(conv.weight.value()).as_vec(),
+                &generic.1,
+                "first dw",
+            );
+            assert_close(
+                &grads.get(conv.bias.value()).as_vec(),
+                &generic.2,
+                "first db",
+            );
+        }
+    }
+
+    #[test]
+    fn cpu_max_pool_matches_generic_path_with_ties() {
+        let dev = Cpu::default();
+        let map = Map {
+            channels: 3,
+            height: 5,
+            width: 4,
+        };
+        let pool = MaxPool2::new(map, &dev);
+        // Rounded values make ties common; ties all receive the gradient.
+        let x: Matrix<Cpu> = dev.sample_normal_like(&(map.len(), BATCH));
+        let x = dev.tensor_from_vec(
+            x.as_vec().iter().map(|v| (v * 2.0).round()).collect(),
+            (map.len(), BATCH),
+        );
+        let r: Matrix<Cpu> = dev.sample_normal_like(&(pool.output().len(), BATCH));
+        let run = |fast: bool| {
+            let xt = x.retaped::<Taped>();
+            let y = if fast {
+                pool.forward(xt)
+            } else {
+                pool.forward_generic(xt)
+            };
+            let yv = y.as_vec();
+            let grads = (y * r.clone()).sum::<Rank0, _>().backward();
+            (yv, grads.get(&x).as_vec())
+        };
+        let (fast, generic) = (run(true), run(false));
+        assert_eq!(fast.0, generic.0);
+        assert_close(&fast.1, &generic.1, "dx");
     }
 
     #[test]

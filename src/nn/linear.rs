@@ -7,6 +7,7 @@
 
 use dfdx::prelude::*;
 
+use super::host::{self, on_cpu};
 use super::init::Initializer;
 use super::param::{Param, ParamInfo, ParamKind};
 use super::Matrix;
@@ -63,15 +64,68 @@ impl<D: Device<f32>> Linear<D> {
         T: Tape<f32, D> + Merge<R>,
         R: Tape<f32, D>,
     {
-        let batch = x.shape().1;
-        let w = self
-            .weight
+        self.forward_act(x, false)
+    }
+
+    /// `forward`, followed by a ReLU if `relu` (fused on the CPU).
+    pub(crate) fn forward_act<T, R>(&self, x: Matrix<D, R>, relu: bool) -> Matrix<D, T>
+    where
+        T: Tape<f32, D> + Merge<R>,
+        R: Tape<f32, D>,
+    {
+        let z = self.weight_matrix::<T>().matmul(x);
+        host::bias_act(z, self.bias.effective::<T>(), relu)
+    }
+
+    /// `forward_act` for the first layer: the input is data, so on the CPU
+    /// the backward computes only the weight and bias gradients.
+    pub(crate) fn forward_first<T: Tape<f32, D>>(&self, x: Matrix<D>, relu: bool) -> Matrix<D, T> {
+        if !on_cpu::<D>() {
+            return self.forward_act(x, relu);
+        }
+        let z = host::matmul_no_input_grad(self.weight_matrix::<T>(), x);
+        host::bias_act(z, self.bias.effective::<T>(), relu)
+    }
+
+    /// W ⊙ M as an (outputs, inputs) matrix on tape `T`.
+    fn weight_matrix<T: Tape<f32, D>>(&self) -> Matrix<D, T> {
+        self.weight
             .effective::<T>()
-            .reshape_like(&(self.outputs, self.inputs));
-        let b = self
-            .bias
-            .effective::<T>()
-            .broadcast_like::<_, Axis<1>>(&(self.outputs, batch));
-        w.matmul(x) + b
+            .reshape_like(&(self.outputs, self.inputs))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nn::config::InitConfig;
+
+    #[test]
+    fn first_layer_gradients_match_the_generic_path() {
+        let dev = Cpu::default();
+        let mut init = Initializer::new(InitConfig::default(), 5);
+        let l = Linear::new("fc1", ParamKind::FcWeight, 7, 4, &mut init, &dev);
+        let x: Matrix<Cpu> = dev.sample_normal_like(&(7, 3));
+        let r: Matrix<Cpu> = dev.sample_normal_like(&(4, 3));
+        let run = |first: bool| {
+            let y: Matrix<Cpu, OwnedTape<f32, Cpu>> = if first {
+                l.forward_first(x.clone(), false)
+            } else {
+                l.forward(x.retaped::<OwnedTape<f32, Cpu>>())
+            };
+            let yv = y.as_vec();
+            let grads = (y * r.clone()).sum::<Rank0, _>().backward();
+            (
+                yv,
+                grads.get(l.weight.value()).as_vec(),
+                grads.get(l.bias.value()).as_vec(),
+            )
+        };
+        let (a, b) = (run(true), run(false));
+        for (u, v) in [(&a.0, &b.0), (&a.1, &b.1), (&a.2, &b.2)] {
+            for (p, q) in u.iter().zip(v.iter()) {
+                assert!((p - q).abs() < 1e-5, "{p} vs {q}");
+            }
+        }
     }
 }

@@ -15,6 +15,7 @@ mod config;
 mod conv;
 mod device;
 mod error;
+mod host;
 mod init;
 mod linear;
 mod model;

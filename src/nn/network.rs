@@ -145,11 +145,23 @@ impl<D: Device<f32>> Model<D> for Network<D> {
     }
 
     fn forward<T: Tape<f32, D>>(&self, x: Matrix<D>) -> Matrix<D, T> {
-        // The input joins the (empty) tape; dfdx's matmul computes the input
-        // gradient either way, so this costs nothing extra.
-        let mut h: Matrix<D, T> = x.put_tape(T::default());
-        for layer in &self.layers {
-            h = layer.forward(h);
+        // The input is data: the first layer takes it without a tape, so
+        // that (on the CPU) no gradient is computed for it. A ReLU right after
+        // a linear or convolutional layer is fused into it.
+        let layers = &self.layers;
+        let relu_after = |i: usize| matches!(layers.get(i + 1), Some(Layer::Relu));
+        let skip = |i: usize| if relu_after(i) { 2 } else { 1 };
+        let (mut h, mut i): (Matrix<D, T>, usize) = match layers.first() {
+            Some(Layer::Linear(l)) => (l.forward_first(x, relu_after(0)), skip(0)),
+            Some(Layer::Conv(c)) => (c.forward_first(x, relu_after(0)), skip(0)),
+            _ => (x.put_tape(T::default()), 0),
+        };
+        while let Some(layer) = layers.get(i) {
+            (h, i) = match layer {
+                Layer::Linear(l) => (l.forward_act(h, relu_after(i)), i + skip(i)),
+                Layer::Conv(c) => (c.forward_act(h, relu_after(i)), i + skip(i)),
+                Layer::Relu | Layer::Pool(_) => (layer.forward(h), i + 1),
+            };
         }
         h
     }

@@ -17,6 +17,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::error::{Error, Result};
+use super::host::upload;
 use super::model::Model;
 use super::optim::Optimizer;
 use super::Matrix;
@@ -162,10 +163,12 @@ fn batch<D: Device<f32>, M: Model<D>>(
         }
         onehot[labels[i] as usize * b + j] = 1.0;
     }
+    // Through the allocation cache: `tensor_from_vec` buffers would be added
+    // to dfdx's cache on every step without ever being taken from it.
     let dev = net.device();
     (
-        dev.tensor_from_vec(x, (features, b)),
-        dev.tensor_from_vec(onehot, (classes, b)),
+        upload(dev, &x, (features, b)),
+        upload(dev, &onehot, (classes, b)),
     )
 }
 
@@ -284,6 +287,35 @@ pub(crate) mod tests {
         let eval = evaluate(&net, &test_x, &test_y, 128).unwrap();
         assert!(eval.accuracy > 0.95, "{eval:?}");
         assert!(eval.loss < 0.3, "{eval:?}");
+    }
+
+    /// Same seeds, same bytes: the CPU fast paths (parallel im2col, pooling,
+    /// first-layer matmul) sum in a fixed order.
+    #[test]
+    fn training_is_deterministic() {
+        let (x, y) = blobs(200, 7);
+        for config in [ModelConfig::Cnn, ModelConfig::Mlp { hidden: vec![16] }] {
+            let run = || {
+                let mut net =
+                    Network::new(&config, SHAPE, &InitConfig::default(), 3, &crate::nn::cpu())
+                        .unwrap();
+                let mut opt = adam(1e-2);
+                for epoch in 0..2 {
+                    train_epoch(&mut net, &mut opt, &x, &y, 32, epoch, &mut |_| {}).unwrap();
+                }
+                let bits: Vec<u32> = net
+                    .params()
+                    .iter()
+                    .flat_map(|p| p.values())
+                    .map(f32::to_bits)
+                    .collect();
+                (bits, evaluate(&net, &x, &y, 50).unwrap())
+            };
+            let (a, b) = (run(), run());
+            assert!(a.0 == b.0, "{config:?}: parameters differ");
+            assert_eq!(a.1, b.1);
+            assert!(a.1.accuracy > 0.3, "{config:?}: {:?}", a.1);
+        }
     }
 
     #[test]

@@ -1,0 +1,394 @@
+//! CPU fast paths: custom dfdx ops whose forward and backward run as
+//! rayon-parallel loops over host buffers, for the ops where dfdx 0.13's
+//! generic kernels are slow (single-threaded `gather` and its scatter-add
+//! backward, `max` over small windows) or do work we do not need (the input
+//! gradient of the first layer's matmul).
+//!
+//! dfdx has no public custom-op API, but `split_tape`, `Tape::add_backward_op`
+//! and `Gradients::get_or_alloc_mut` are public, and on `Cpu` a gradient
+//! buffer dereferences to `Vec<f32>`. Code generic over `D` checks `on_cpu::<D>()`
+//! and only then calls into this module, which downcasts (`Any`) the device-
+//! typed tensors and gradients to their `Cpu` types; every other device keeps
+//! the generic dfdx path. Tensor data cross with `copy_into` (a memcpy of the
+//! physical buffer, so inputs must be contiguous, which every layer output is)
+//! and `tensor_from_vec` (a move).
+//!
+//! Every loop writes disjoint output ranges and sums in a fixed order, so the
+//! results do not depend on the number of threads.
+
+use std::any::{Any, TypeId};
+
+use dfdx::optim::{AdamConfig, WeightDecay};
+use dfdx::prelude::*;
+use rayon::prelude::*;
+
+use super::conv::Map;
+use super::Matrix;
+
+/// Whether `D` is dfdx's `Cpu`, i.e. whether the fast paths apply.
+pub(crate) fn on_cpu<D: Device<f32>>() -> bool {
+    TypeId::of::<D>() == TypeId::of::<Cpu>()
+}
+
+/// The physical data of a contiguous tensor, copied to the host.
+pub(crate) fn to_host<S: Shape, D: Device<f32>, T>(t: &Tensor<S, f32, D, T>) -> Vec<f32> {
+    let mut v = vec![0.0; t.shape().num_elements()];
+    t.copy_into(&mut v);
+    v
+}
+
+/// A tensor holding `data`. Its buffer comes from dfdx's allocation cache
+/// (and returns there when dropped), unlike `tensor_from_vec`, whose buffers
+/// would join the cache without ever having left it and make it grow every step.
+pub(crate) fn upload<S: Shape, D: Device<f32>>(
+    dev: &D,
+    data: &[f32],
+    shape: S,
+) -> Tensor<S, f32, D> {
+    let mut t = dev.zeros_like(&shape);
+    t.copy_from(data);
+    t
+}
+
+fn cpu_grads<D: Device<f32>>(grads: &mut Gradients<f32, D>) -> &mut Gradients<f32, Cpu> {
+    (grads as &mut dyn Any)
+        .downcast_mut()
+        .expect("CPU fast path on a non-CPU device")
+}
+
+fn cpu_tensor<S: Shape, D: Device<f32>>(t: &Tensor<S, f32, D>) -> &Tensor<S, f32, Cpu> {
+    (t as &dyn Any)
+        .downcast_ref()
+        .expect("CPU fast path on a non-CPU device")
+}
+
+/// The gradient buffer of `t` (allocated zeroed if absent) on the host.
+/// `try_alloc_for` is called generically first, so allocation errors come
+/// back as `D::Err`; the lookup after it cannot fail.
+fn grad_mut<'a, S: Shape, D: Device<f32>>(
+    grads: &'a mut Gradients<f32, D>,
+    t: &Tensor<S, f32, D>,
+) -> Result<&'a mut Vec<f32>, D::Err> {
+    grads.try_alloc_for(t)?;
+    let g = cpu_grads(grads)
+        .get_or_alloc_mut(cpu_tensor(t))
+        .expect("gradient was just allocated");
+    Ok(&mut **g)
+}
+
+/// Takes the gradient of `t` out of `grads` (for reading while another
+/// gradient is written); give it back with `put_grad`.
+fn take_grad<S: Shape, D: Device<f32>>(
+    grads: &mut Gradients<f32, D>,
+    t: &Tensor<S, f32, D>,
+) -> Result<Vec<f32>, D::Err> {
+    Ok(std::mem::take(grad_mut(grads, t)?))
+}
+
+fn put_grad<S: Shape, D: Device<f32>>(
+    grads: &mut Gradients<f32, D>,
+    t: &Tensor<S, f32, D>,
+    g: Vec<f32>,
+) -> Result<(), D::Err> {
+    *grad_mut(grads, t)? = g;
+    Ok(())
+}
+
+/// Geometry of a stride-1, zero-padded convolution with square kernels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ConvGeom {
+    pub(crate) input: Map,
+    pub(crate) output: Map,
+    pub(crate) kernel: usize,
+    pub(crate) pad: usize,
+}
+
+impl ConvGeom {
+    /// Input row and column read by output position (oy, ox) at kernel offset (ky, kx).
+    fn source(&self, oy: usize, ox: usize, ky: usize, kx: usize) -> Option<(usize, usize)> {
+        let iy = (oy + ky).checked_sub(self.pad)?;
+        let ix = (ox + kx).checked_sub(self.pad)?;
+        (iy < self.input.height && ix < self.input.width).then_some((iy, ix))
+    }
+}
+
+/// im2col of a (C·H·W, B) batch: rows (c, ky, kx), columns (oy, ox, b).
+fn im2col_kernel(x: &[f32], g: ConvGeom, batch: usize) -> Vec<f32> {
+    let (k, out) = (g.kernel, g.output);
+    let row = out.height * out.width * batch;
+    let plane = g.input.height * g.input.width * batch;
+    let mut cols = vec![0.0f32; g.input.channels * k * k * row];
+    cols.par_chunks_mut(row).enumerate().for_each(|(r, dst)| {
+        let (c, ky, kx) = (r / (k * k), r / k % k, r % k);
+        let src = &x[c * plane..(c + 1) * plane];
+        for oy in 0..out.height {
+            for ox in 0..out.width {
+                if let Some((iy, ix)) = g.source(oy, ox, ky, kx) {
+                    let s = (iy * g.input.width + ix) * batch;
+                    let d = (oy * out.width + ox) * batch;
+                    dst[d..d + batch].copy_from_slice(&src[s..s + batch]);
+                }
+            }
+        }
+    });
+    cols
+}
+
+/// col2im, accumulated into `gx`: the adjoint of `im2col_kernel`.
+fn col2im_kernel(gcols: &[f32], gx: &mut [f32], g: ConvGeom, batch: usize) {
+    let (k, out) = (g.kernel, g.output);
+    let row = out.height * out.width * batch;
+    let plane = g.input.height * g.input.width * batch;
+    gx.par_chunks_mut(plane).enumerate().for_each(|(c, dst)| {
+        for ky in 0..k {
+            for kx in 0..k {
+                let src = &gcols[((c * k + ky) * k + kx) * row..][..row];
+                for oy in 0..out.height {
+                    for ox in 0..out.width {
+                        if let Some((iy, ix)) = g.source(oy, ox, ky, kx) {
+                            let d = (iy * g.input.width + ix) * batch;
+                            let s = (oy * out.width + ox) * batch;
+                            for (a, b) in dst[d..d + batch].iter_mut().zip(&src[s..s + batch]) {
+                                *a += b;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// im2col on the CPU: (C·H·W, B) -> (C·K·K, OH·OW·B), backward col2im.
+pub(crate) fn im2col<D: Device<f32>, R: Tape<f32, D>>(
+    x: Matrix<D, R>,
+    geom: ConvGeom,
+) -> Matrix<D, R> {
+    let batch = x.shape().1;
+    let (x, mut tape) = x.split_tape();
+    let cols = im2col_kernel(&to_host(&x), geom, batch);
+    let rows = geom.input.channels * geom.kernel * geom.kernel;
+    let n = cols.len() / rows;
+    let out = upload(x.device(), &cols, (rows, n));
+    if R::OWNS_TAPE {
+        let y = out.clone();
+        tape.add_backward_op(move |grads| {
+            let gy = take_grad(grads, &y)?;
+            col2im_kernel(&gy, grad_mut(grads, &x)?, geom, batch);
+            put_grad(grads, &y, gy)
+        });
+    }
+    out.put_tape(tape)
+}
+
+/// 2x2/stride-2 max pooling forward: (C·H·W, B) -> (C·H/2·W/2, B).
+fn pool_kernel(x: &[f32], input: Map, batch: usize) -> Vec<f32> {
+    let (oh, ow) = (input.height / 2, input.width / 2);
+    let plane = input.height * input.width * batch;
+    let mut y = vec![0.0f32; input.channels * oh * ow * batch];
+    y.par_chunks_mut(oh * ow * batch)
+        .enumerate()
+        .for_each(|(c, dst)| {
+            let src = &x[c * plane..(c + 1) * plane];
+            for py in 0..oh {
+                for px in 0..ow {
+                    let at = |dy: usize, dx: usize| {
+                        let s = ((2 * py + dy) * input.width + 2 * px + dx) * batch;
+                        &src[s..s + batch]
+                    };
+                    let (a, b, c, d) = (at(0, 0), at(0, 1), at(1, 0), at(1, 1));
+                    let o = (py * ow + px) * batch;
+                    for (j, v) in dst[o..o + batch].iter_mut().enumerate() {
+                        // Same order as dfdx's max over the window axis.
+                        *v = a[j].max(b[j]).max(c[j]).max(d[j]);
+                    }
+                }
+            }
+        });
+    y
+}
+
+/// Backward of `pool_kernel`, accumulated into `gx`: like dfdx's `max`,
+/// every entry equal to its window's maximum receives the gradient.
+fn pool_backward(x: &[f32], y: &[f32], gy: &[f32], gx: &mut [f32], input: Map, batch: usize) {
+    let (oh, ow) = (input.height / 2, input.width / 2);
+    let plane = input.height * input.width * batch;
+    let oplane = oh * ow * batch;
+    gx.par_chunks_mut(plane).enumerate().for_each(|(c, dst)| {
+        let src = &x[c * plane..(c + 1) * plane];
+        let (yc, gyc) = (&y[c * oplane..][..oplane], &gy[c * oplane..][..oplane]);
+        for py in 0..oh {
+            for px in 0..ow {
+                let o = (py * ow + px) * batch;
+                let (ym, gm) = (&yc[o..o + batch], &gyc[o..o + batch]);
+                for (dy, dx) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+                    let s = ((2 * py + dy) * input.width + 2 * px + dx) * batch;
+                    for j in 0..batch {
+                        if src[s + j] == ym[j] {
+                            dst[s + j] += gm[j];
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// 2x2 max pooling on the CPU.
+pub(crate) fn max_pool2<D: Device<f32>, T: Tape<f32, D>>(
+    x: Matrix<D, T>,
+    input: Map,
+) -> Matrix<D, T> {
+    let batch = x.shape().1;
+    let (x, mut tape) = x.split_tape();
+    let xh = to_host(&x);
+    let yh = pool_kernel(&xh, input, batch);
+    let rows = yh.len() / batch;
+    let out = upload(x.device(), &yh, (rows, batch));
+    if T::OWNS_TAPE {
+        let y = out.clone();
+        tape.add_backward_op(move |grads| {
+            let gy = take_grad(grads, &y)?;
+            pool_backward(&xh, &yh, &gy, grad_mut(grads, &x)?, input, batch);
+            put_grad(grads, &y, gy)
+        });
+    }
+    out.put_tape(tape)
+}
+
+/// `w · x` where only `w` (which carries the tape) needs a gradient: the
+/// backward computes dW = dY · xᵀ and skips dfdx's unneeded dX = Wᵀ · dY.
+/// For the first layer, whose input is data.
+pub(crate) fn matmul_no_input_grad<D: Device<f32>, T: Tape<f32, D>>(
+    w: Matrix<D, T>,
+    x: Matrix<D>,
+) -> Matrix<D, T> {
+    let (w, mut tape) = w.split_tape();
+    let out = w.clone().matmul(x.clone());
+    if T::OWNS_TAPE {
+        let y = out.clone();
+        tape.add_backward_op(move |grads| {
+            let gy = take_grad(grads, &y)?;
+            let gy_t = upload(x.device(), &gy, *y.shape());
+            let gw = to_host(&gy_t.matmul(x.clone().permute::<_, Axes2<1, 0>>()));
+            let acc = grad_mut(grads, &w)?;
+            acc.par_iter_mut().zip(&gw).for_each(|(a, b)| *a += b);
+            put_grad(grads, &y, gy)
+        });
+    }
+    out.put_tape(tape)
+}
+
+/// `z + b` (b broadcast along the columns), then ReLU if `relu`: the tail
+/// of every linear and convolutional layer. On the CPU one parallel pass
+/// forward and one backward; elsewhere dfdx's broadcast add and `relu`.
+pub(crate) fn bias_act<D: Device<f32>, T: Tape<f32, D>>(
+    z: Matrix<D, T>,
+    b: Tensor<(usize,), f32, D, T>,
+    relu: bool,
+) -> Matrix<D, T> {
+    let shape = *z.shape();
+    if !on_cpu::<D>() {
+        let y = z + b.broadcast_like::<_, Axis<1>>(&shape);
+        return if relu { y.relu() } else { y };
+    }
+    let (rows, n) = shape;
+    let (z, zt) = z.split_tape();
+    let (b, bt) = b.split_tape();
+    let mut tape = zt.merge(bt);
+    let mut yh = to_host(&z);
+    let bh = to_host(&b);
+    yh.par_chunks_mut(n).zip(&bh).for_each(|(row, &bias)| {
+        for v in row {
+            // As dfdx: relu(s) = s.max(0), with derivative [s > 0].
+            let s = *v + bias;
+            *v = if relu { s.max(0.0) } else { s };
+        }
+    });
+    let out = upload(z.device(), &yh, shape);
+    if T::OWNS_TAPE {
+        let y = out.clone();
+        tape.add_backward_op(move |grads| {
+            let gy = take_grad(grads, &y)?;
+            let gz = grad_mut(grads, &z)?;
+            let sums: Vec<f32> = gz
+                .par_chunks_mut(n)
+                .zip(gy.par_chunks(n))
+                .zip(yh.par_chunks(n))
+                .map(|((gz, gy), y)| {
+                    let mut sum = 0.0f32;
+                    for ((a, &g), &v) in gz.iter_mut().zip(gy).zip(y) {
+                        let g = if relu && !(v > 0.0) { 0.0 } else { g };
+                        *a += g;
+                        sum += g;
+                    }
+                    sum
+                })
+                .collect();
+            debug_assert_eq!(sums.len(), rows);
+            for (a, s) in grad_mut(grads, &b)?.iter_mut().zip(&sums) {
+                *a += s;
+            }
+            put_grad(grads, &y, gy)
+        });
+    }
+    out.put_tape(tape)
+}
+
+fn cpu_vec<D: Device<f32>>(v: &mut <D as Storage<f32>>::Vec) -> &mut Vec<f32> {
+    let v = (v as &mut dyn Any)
+        .downcast_mut::<<Cpu as Storage<f32>>::Vec>()
+        .expect("CPU fast path on a non-CPU device");
+    &mut **v
+}
+
+/// dfdx's Adam update (`AdamConfig::try_update`, same f32 arithmetic, so
+/// the same bits) split over rayon threads in fixed chunks.
+pub(crate) fn adam_update<D: Device<f32>>(
+    cfg: &AdamConfig,
+    t: i32,
+    value: &mut Tensor<(usize,), f32, D>,
+    moment1: &mut <D as Storage<f32>>::Vec,
+    moment2: &mut <D as Storage<f32>>::Vec,
+    grads: &mut Gradients<f32, D>,
+) -> Result<(), D::Err> {
+    const CHUNK: usize = 1 << 14;
+    let (m, v) = (cpu_vec::<D>(moment1), cpu_vec::<D>(moment2));
+    let g = grad_mut(grads, value)?;
+    let mut p = to_host(value);
+    let [b1, b2] = cfg.betas.map(|b| b as f32);
+    let (eps, lr) = (cfg.eps as f32, cfg.lr as f32);
+    let l2 = match cfg.weight_decay {
+        Some(WeightDecay::L2(wd)) => Some(wd as f32),
+        _ => None,
+    };
+    let decoupled = match cfg.weight_decay {
+        Some(WeightDecay::Decoupled(wd)) => Some((wd * cfg.lr) as f32),
+        _ => None,
+    };
+    let c1 = (1.0 - b1.powi(t)).recip();
+    let c2 = (1.0 - b2.powi(t)).recip();
+    p.par_chunks_mut(CHUNK)
+        .zip(m.par_chunks_mut(CHUNK))
+        .zip(v.par_chunks_mut(CHUNK))
+        .zip(g.par_chunks(CHUNK))
+        .for_each(|(((p, m), v), g)| {
+            for (((p, m), v), &g) in p.iter_mut().zip(m).zip(v).zip(g) {
+                let mut g = g;
+                if let Some(wd) = l2 {
+                    g += wd * *p;
+                }
+                *m = *m * b1 + g * (1.0 - b1);
+                *v = *v * b2 + g.powi(2) * (1.0 - b2);
+                let m_hat = *m * c1;
+                let v_hat = *v * c2;
+                g = lr * m_hat / (v_hat.sqrt() + eps);
+                if let Some(wd) = decoupled {
+                    g += wd * *p;
+                }
+                *p -= g;
+            }
+        });
+    value.copy_from(&p);
+    Ok(())
+}
