@@ -50,7 +50,7 @@ pub fn bench_training<D: Device<f32>>(
         &labels[..batch_size],
         batch_size,
         0,
-        &mut |_| {},
+        &mut |_, _| {},
     )?;
     let start = Instant::now();
     let stats = train_epoch(
@@ -60,7 +60,7 @@ pub fn bench_training<D: Device<f32>>(
         &labels,
         batch_size,
         1,
-        &mut |_| {},
+        &mut |_, _| {},
     )?;
     Ok(stats.samples as f64 / start.elapsed().as_secs_f64())
 }

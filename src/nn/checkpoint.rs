@@ -167,7 +167,7 @@ mod tests {
         .unwrap();
         let (x, y) = blobs(200, 9);
         let mut opt = adam(1e-2);
-        train_epoch(&mut net, &mut opt, &x, &y, 32, seed, &mut |_| {}).unwrap();
+        train_epoch(&mut net, &mut opt, &x, &y, 32, seed, &mut |_, _| {}).unwrap();
         net
     }
 

@@ -8,7 +8,8 @@
 //! loss and accuracy statistics. The loss is the mean cross-entropy of the
 //! softmax, as PyTorch's `CrossEntropyLoss`. Shuffling is a seeded ChaCha8
 //! permutation; the last, partial batch is included. Progress goes to an
-//! observer callback; nothing here prints.
+//! observer callback, which also sees the network after each update (to
+//! snapshot weights mid-epoch, e.g. for rewinding); nothing here prints.
 
 use dfdx::prelude::*;
 use rand::seq::SliceRandom;
@@ -62,7 +63,7 @@ pub fn train_epoch<D: Device<f32>, M: Model<D>>(
     labels: &[u8],
     batch_size: usize,
     shuffle_seed: u64,
-    observer: &mut dyn FnMut(BatchProgress),
+    observer: &mut dyn FnMut(BatchProgress, &M),
 ) -> Result<EpochStats> {
     let n = check_data(net, images, labels, batch_size)?;
     let mut order: Vec<usize> = (0..n).collect();
@@ -77,11 +78,12 @@ pub fn train_epoch<D: Device<f32>, M: Model<D>>(
         let loss = (logits.log_softmax::<Axis<0>>() * onehot).sum::<Rank0, _>() * scale;
         let mut grads = loss.backward();
         opt.step(&mut net.params_mut(), &mut grads)?;
-        observer(BatchProgress {
+        let progress = BatchProgress {
             batch: b + 1,
             batches,
             loss: stats,
-        });
+        };
+        observer(progress, net);
     }
     Ok(EpochStats {
         loss: totals.loss / n as f64,
@@ -275,7 +277,7 @@ pub(crate) mod tests {
                 &train_y,
                 64,
                 epoch,
-                &mut |p| {
+                &mut |p, _| {
                     seen += 1;
                     assert_eq!(p.batches, 16);
                 },
@@ -301,7 +303,7 @@ pub(crate) mod tests {
                         .unwrap();
                 let mut opt = adam(1e-2);
                 for epoch in 0..2 {
-                    train_epoch(&mut net, &mut opt, &x, &y, 32, epoch, &mut |_| {}).unwrap();
+                    train_epoch(&mut net, &mut opt, &x, &y, 32, epoch, &mut |_, _| {}).unwrap();
                 }
                 let bits: Vec<u32> = net
                     .params()
@@ -333,7 +335,7 @@ pub(crate) mod tests {
         let (x, y) = blobs(10, 3);
         let mut net = mlp(0);
         let mut opt = adam(1e-3);
-        let mut none = |_| {};
+        let mut none = |_, _: &_| {};
         assert!(train_epoch(&mut net, &mut opt, &x[1..], &y, 4, 0, &mut none).is_err());
         assert!(train_epoch(&mut net, &mut opt, &x, &y, 0, 0, &mut none).is_err());
         let mut bad = y.clone();
@@ -351,7 +353,7 @@ pub(crate) mod tests {
             eps: 1e-8,
             weight_decay: 1e-4,
         });
-        train_epoch(&mut net, &mut opt, &x, &y, 32, 0, &mut |_| {}).unwrap();
+        train_epoch(&mut net, &mut opt, &x, &y, 32, 0, &mut |_, _| {}).unwrap();
         let n = net.param("fc1.weight").unwrap().info().numel();
         let mask: Vec<f32> = (0..n).map(|i| (i % 3 != 0) as u8 as f32).collect();
         net.param_mut("fc1.weight")
@@ -359,7 +361,7 @@ pub(crate) mod tests {
             .set_mask(Some(&mask))
             .unwrap();
         for epoch in 1..3 {
-            train_epoch(&mut net, &mut opt, &x, &y, 32, epoch, &mut |_| {}).unwrap();
+            train_epoch(&mut net, &mut opt, &x, &y, 32, epoch, &mut |_, _| {}).unwrap();
         }
         let w = net.param("fc1.weight").unwrap().values();
         for (v, m) in w.iter().zip(&mask) {

@@ -85,6 +85,8 @@ pub fn execute(
                     kind: r.fields.kind.clone(),
                     dir: object_file(store, &r.output, ""),
                     digest: r.output.clone(),
+                    key: r.key.clone(),
+                    wall_seconds: r.manifest.wall_seconds,
                     params: r.fields.params.clone(),
                     seed: r.fields.seed,
                     metrics: r.manifest.metrics.clone(),
@@ -97,6 +99,7 @@ pub fn execute(
         tx: std::sync::Mutex::new(tx),
     };
     let ctx = StageContext {
+        pipeline: env.pipeline.name.clone(),
         stage: stage.name.clone(),
         out_dir: work.clone(),
         scratch_dir: scratch.clone(),

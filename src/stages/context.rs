@@ -27,6 +27,10 @@ pub struct Input {
     pub dir: PathBuf,
     /// Digest of its output object.
     pub digest: String,
+    /// Its stage key.
+    pub key: String,
+    /// Wall seconds it took when it ran.
+    pub wall_seconds: f64,
     /// Its resolved params.
     pub params: Value,
     /// Its seed.
@@ -37,6 +41,8 @@ pub struct Input {
 
 /// Everything a stage's `run` may use.
 pub struct StageContext<'a> {
+    /// The pipeline's name.
+    pub pipeline: String,
     /// The stage's name in the pipeline (e.g. `dense@seed=1`).
     pub stage: String,
     /// Where to write outputs; published as one object when `run` returns Ok.

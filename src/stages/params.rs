@@ -25,9 +25,11 @@ impl ParamError {
 /// Deserializes typed params, turning serde's message into a [`ParamError`]
 /// that names the key path and, for an unknown key, the nearest valid name.
 pub fn parse_typed<T: DeserializeOwned>(raw: &serde_yaml::Value) -> Result<T, ParamError> {
+    // Through JSON, so that enums read as one-key maps (`rewind: {epoch: 3}`): serde_yaml's
+    // own deserializer wants YAML tags (`!epoch 3`) for them.
     let raw = match raw {
-        serde_yaml::Value::Null => serde_yaml::Value::Mapping(Default::default()),
-        other => other.clone(),
+        serde_yaml::Value::Null => serde_json::Value::Object(Default::default()),
+        other => serde_json::to_value(other).map_err(|e| ParamError::new("", format!("params must be plain data: {e}")))?,
     };
     serde_path_to_error::deserialize(raw).map_err(|err| {
         let path = err.path().to_string();

@@ -248,6 +248,8 @@ pub struct History {
     /// Index into `rows` of the epoch with the lowest validation loss (the
     /// "early-stop iteration" of the lottery-ticket papers), if there is a validation split.
     pub min_validation_loss: Option<usize>,
+    /// Every parameter's values at [`FitPlan::snapshot_at`], if training got that far.
+    pub snapshot: Option<Vec<Vec<f32>>>,
 }
 
 impl History {
@@ -273,6 +275,7 @@ impl History {
             rows: self.rows,
             kept: later.kept + offset,
             min_validation_loss,
+            snapshot: self.snapshot.or(later.snapshot),
         }
     }
 
@@ -311,6 +314,9 @@ pub struct FitPlan<'a> {
     pub seed: u64,
     /// Reports `(epoch, batch, batches)` after every batch.
     pub progress: &'a mut dyn FnMut(usize, usize, usize),
+    /// Copies every parameter's values after this many updates (counted from the
+    /// first epoch of this `fit`), for rewinding to an iteration.
+    pub snapshot_at: Option<usize>,
 }
 
 /// The epoch loop: train, evaluate on test (and validation), early-stop, and leave
@@ -324,6 +330,8 @@ pub fn fit<D: Device<f32>, M: Model<D>>(
     let mut rows: Vec<EpochRow> = Vec::new();
     let mut best: Option<(usize, f64, Vec<Vec<f32>>)> = None;
     let mut stop_best: Option<(usize, f64)> = None;
+    let mut updates = 0;
+    let mut snapshot = None;
     for epoch in plan.first_epoch..plan.first_epoch + plan.epochs {
         let start = Instant::now();
         let stats = train_epoch(
@@ -333,7 +341,13 @@ pub fn fit<D: Device<f32>, M: Model<D>>(
             &data.train_y,
             plan.batch_size,
             seeds::derive(plan.seed, "shuffle", epoch as u64),
-            &mut |b| (plan.progress)(epoch, b.batch, b.batches),
+            &mut |b, net: &M| {
+                updates += 1;
+                if plan.snapshot_at == Some(updates) {
+                    snapshot = Some(net.params().iter().map(|p| p.values()).collect());
+                }
+                (plan.progress)(epoch, b.batch, b.batches)
+            },
         )
         .map_err(nn_error)?;
         let test =
@@ -385,6 +399,7 @@ pub fn fit<D: Device<f32>, M: Model<D>>(
         rows,
         kept,
         min_validation_loss,
+        snapshot,
     })
 }
 
@@ -437,6 +452,7 @@ fn train<D: Device<f32>>(dev: D, params: &TrainParams, ctx: &StageContext) -> Re
             early_stopping: params.early_stopping.as_ref(),
             keep: params.keep,
             seed: ctx.seed,
+            snapshot_at: None,
             progress: &mut |epoch, batch, batches| {
                 ctx.progress.update(
                     ((epoch - 1) * batches + batch) as u64,

@@ -217,3 +217,31 @@ fn a_failing_stage_exits_1_skips_its_dependants_and_keep_going_finishes_the_rest
     let out = p.run(&["run", "p.yaml", "--json"]);
     assert_eq!(out.status.code(), Some(1));
 }
+
+#[test]
+fn lenet_300_100_reaches_the_reference_accuracy_on_fashion_mnist_in_two_epochs() {
+    assert!(
+        std::path::Path::new("/usr/share/datasets/fashion-mnist").is_dir(),
+        "this test needs Debian's dataset-fashion-mnist: apt-get install dataset-fashion-mnist"
+    );
+    let p = Project::new();
+    p.file(
+        "p.yaml",
+        "name: fmnist
+stages:
+  data: { kind: dataset, params: { name: fashion-mnist } }
+  net:
+    kind: train
+    needs: [data]
+    params:
+      model: { type: mlp, hidden: [300, 100] }
+      init: { weight: xavier-normal, bias: zeros }
+      optimizer: { type: adam, lr: 1.2e-3 }
+      epochs: 2
+      batch_size: 60
+",
+    );
+    p.statuses(&["run", "p.yaml", "--json"]);
+    let acc = show(&p, "p.yaml", "net")["metrics"]["test_accuracy"].as_f64().unwrap();
+    assert!(acc >= 0.845, "LeNet-300-100 on Fashion-MNIST after 2 epochs: {acc} (PyTorch: about 0.857)");
+}

@@ -3,7 +3,7 @@
 //! Round 0 trains the dense network; every later round removes `rate` of the surviving
 //! prunable weights (smallest magnitude, per layer or globally, from the last or best
 //! epoch's weights), rewinds the rest to their initial values (or to their values after
-//! epoch E of round 0), and trains again. Optional controls per round: a random ticket
+//! epoch E or iteration K of round 0), and trains again. Optional controls per round: a random ticket
 //! (a fresh random mask of the same per-layer density, same initialization: Bain's
 //! `--rlt`) and a reinitialized ticket (the winning mask, a new random init: Frankle &
 //! Carbin's control).
@@ -84,6 +84,9 @@ pub enum Rewind {
     Init,
     /// Their values after this many epochs of round 0 (late rewinding).
     Epoch(usize),
+    /// Their values after this many updates of round 0 (Frankle et al.'s rewinding to
+    /// iteration K).
+    Iteration(usize),
 }
 
 /// Params of a `prune` stage.
@@ -317,7 +320,7 @@ impl<'a, D: Device<f32>> Pruner<'a, D> {
                     .map_err(nn_error)?;
                 rows.extend(read_rows(&dir)?);
                 if round == 0 {
-                    if let Rewind::Epoch(_) = self.p.rewind {
+                    if let Rewind::Epoch(_) | Rewind::Iteration(_) = self.p.rewind {
                         checkpoint::load_into(&mut rewind_to, &scratch.join("rewind.safetensors"))
                             .map_err(nn_error)?;
                     }
@@ -442,6 +445,10 @@ impl<'a, D: Device<f32>> Pruner<'a, D> {
             (true, Rewind::Epoch(e)) => e,
             _ => 0,
         };
+        let snapshot_at = match (capture_rewind, self.p.rewind) {
+            (true, Rewind::Iteration(k)) => Some(k),
+            _ => None,
+        };
         let mut rewind = None;
         let mut history: Option<History> = None;
         if split > 0 {
@@ -450,18 +457,23 @@ impl<'a, D: Device<f32>> Pruner<'a, D> {
             rewind = Some(net.clone());
         }
         if split < epochs {
-            let plan = self.plan(
-                split + 1,
-                epochs - split,
-                self.p.prune_from,
-                seed,
-                &mut progress,
-            );
+            let mut plan = self.plan(split + 1, epochs - split, self.p.prune_from, seed, &mut progress);
+            plan.snapshot_at = snapshot_at;
             let h = fit(net, &mut opt, &self.data, plan)?;
             history = Some(match history {
                 Some(first) => first.then(h),
                 None => h,
             });
+        }
+        if let Some(k) = snapshot_at {
+            let values = history.as_mut().and_then(|h| h.snapshot.take()).ok_or_else(|| {
+                Error::InvalidInput(format!("rewind.iteration = {k} is past the end of round 0's training"))
+            })?;
+            let mut at_k = net.clone();
+            for (p, v) in at_k.params_mut().into_iter().zip(values) {
+                p.set_values(&v).map_err(nn_error)?;
+            }
+            rewind = Some(at_k);
         }
         let history = history.expect("at least one epoch runs");
         Ok((history, Trained { rewind }))
@@ -484,6 +496,7 @@ impl<'a, D: Device<f32>> Pruner<'a, D> {
             keep,
             seed,
             progress,
+            snapshot_at: None,
         }
     }
 
