@@ -339,7 +339,7 @@ pub(crate) fn bias_act<D: Device<f32>, T: Tape<f32, D>>(
             if relu {
                 for_each_chunk(&mut gy, n, |r, g| {
                     for (g, &v) in g.iter_mut().zip(&yh[r * n..]) {
-                        if !(v > 0.0) {
+                        if v <= 0.0 {
                             *g = 0.0;
                         }
                     }
@@ -365,7 +365,7 @@ fn cpu_vec<D: Device<f32>>(v: &mut <D as Storage<f32>>::Vec) -> &mut Vec<f32> {
     let v = (v as &mut dyn Any)
         .downcast_mut::<<Cpu as Storage<f32>>::Vec>()
         .expect("CPU fast path on a non-CPU device");
-    &mut **v
+    v
 }
 
 /// dfdx's Adam update (`AdamConfig::try_update`, same f32 arithmetic, so
