@@ -121,6 +121,12 @@ mod tests {
             ("mlp 2048-2048", mlp(&[2048, 2048]), 256, 20, 512),
             ("lenet5", ModelConfig::Lenet5, 60, 5, 60),
         ] {
+            // `REPRO_BENCH_ONLY=lenet5` runs only the matching rows.
+            if let Ok(only) = std::env::var("REPRO_BENCH_ONLY") {
+                if !name.contains(only.as_str()) {
+                    continue;
+                }
+            }
             let train = bench_training(&dev, &model, MNIST, batch, steps).unwrap();
             let eval = bench_evaluation(&dev, &model, MNIST, eval_batch, 10).unwrap();
             println!(

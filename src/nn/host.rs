@@ -25,6 +25,27 @@ use rayon::prelude::*;
 use super::conv::Map;
 use super::Matrix;
 
+/// Below this many elements a loop runs on the calling thread: handing
+/// work to rayon's pool costs microseconds (much more on a loaded machine).
+const PAR_MIN: usize = 1 << 16;
+
+/// `f(i, chunk)` for the `chunk`-sized pieces of `data`, in parallel when
+/// `data` is large. Each call writes only its own chunk.
+fn for_each_chunk<F>(data: &mut [f32], chunk: usize, f: F)
+where
+    F: Fn(usize, &mut [f32]) + Sync,
+{
+    if data.len() < PAR_MIN {
+        data.chunks_mut(chunk)
+            .enumerate()
+            .for_each(|(i, c)| f(i, c));
+    } else {
+        data.par_chunks_mut(chunk)
+            .enumerate()
+            .for_each(|(i, c)| f(i, c));
+    }
+}
+
 /// Whether `D` is dfdx's `Cpu`, i.e. whether the fast paths apply.
 pub(crate) fn on_cpu<D: Device<f32>>() -> bool {
     TypeId::of::<D>() == TypeId::of::<Cpu>()
@@ -118,7 +139,7 @@ fn im2col_kernel(x: &[f32], g: ConvGeom, batch: usize) -> Vec<f32> {
     let row = out.height * out.width * batch;
     let plane = g.input.height * g.input.width * batch;
     let mut cols = vec![0.0f32; g.input.channels * k * k * row];
-    cols.par_chunks_mut(row).enumerate().for_each(|(r, dst)| {
+    for_each_chunk(&mut cols, row, |r, dst| {
         let (c, ky, kx) = (r / (k * k), r / k % k, r % k);
         let src = &x[c * plane..(c + 1) * plane];
         for oy in 0..out.height {
@@ -139,7 +160,7 @@ fn col2im_kernel(gcols: &[f32], gx: &mut [f32], g: ConvGeom, batch: usize) {
     let (k, out) = (g.kernel, g.output);
     let row = out.height * out.width * batch;
     let plane = g.input.height * g.input.width * batch;
-    gx.par_chunks_mut(plane).enumerate().for_each(|(c, dst)| {
+    for_each_chunk(gx, plane, |c, dst| {
         for ky in 0..k {
             for kx in 0..k {
                 let src = &gcols[((c * k + ky) * k + kx) * row..][..row];
@@ -186,25 +207,23 @@ fn pool_kernel(x: &[f32], input: Map, batch: usize) -> Vec<f32> {
     let (oh, ow) = (input.height / 2, input.width / 2);
     let plane = input.height * input.width * batch;
     let mut y = vec![0.0f32; input.channels * oh * ow * batch];
-    y.par_chunks_mut(oh * ow * batch)
-        .enumerate()
-        .for_each(|(c, dst)| {
-            let src = &x[c * plane..(c + 1) * plane];
-            for py in 0..oh {
-                for px in 0..ow {
-                    let at = |dy: usize, dx: usize| {
-                        let s = ((2 * py + dy) * input.width + 2 * px + dx) * batch;
-                        &src[s..s + batch]
-                    };
-                    let (a, b, c, d) = (at(0, 0), at(0, 1), at(1, 0), at(1, 1));
-                    let o = (py * ow + px) * batch;
-                    for (j, v) in dst[o..o + batch].iter_mut().enumerate() {
-                        // Same order as dfdx's max over the window axis.
-                        *v = a[j].max(b[j]).max(c[j]).max(d[j]);
-                    }
+    for_each_chunk(&mut y, oh * ow * batch, |c, dst| {
+        let src = &x[c * plane..(c + 1) * plane];
+        for py in 0..oh {
+            for px in 0..ow {
+                let at = |dy: usize, dx: usize| {
+                    let s = ((2 * py + dy) * input.width + 2 * px + dx) * batch;
+                    &src[s..s + batch]
+                };
+                let (a, b, c, d) = (at(0, 0), at(0, 1), at(1, 0), at(1, 1));
+                let o = (py * ow + px) * batch;
+                for (j, v) in dst[o..o + batch].iter_mut().enumerate() {
+                    // Same order as dfdx's max over the window axis.
+                    *v = a[j].max(b[j]).max(c[j]).max(d[j]);
                 }
             }
-        });
+        }
+    });
     y
 }
 
@@ -214,7 +233,7 @@ fn pool_backward(x: &[f32], y: &[f32], gy: &[f32], gx: &mut [f32], input: Map, b
     let (oh, ow) = (input.height / 2, input.width / 2);
     let plane = input.height * input.width * batch;
     let oplane = oh * ow * batch;
-    gx.par_chunks_mut(plane).enumerate().for_each(|(c, dst)| {
+    for_each_chunk(gx, plane, |c, dst| {
         let src = &x[c * plane..(c + 1) * plane];
         let (yc, gyc) = (&y[c * oplane..][..oplane], &gy[c * oplane..][..oplane]);
         for py in 0..oh {
@@ -272,7 +291,11 @@ pub(crate) fn matmul_no_input_grad<D: Device<f32>, T: Tape<f32, D>>(
             let gy_t = upload(x.device(), &gy, *y.shape());
             let gw = to_host(&gy_t.matmul(x.clone().permute::<_, Axes2<1, 0>>()));
             let acc = grad_mut(grads, &w)?;
-            acc.par_iter_mut().zip(&gw).for_each(|(a, b)| *a += b);
+            for_each_chunk(acc, PAR_MIN, |i, a| {
+                for (a, b) in a.iter_mut().zip(&gw[i * PAR_MIN..]) {
+                    *a += b;
+                }
+            });
             put_grad(grads, &y, gy)
         });
     }
@@ -298,7 +321,8 @@ pub(crate) fn bias_act<D: Device<f32>, T: Tape<f32, D>>(
     let mut tape = zt.merge(bt);
     let mut yh = to_host(&z);
     let bh = to_host(&b);
-    yh.par_chunks_mut(n).zip(&bh).for_each(|(row, &bias)| {
+    for_each_chunk(&mut yh, n, |r, row| {
+        let bias = bh[r];
         for v in row {
             // As dfdx: relu(s) = s.max(0), with derivative [s > 0].
             let s = *v + bias;
@@ -309,22 +333,24 @@ pub(crate) fn bias_act<D: Device<f32>, T: Tape<f32, D>>(
     if T::OWNS_TAPE {
         let y = out.clone();
         tape.add_backward_op(move |grads| {
-            let gy = take_grad(grads, &y)?;
-            let gz = grad_mut(grads, &z)?;
-            let sums: Vec<f32> = gz
-                .par_chunks_mut(n)
-                .zip(gy.par_chunks(n))
-                .zip(yh.par_chunks(n))
-                .map(|((gz, gy), y)| {
-                    let mut sum = 0.0f32;
-                    for ((a, &g), &v) in gz.iter_mut().zip(gy).zip(y) {
-                        let g = if relu && !(v > 0.0) { 0.0 } else { g };
-                        *a += g;
-                        sum += g;
+            // y's gradient is not read again: mask it in place by the ReLU
+            // derivative, then add it to z's and its row sums to b's.
+            let mut gy = take_grad(grads, &y)?;
+            if relu {
+                for_each_chunk(&mut gy, n, |r, g| {
+                    for (g, &v) in g.iter_mut().zip(&yh[r * n..]) {
+                        if v <= 0.0 {
+                            *g = 0.0;
+                        }
                     }
-                    sum
-                })
-                .collect();
+                });
+            }
+            for_each_chunk(grad_mut(grads, &z)?, n, |r, a| {
+                for (a, g) in a.iter_mut().zip(&gy[r * n..]) {
+                    *a += g;
+                }
+            });
+            let sums: Vec<f32> = gy.chunks(n).map(|g| g.iter().sum()).collect();
             debug_assert_eq!(sums.len(), rows);
             for (a, s) in grad_mut(grads, &b)?.iter_mut().zip(&sums) {
                 *a += s;
@@ -339,7 +365,7 @@ fn cpu_vec<D: Device<f32>>(v: &mut <D as Storage<f32>>::Vec) -> &mut Vec<f32> {
     let v = (v as &mut dyn Any)
         .downcast_mut::<<Cpu as Storage<f32>>::Vec>()
         .expect("CPU fast path on a non-CPU device");
-    &mut **v
+    v
 }
 
 /// dfdx's Adam update (`AdamConfig::try_update`, same f32 arithmetic, so
@@ -368,27 +394,32 @@ pub(crate) fn adam_update<D: Device<f32>>(
     };
     let c1 = (1.0 - b1.powi(t)).recip();
     let c2 = (1.0 - b2.powi(t)).recip();
-    p.par_chunks_mut(CHUNK)
-        .zip(m.par_chunks_mut(CHUNK))
-        .zip(v.par_chunks_mut(CHUNK))
-        .zip(g.par_chunks(CHUNK))
-        .for_each(|(((p, m), v), g)| {
-            for (((p, m), v), &g) in p.iter_mut().zip(m).zip(v).zip(g) {
-                let mut g = g;
-                if let Some(wd) = l2 {
-                    g += wd * *p;
-                }
-                *m = *m * b1 + g * (1.0 - b1);
-                *v = *v * b2 + g.powi(2) * (1.0 - b2);
-                let m_hat = *m * c1;
-                let v_hat = *v * c2;
-                g = lr * m_hat / (v_hat.sqrt() + eps);
-                if let Some(wd) = decoupled {
-                    g += wd * *p;
-                }
-                *p -= g;
+    let update = |p: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32]| {
+        for (((p, m), v), &g) in p.iter_mut().zip(m).zip(v).zip(g) {
+            let mut g = g;
+            if let Some(wd) = l2 {
+                g += wd * *p;
             }
-        });
+            *m = *m * b1 + g * (1.0 - b1);
+            *v = *v * b2 + g.powi(2) * (1.0 - b2);
+            let m_hat = *m * c1;
+            let v_hat = *v * c2;
+            g = lr * m_hat / (v_hat.sqrt() + eps);
+            if let Some(wd) = decoupled {
+                g += wd * *p;
+            }
+            *p -= g;
+        }
+    };
+    if p.len() < PAR_MIN {
+        update(&mut p, m, v, g);
+    } else {
+        p.par_chunks_mut(CHUNK)
+            .zip(m.par_chunks_mut(CHUNK))
+            .zip(v.par_chunks_mut(CHUNK))
+            .zip(g.par_chunks(CHUNK))
+            .for_each(|(((p, m), v), g)| update(p, m, v, g));
+    }
     value.copy_from(&p);
     Ok(())
 }
