@@ -29,7 +29,8 @@ pub fn parse_typed<T: DeserializeOwned>(raw: &serde_yaml::Value) -> Result<T, Pa
     // own deserializer wants YAML tags (`!epoch 3`) for them.
     let raw = match raw {
         serde_yaml::Value::Null => serde_json::Value::Object(Default::default()),
-        other => serde_json::to_value(other).map_err(|e| ParamError::new("", format!("params must be plain data: {e}")))?,
+        other => serde_json::to_value(other)
+            .map_err(|e| ParamError::new("", format!("params must be plain data: {e}")))?,
     };
     serde_path_to_error::deserialize(raw).map_err(|err| {
         let path = err.path().to_string();

@@ -235,20 +235,48 @@ fn an_interrupted_prune_stage_resumes_at_its_last_finished_round() {
 fn rewinding_to_an_iteration_differs_from_init_and_checks_its_bound() {
     let p = Project::new();
     p.file("p.yaml", LOTTERY);
-    let base = ["run", "p.yaml", "--json", "--only", "imp@seed=0", "--set", "imp.rounds=1"];
+    let base = [
+        "run",
+        "p.yaml",
+        "--json",
+        "--only",
+        "imp@seed=0",
+        "--set",
+        "imp.rounds=1",
+    ];
     p.statuses(&base);
-    let show = p.run(&["show", "p.yaml", "imp@seed=0", "--json", "--set", "imp.rounds=1"]);
+    let show = p.run(&[
+        "show",
+        "p.yaml",
+        "imp@seed=0",
+        "--json",
+        "--set",
+        "imp.rounds=1",
+    ]);
     let init = serde_json::from_slice::<Value>(&show.stdout).unwrap()["output"].clone();
     assert!(init.is_string());
     let mut late = base.to_vec();
     late.extend(["--set", "imp.rewind={iteration: 5}"]);
     p.statuses(&late);
-    let show = p.run(&["show", "p.yaml", "imp@seed=0", "--json", "--set", "imp.rounds=1", "--set", "imp.rewind={iteration: 5}"]);
+    let show = p.run(&[
+        "show",
+        "p.yaml",
+        "imp@seed=0",
+        "--json",
+        "--set",
+        "imp.rounds=1",
+        "--set",
+        "imp.rewind={iteration: 5}",
+    ]);
     let rewound: Value = serde_json::from_slice(&show.stdout).unwrap();
     assert_ne!(rewound["output"], init);
     let mut past = base.to_vec();
     past.extend(["--set", "imp.rewind={iteration: 100000}"]);
     let out = p.run(&past);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("past the end of round 0"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("past the end of round 0"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -242,6 +242,11 @@ stages:
 ",
     );
     p.statuses(&["run", "p.yaml", "--json"]);
-    let acc = show(&p, "p.yaml", "net")["metrics"]["test_accuracy"].as_f64().unwrap();
-    assert!(acc >= 0.845, "LeNet-300-100 on Fashion-MNIST after 2 epochs: {acc} (PyTorch: about 0.857)");
+    let acc = show(&p, "p.yaml", "net")["metrics"]["test_accuracy"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        acc >= 0.845,
+        "LeNet-300-100 on Fashion-MNIST after 2 epochs: {acc} (PyTorch: about 0.857)"
+    );
 }

@@ -457,7 +457,13 @@ impl<'a, D: Device<f32>> Pruner<'a, D> {
             rewind = Some(net.clone());
         }
         if split < epochs {
-            let mut plan = self.plan(split + 1, epochs - split, self.p.prune_from, seed, &mut progress);
+            let mut plan = self.plan(
+                split + 1,
+                epochs - split,
+                self.p.prune_from,
+                seed,
+                &mut progress,
+            );
             plan.snapshot_at = snapshot_at;
             let h = fit(net, &mut opt, &self.data, plan)?;
             history = Some(match history {
@@ -466,9 +472,14 @@ impl<'a, D: Device<f32>> Pruner<'a, D> {
             });
         }
         if let Some(k) = snapshot_at {
-            let values = history.as_mut().and_then(|h| h.snapshot.take()).ok_or_else(|| {
-                Error::InvalidInput(format!("rewind.iteration = {k} is past the end of round 0's training"))
-            })?;
+            let values = history
+                .as_mut()
+                .and_then(|h| h.snapshot.take())
+                .ok_or_else(|| {
+                    Error::InvalidInput(format!(
+                        "rewind.iteration = {k} is past the end of round 0's training"
+                    ))
+                })?;
             let mut at_k = net.clone();
             for (p, v) in at_k.params_mut().into_iter().zip(values) {
                 p.set_values(&v).map_err(nn_error)?;
