@@ -8,6 +8,7 @@
 use super::{font, heatmap, histogram, images, line, png, ReportError, Result};
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use std::path::{Path, PathBuf};
 
 /// The largest image, in pixels, a figure may have (guards against absurd sizes).
@@ -440,7 +441,7 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, fig: &Figure) -> Resu
     if let Some(title) = &fig.title {
         let (top, rest) = body.split_vertically(TITLE_H);
         let style = font::text(font::size::TITLE + 2.0)
-            .pos(text_anchor::Pos::new(text_anchor::HPos::Center, text_anchor::VPos::Center));
+            .pos(Pos::new(HPos::Center, VPos::Center));
         top.draw_text(title, &style, (w as i32 / 2, TITLE_H as i32 / 2)).map_err(draw_err)?;
         body = rest;
     }

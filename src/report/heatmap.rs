@@ -1,11 +1,11 @@
 //! Drawing a [`Heatmap`]: coloured cells with value labels and a colour bar.
 
 use super::figure::{draw_err, Heatmap};
-use super::scale::{self, viridis};
+use super::scale::{self, viridis, Ticked};
 use super::{font, Result};
-use plotters::coord::combinators::BindKeyPoints;
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 const TITLE_H: u32 = 44;
 const BAR_W: u32 = 130;
@@ -15,7 +15,7 @@ const X_AREA: u32 = 62;
 pub(crate) fn draw<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, h: &Heatmap) -> Result<()> {
     let (w, _) = area.dim_in_pixel();
     let (top, body) = area.split_vertically(TITLE_H);
-    let center = text_anchor::Pos::new(text_anchor::HPos::Center, text_anchor::VPos::Center);
+    let center = Pos::new(HPos::Center, VPos::Center);
     top.draw_text(&h.title, &font::text(font::size::TITLE).pos(center), (w as i32 / 2, TITLE_H as i32 / 2 + 4))
         .map_err(draw_err)?;
     let (main, bar) = body.split_horizontally(w.saturating_sub(BAR_W));
@@ -47,8 +47,8 @@ pub(crate) fn draw<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, h: &Heatma
         .x_label_area_size(X_AREA)
         .y_label_area_size(84)
         .build_cartesian_2d(
-            (0.0..cols as f64).with_key_points(xt),
-            (-(rows as f64)..0.0).with_key_points(yt),
+            Ticked::new(0.0, cols as f64, xt),
+            Ticked::new(-(rows as f64), 0.0, yt),
         )
         .map_err(draw_err)?;
     let xfmt = |v: &f64| name(&h.col_names, v.floor().max(0.0) as usize);
@@ -96,7 +96,7 @@ pub(crate) fn draw<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, h: &Heatma
         .margin_right(40)
         .x_label_area_size(X_AREA)
         .y_label_area_size(64)
-        .build_cartesian_2d(0.0..1.0, (lo..hi).with_key_points(scale::nice_ticks(lo, hi, 5)))
+        .build_cartesian_2d(Ticked::new(0.0, 1.0, Vec::new()), Ticked::new(lo, hi, scale::nice_ticks(lo, hi, 5)))
         .map_err(draw_err)?;
     let yfmt = |v: &f64| scale::tick_label(*v);
     cb.configure_mesh()

@@ -2,9 +2,8 @@
 
 use super::figure::{draw_err, Histogram};
 use super::legend::{self, Entry, Swatch};
-use super::scale::{self, AxisMap};
+use super::scale::{self, AxisMap, Ticked};
 use super::{font, Result};
-use plotters::coord::combinators::BindKeyPoints;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -54,8 +53,8 @@ pub(crate) fn draw<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, h: &Histog
         .x_label_area_size(62)
         .y_label_area_size(84)
         .build_cartesian_2d(
-            (xa..xb).with_key_points(xm.ticks(xa, xb)),
-            (0.0..top).with_key_points(scale::nice_ticks(0.0, top, 5)),
+            Ticked::new(xa, xb, xm.ticks(xa, xb)),
+            Ticked::new(0.0, top, scale::nice_ticks(0.0, top, 5)),
         )
         .map_err(draw_err)?;
     let fmt = |v: &f64| scale::tick_label(*v);

@@ -7,6 +7,7 @@ use super::figure::{draw_err, Image, ImageGrid};
 use super::{font, Result};
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 const TITLE_H: i32 = 44;
 const HEAD_H: i32 = 30;
@@ -16,7 +17,7 @@ const GAP: i32 = 8;
 pub(crate) fn draw<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, g: &ImageGrid) -> Result<()> {
     let (w, h) = area.dim_in_pixel();
     let (w, h) = (w as i32, h as i32);
-    let center = text_anchor::Pos::new(text_anchor::HPos::Center, text_anchor::VPos::Center);
+    let center = Pos::new(HPos::Center, VPos::Center);
     area.draw_text(&g.title, &font::text(font::size::TITLE).pos(center), (w / 2, TITLE_H / 2 + 4))
         .map_err(draw_err)?;
     let label_style = font::text(font::size::TICK);
@@ -44,7 +45,7 @@ pub(crate) fn draw<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, g: &ImageG
         let cx = label_w + j as i32 * cell_w + cell_w / 2;
         area.draw_text(l, &label_style.pos(center), (cx, TITLE_H + HEAD_H / 2)).map_err(draw_err)?;
     }
-    let right = text_anchor::Pos::new(text_anchor::HPos::Right, text_anchor::VPos::Center);
+    let right = Pos::new(HPos::Right, VPos::Center);
     for (i, (label, images)) in g.rows.iter().enumerate() {
         let cy = top + i as i32 * cell_h + cell_h / 2;
         area.draw_text(label, &label_style.pos(right), (label_w - GAP, cy)).map_err(draw_err)?;

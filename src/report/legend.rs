@@ -4,6 +4,7 @@ use super::figure::draw_err;
 use super::{font, Result};
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 /// What the legend shows beside an entry's name.
 #[derive(Debug, Clone, Copy)]
@@ -72,7 +73,7 @@ pub(crate) fn draw<DB: DrawingBackend>(
         .map_err(draw_err)?;
     area.draw(&Rectangle::new([(x0, y0), (x0 + bw, y0 + bh)], RGBColor(170, 170, 170).stroke_width(1)))
         .map_err(draw_err)?;
-    let text_style = style.pos(text_anchor::Pos::new(text_anchor::HPos::Left, text_anchor::VPos::Center));
+    let text_style = style.pos(Pos::new(HPos::Left, VPos::Center));
     for (i, e) in entries.iter().enumerate() {
         let cy = y0 + PAD + ROW_H * i as i32 + ROW_H / 2;
         let (sx0, sx1) = (x0 + PAD, x0 + PAD + SWATCH_W);

@@ -2,11 +2,11 @@
 
 use super::figure::{draw_err, LineChart, SeriesStyle};
 use super::legend::{self, Entry, Swatch};
-use super::scale::{self, AxisMap};
+use super::scale::{self, AxisMap, Ticked};
 use super::{font, Result};
-use plotters::coord::combinators::BindKeyPoints;
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 /// Draws `c` into `area`.
 pub(crate) fn draw<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, c: &LineChart) -> Result<()> {
@@ -45,7 +45,7 @@ pub(crate) fn draw<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, c: &LineCh
         .margin_right(28)
         .x_label_area_size(62)
         .y_label_area_size(84)
-        .build_cartesian_2d((xa..xb).with_key_points(xt), (ya..yb).with_key_points(yt))
+        .build_cartesian_2d(Ticked::new(xa, xb, xt), Ticked::new(ya, yb, yt))
         .map_err(draw_err)?;
     let xfmt = |u: &f64| scale::tick_label(xm.inv(*u));
     let yfmt = |v: &f64| scale::tick_label(*v);
@@ -132,7 +132,7 @@ pub(crate) fn draw<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, c: &LineCh
     if pts().next().is_none() {
         let (w, h) = plot.dim_in_pixel();
         let style = font::text(font::size::AXIS)
-            .pos(text_anchor::Pos::new(text_anchor::HPos::Center, text_anchor::VPos::Center))
+            .pos(Pos::new(HPos::Center, VPos::Center))
             .color(&RGBColor(120, 120, 120));
         plot.draw_text("no data", &style, (w as i32 / 2, h as i32 / 2)).map_err(draw_err)?;
     }

@@ -1,6 +1,53 @@
 //! Axis scales (linear, log10, reversed), tick placement, tick labels and colours.
 
+use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint, Ranged};
 use plotters::style::RGBColor;
+use std::ops::Range;
+
+/// A linear plot-coordinate axis over `[lo, hi]` with explicit tick positions.
+///
+/// plotters' own `f64` ranges pick their ticks themselves; this one draws exactly
+/// the ticks we computed (e.g. decades of a log axis) and no light grid lines.
+#[derive(Debug, Clone)]
+pub(crate) struct Ticked {
+    lo: f64,
+    hi: f64,
+    ticks: Vec<f64>,
+}
+
+impl Ticked {
+    /// An axis over `[lo, hi]` with `ticks` (those outside are dropped).
+    pub fn new(lo: f64, hi: f64, ticks: Vec<f64>) -> Self {
+        let ticks = ticks.into_iter().filter(|t| *t >= lo && *t <= hi).collect();
+        Ticked { lo, hi, ticks }
+    }
+}
+
+impl Ranged for Ticked {
+    type FormatOption = DefaultFormatting;
+    type ValueType = f64;
+
+    fn map(&self, v: &f64, limit: (i32, i32)) -> i32 {
+        let span = self.hi - self.lo;
+        if span.abs() < f64::MIN_POSITIVE || !v.is_finite() {
+            return (limit.0 + limit.1) / 2;
+        }
+        let t = (v - self.lo) / span;
+        limit.0 + (f64::from(limit.1 - limit.0) * t + 1e-3).floor() as i32
+    }
+
+    fn key_points<H: KeyPointHint>(&self, hint: H) -> Vec<f64> {
+        if hint.weight().allow_light_points() {
+            Vec::new()
+        } else {
+            self.ticks.clone()
+        }
+    }
+
+    fn range(&self) -> Range<f64> {
+        self.lo..self.hi
+    }
+}
 
 /// Maps data values onto the linear "plot" coordinate plotters draws in.
 ///
@@ -77,22 +124,22 @@ pub(crate) fn nice_ticks(lo: f64, hi: f64, target: usize) -> Vec<f64> {
         return if lo.is_finite() { vec![lo] } else { Vec::new() };
     }
     let raw = (hi - lo) / target.max(1) as f64;
-    let mag = 10f64.powf(raw.log10().floor());
-    let step = [1.0, 2.0, 2.5, 5.0, 10.0]
-        .iter()
-        .map(|m| m * mag)
-        .find(|s| *s >= raw)
-        .unwrap_or(10.0 * mag);
-    let first = (lo / step).ceil() as i64;
-    let last = (hi / step).floor() as i64;
-    (first..=last)
-        .map(|k| {
-            let v = k as f64 * step;
-            // Snap away floating noise such as 0.30000000000000004.
-            (v / step).round() * step
-        })
-        .map(|v| if v.abs() < step * 1e-9 { 0.0 } else { v })
-        .collect()
+    let exp = raw.log10().floor() as i32;
+    let mag = 10f64.powi(exp);
+    let m = [1.0, 2.0, 2.5, 5.0, 10.0].into_iter().find(|m| m * mag >= raw).unwrap_or(10.0);
+    let step = m * mag;
+    // k·m·10^exp, dividing by an exact power of ten so 3 × 0.2 is 0.6, not 0.6000000000000001.
+    let at = |k: i64| {
+        let km = k as f64 * m;
+        if exp >= 0 {
+            km * 10f64.powi(exp)
+        } else {
+            km / 10f64.powi(-exp)
+        }
+    };
+    let first = (lo / step - 1e-9).ceil() as i64;
+    let last = (hi / step + 1e-9).floor() as i64;
+    (first..=last).map(at).collect()
 }
 
 /// Decade ticks in `[lo, hi]` (both positive), with 2 and 5 in between when the
@@ -178,7 +225,7 @@ pub(crate) fn viridis(t: f64) -> RGBColor {
 
 /// Whether text on `c` should be white (dark background) rather than black.
 pub(crate) fn is_dark(c: RGBColor) -> bool {
-    0.299 * c.0 as f64 + 0.587 * c.1 as f64 + 0.114 * c.2 as f64 < 140.0
+    0.299 * f64::from(c.0) + 0.587 * f64::from(c.1) + 0.114 * f64::from(c.2) < 140.0
 }
 
 #[cfg(test)]

@@ -30,7 +30,7 @@ impl Table {
         let columns: Vec<String> = df.get_column_names().iter().map(|n| n.to_string()).collect();
         let rows = (0..df.height())
             .map(|i| {
-                df.get_columns()
+                df.columns()
                     .iter()
                     .map(|c| c.get(i).map(|v| format_value(&v)).unwrap_or_default())
                     .collect()

@@ -7,7 +7,7 @@ use super::*;
 use std::path::Path;
 
 fn lottery_chart() -> LineChart {
-    let remaining = [100.0, 51.2, 26.2, 13.4, 6.9, 3.5, 1.8, 0.9];
+    let remaining: [f64; 8] = [100.0, 51.2, 26.2, 13.4, 6.9, 3.5, 1.8, 0.9];
     let curve = |top: f64, drop: f64| -> Vec<Point> {
         remaining
             .iter()
