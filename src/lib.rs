@@ -12,6 +12,7 @@ pub mod device;
 pub mod nn;
 pub mod pipeline;
 pub mod provenance;
+pub mod report;
 pub mod run;
 pub mod seeds;
 pub mod stages;
