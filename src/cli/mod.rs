@@ -8,6 +8,7 @@ mod dag;
 mod data;
 mod gc;
 mod plan;
+mod report;
 mod run;
 mod show;
 mod verify;
@@ -108,6 +109,8 @@ enum Command {
     Dag(dag::Args),
     /// Show a stage's manifest.
     Show(show::Args),
+    /// Re-render reports from cached results only.
+    Report(report::Args),
     /// Remove records and objects no pipeline reaches any more.
     Gc(gc::Args),
     /// Rehash every object in the store.
@@ -126,6 +129,7 @@ pub fn main() -> ExitCode {
         Command::Plan(a) => plan::exec(a),
         Command::Dag(a) => dag::exec(a),
         Command::Show(a) => show::exec(a),
+        Command::Report(a) => report::exec(a),
         Command::Gc(a) => gc::exec(a),
         Command::Verify(a) => verify::exec(a),
         Command::Data(a) => data::exec(a),

@@ -5,6 +5,7 @@ use std::time::Duration;
 use crate::device::DeviceChoice;
 use crate::provenance::Host;
 use crate::run::execute::ExecEnv;
+use crate::run::materialize::materialize;
 use crate::run::reporter::Reporter;
 use crate::run::schedule::{run, RunOptions};
 use crate::store::filecache::FileDigests;
@@ -40,6 +41,9 @@ pub struct Args {
     /// Never download a missing dataset (also `REPRO_OFFLINE=1`).
     #[arg(long)]
     offline: bool,
+    /// Where report stages are copied (as `<dir>/<pipeline name>/`).
+    #[arg(long, default_value = "reports")]
+    reports: std::path::PathBuf,
 }
 
 /// Runs `repro run`.
@@ -57,6 +61,7 @@ pub fn exec(args: Args) -> CliResult {
         pipeline: &pipeline,
         device: args.device,
         host: &host,
+        threads: rayon::current_num_threads(),
     };
     let mut reporter = Reporter::new(args.json);
     let summary = run(
@@ -70,6 +75,9 @@ pub fn exec(args: Args) -> CliResult {
     );
     files.save(&store)?;
     let summary = summary?;
+    for dir in materialize(&store, &files, &pipeline, &args.reports)? {
+        eprintln!("  report  {}", dir.join("index.html").display());
+    }
     Ok(if summary.failed() {
         exit::FAILED
     } else {

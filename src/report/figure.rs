@@ -71,7 +71,12 @@ pub struct Series {
 impl Series {
     /// A solid-line series.
     pub fn new(name: impl Into<String>, points: Vec<Point>) -> Self {
-        Series { name: name.into(), points, color: None, style: SeriesStyle::Line }
+        Series {
+            name: name.into(),
+            points,
+            color: None,
+            style: SeriesStyle::Line,
+        }
     }
 
     /// A horizontal dashed reference line at `y` from `x0` to `x1` (e.g. the paper's value).
@@ -155,12 +160,22 @@ pub struct Image {
 impl Image {
     /// A grayscale image.
     pub fn gray(width: u32, height: u32, data: Vec<u8>) -> Self {
-        Image { width, height, channels: 1, data }
+        Image {
+            width,
+            height,
+            channels: 1,
+            data,
+        }
     }
 
     /// An RGB image (interleaved).
     pub fn rgb(width: u32, height: u32, data: Vec<u8>) -> Self {
-        Image { width, height, channels: 3, data }
+        Image {
+            width,
+            height,
+            channels: 3,
+            data,
+        }
     }
 
     /// Checks the channel count and the buffer length.
@@ -319,7 +334,13 @@ pub struct Figure {
 impl Figure {
     /// A figure of `panels`, `columns` per row, 800×500 pixels each.
     pub fn new(panels: Vec<Panel>, columns: usize) -> Self {
-        Figure { title: None, panels, columns, panel_size: (800, 500), caption: None }
+        Figure {
+            title: None,
+            panels,
+            columns,
+            panel_size: (800, 500),
+            caption: None,
+        }
     }
 
     /// A figure of one panel.
@@ -379,7 +400,9 @@ impl Figure {
 
     fn validate(&self) -> Result<()> {
         if self.panels.is_empty() {
-            return Err(ReportError::Invalid("a figure needs at least one panel".into()));
+            return Err(ReportError::Invalid(
+                "a figure needs at least one panel".into(),
+            ));
         }
         let (w, h) = self.size();
         if self.panel_size.0 < 200 || self.panel_size.1 < 150 {
@@ -389,7 +412,9 @@ impl Figure {
             )));
         }
         if w as u64 * h as u64 > MAX_PIXELS {
-            return Err(ReportError::Invalid(format!("a {w}x{h} figure is too large")));
+            return Err(ReportError::Invalid(format!(
+                "a {w}x{h} figure is too large"
+            )));
         }
         for p in &self.panels {
             if let Panel::Images(g) = p {
@@ -405,13 +430,22 @@ impl Figure {
 /// Greedy word wrap of `text` (explicit newlines kept) to `width` pixels of caption text.
 fn wrap(text: &str, width: f64) -> Vec<String> {
     let style = font::text(font::size::CAPTION);
-    let measure =
-        |s: &str| style.font.box_size(s).map(|(w, _)| w as f64).unwrap_or(s.len() as f64 * 9.0);
+    let measure = |s: &str| {
+        style
+            .font
+            .box_size(s)
+            .map(|(w, _)| w as f64)
+            .unwrap_or(s.len() as f64 * 9.0)
+    };
     let mut out = Vec::new();
     for para in text.lines() {
         let mut line = String::new();
         for word in para.split_whitespace() {
-            let candidate = if line.is_empty() { word.to_string() } else { format!("{line} {word}") };
+            let candidate = if line.is_empty() {
+                word.to_string()
+            } else {
+                format!("{line} {word}")
+            };
             if !line.is_empty() && measure(&candidate) > width {
                 out.push(std::mem::replace(&mut line, word.to_string()));
             } else {
@@ -440,9 +474,9 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, fig: &Figure) -> Resu
     let mut body = root.clone();
     if let Some(title) = &fig.title {
         let (top, rest) = body.split_vertically(TITLE_H);
-        let style = font::text(font::size::TITLE + 2.0)
-            .pos(Pos::new(HPos::Center, VPos::Center));
-        top.draw_text(title, &style, (w as i32 / 2, TITLE_H as i32 / 2)).map_err(draw_err)?;
+        let style = font::text(font::size::TITLE + 2.0).pos(Pos::new(HPos::Center, VPos::Center));
+        top.draw_text(title, &style, (w as i32 / 2, TITLE_H as i32 / 2))
+            .map_err(draw_err)?;
         body = rest;
     }
     let (rows, cols) = fig.grid();
@@ -501,7 +535,10 @@ pub fn render(fig: &Figure, dir: &Path, stem: &str) -> Result<Vec<PathBuf>> {
     }
     let png = render_png(fig)?;
     let svg = render_svg(fig)?;
-    std::fs::create_dir_all(dir).map_err(|source| ReportError::Io { path: dir.into(), source })?;
+    std::fs::create_dir_all(dir).map_err(|source| ReportError::Io {
+        path: dir.into(),
+        source,
+    })?;
     let mut out = Vec::new();
     for (ext, bytes) in [("png", png.as_slice()), ("svg", svg.as_bytes())] {
         let path = dir.join(format!("{stem}.{ext}"));
@@ -513,9 +550,15 @@ pub fn render(fig: &Figure, dir: &Path, stem: &str) -> Result<Vec<PathBuf>> {
 
 /// Writes `bytes` to `path` through a temporary file in the same folder.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
-    let io = |source| ReportError::Io { path: path.to_path_buf(), source };
+    let io = |source| ReportError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     std::fs::write(&tmp, bytes).map_err(io)?;
     std::fs::rename(&tmp, path).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);

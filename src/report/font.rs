@@ -22,7 +22,7 @@ pub(crate) fn ensure_registered() {
     });
 }
 
-/// Font sizes (plotters units) used across figures; tuned for 800×500 panels.
+/// Font sizes (plotters units; SVG text is `size / 1.24` px) tuned for 800×500 panels.
 pub(crate) mod size {
     /// Figure and panel titles.
     pub const TITLE: f64 = 24.0;
@@ -31,7 +31,7 @@ pub(crate) mod size {
     /// Tick labels, legend entries, cell values.
     pub const TICK: f64 = 18.0;
     /// Captions (provenance) under a figure.
-    pub const CAPTION: f64 = 17.0;
+    pub const CAPTION: f64 = 18.0;
 }
 
 /// A text style of the embedded font.

@@ -8,7 +8,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 const TITLE_H: u32 = 44;
-const BAR_W: u32 = 130;
+const BAR_W: u32 = 110;
 const X_AREA: u32 = 62;
 
 /// Draws `h` into `area`.
@@ -16,14 +16,21 @@ pub(crate) fn draw<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, h: &Heatma
     let (w, _) = area.dim_in_pixel();
     let (top, body) = area.split_vertically(TITLE_H);
     let center = Pos::new(HPos::Center, VPos::Center);
-    top.draw_text(&h.title, &font::text(font::size::TITLE).pos(center), (w as i32 / 2, TITLE_H as i32 / 2 + 4))
-        .map_err(draw_err)?;
+    top.draw_text(
+        &h.title,
+        &font::text(font::size::TITLE).pos(center),
+        (w as i32 / 2, TITLE_H as i32 / 2 + 4),
+    )
+    .map_err(draw_err)?;
     let (main, bar) = body.split_horizontally(w.saturating_sub(BAR_W));
 
     let rows = h.values.len().max(1);
     let cols = h.values.iter().map(Vec::len).max().unwrap_or(0).max(1);
     let finite = || h.values.iter().flatten().copied().filter(|v| v.is_finite());
-    let (lo, hi) = match h.range.filter(|(a, b)| a.is_finite() && b.is_finite() && a < b) {
+    let (lo, hi) = match h
+        .range
+        .filter(|(a, b)| a.is_finite() && b.is_finite() && a < b)
+    {
         Some(r) => r,
         None => {
             let lo = finite().fold(f64::INFINITY, f64::min);
@@ -35,8 +42,11 @@ pub(crate) fn draw<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, h: &Heatma
             }
         }
     };
-    let decimals = h.decimals.unwrap_or(if lo >= -1.0 && hi <= 1.0 { 2 } else { 1 });
-    let name = |names: &[String], i: usize| names.get(i).cloned().unwrap_or_else(|| (i + 1).to_string());
+    let decimals = h
+        .decimals
+        .unwrap_or(if lo >= -1.0 && hi <= 1.0 { 2 } else { 1 });
+    let name =
+        |names: &[String], i: usize| names.get(i).cloned().unwrap_or_else(|| (i + 1).to_string());
 
     // Row i spans y in [-(i+1), -i], so row 0 is on top.
     let xt: Vec<f64> = (0..cols).map(|j| j as f64 + 0.5).collect();
@@ -72,46 +82,70 @@ pub(crate) fn draw<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, h: &Heatma
         for j in 0..cols {
             let v = row.get(j).copied().unwrap_or(f64::NAN);
             let (x0, y0) = (j as f64, -(i as f64));
-            let color = if v.is_finite() { viridis(t(v)) } else { RGBColor(235, 235, 235) };
+            let color = if v.is_finite() {
+                viridis(t(v))
+            } else {
+                RGBColor(235, 235, 235)
+            };
             chart
-                .draw_series(std::iter::once(Rectangle::new([(x0, y0), (x0 + 1.0, y0 - 1.0)], color.filled())))
+                .draw_series(std::iter::once(Rectangle::new(
+                    [(x0, y0), (x0 + 1.0, y0 - 1.0)],
+                    color.filled(),
+                )))
                 .map_err(draw_err)?;
             chart
-                .draw_series(std::iter::once(Rectangle::new([(x0, y0), (x0 + 1.0, y0 - 1.0)], WHITE.stroke_width(1))))
+                .draw_series(std::iter::once(Rectangle::new(
+                    [(x0, y0), (x0 + 1.0, y0 - 1.0)],
+                    WHITE.stroke_width(1),
+                )))
                 .map_err(draw_err)?;
             if show_text && v.is_finite() {
                 let ink = if scale::is_dark(color) { WHITE } else { BLACK };
                 let style = font::text(font::size::TICK).pos(center).color(&ink);
                 chart
-                    .draw_series(std::iter::once(Text::new(format!("{v:.decimals$}"), (x0 + 0.5, y0 - 0.5), style)))
+                    .draw_series(std::iter::once(Text::new(
+                        format!("{v:.decimals$}"),
+                        (x0 + 0.5, y0 - 0.5),
+                        style,
+                    )))
                     .map_err(draw_err)?;
             }
         }
     }
 
-    // Colour bar, vertically aligned with the cells.
-    let mut cb = ChartBuilder::on(&bar)
-        .margin(12)
-        .margin_top(4)
-        .margin_right(40)
-        .x_label_area_size(X_AREA)
-        .y_label_area_size(64)
-        .build_cartesian_2d(Ticked::new(0.0, 1.0, Vec::new()), Ticked::new(lo, hi, scale::nice_ticks(lo, hi, 5)))
-        .map_err(draw_err)?;
-    let yfmt = |v: &f64| scale::tick_label(*v);
-    cb.configure_mesh()
-        .disable_mesh()
-        .disable_x_axis()
-        .label_style(font::text(font::size::TICK))
-        .y_label_formatter(&yfmt)
-        .draw()
-        .map_err(draw_err)?;
-    const STEPS: usize = 64;
-    let step = (hi - lo) / STEPS as f64;
-    cb.draw_series((0..STEPS).map(|k| {
-        let a = lo + k as f64 * step;
-        Rectangle::new([(0.0, a), (1.0, a + step)], viridis((k as f64 + 0.5) / STEPS as f64).filled())
-    }))
+    // Colour bar beside the cells, spanning the same pixel rows, labels on its right.
+    let (_, yr) = chart.plotting_area().get_pixel_range();
+    let base_y = bar.get_base_pixel().1;
+    let (top_px, bottom_px) = (yr.start - base_y, yr.end - base_y);
+    let (x0, x1) = (16, 36);
+    const STEPS: i32 = 64;
+    let span = (bottom_px - top_px).max(1);
+    for k in 0..STEPS {
+        let ya = bottom_px - span * k / STEPS;
+        let yb = bottom_px - span * (k + 1) / STEPS;
+        let c = viridis((f64::from(k) + 0.5) / f64::from(STEPS));
+        bar.draw(&Rectangle::new([(x0, yb), (x1, ya)], c.filled()))
+            .map_err(draw_err)?;
+    }
+    bar.draw(&Rectangle::new(
+        [(x0, top_px), (x1, bottom_px)],
+        RGBColor(90, 90, 90).stroke_width(1),
+    ))
     .map_err(draw_err)?;
+    let left = Pos::new(HPos::Left, VPos::Center);
+    for v in scale::nice_ticks(lo, hi, 5) {
+        let y = bottom_px - ((v - lo) / (hi - lo) * f64::from(span)).round() as i32;
+        bar.draw(&PathElement::new(
+            vec![(x1, y), (x1 + 5, y)],
+            RGBColor(90, 90, 90).stroke_width(1),
+        ))
+        .map_err(draw_err)?;
+        bar.draw_text(
+            &scale::tick_label(v),
+            &font::text(font::size::TICK).pos(left),
+            (x1 + 9, y),
+        )
+        .map_err(draw_err)?;
+    }
     Ok(())
 }

@@ -10,8 +10,16 @@ use plotters::prelude::*;
 /// Draws `h` into `area`.
 pub(crate) fn draw<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, h: &Histogram) -> Result<()> {
     let bins = if h.bins == 0 { 40 } else { h.bins.min(10_000) };
-    let finite = || h.series.iter().flat_map(|s| s.values.iter().copied()).filter(|v| v.is_finite());
-    let (lo, hi) = match h.range.filter(|(a, b)| a.is_finite() && b.is_finite() && a < b) {
+    let finite = || {
+        h.series
+            .iter()
+            .flat_map(|s| s.values.iter().copied())
+            .filter(|v| v.is_finite())
+    };
+    let (lo, hi) = match h
+        .range
+        .filter(|(a, b)| a.is_finite() && b.is_finite() && a < b)
+    {
         Some(r) => r,
         None => {
             let lo = finite().fold(f64::INFINITY, f64::min);
@@ -30,7 +38,12 @@ pub(crate) fn draw<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, h: &Histog
         .map(|s| {
             let mut counts = vec![0.0; bins];
             let mut n = 0usize;
-            for v in s.values.iter().copied().filter(|v| v.is_finite() && *v >= lo && *v <= hi) {
+            for v in s
+                .values
+                .iter()
+                .copied()
+                .filter(|v| v.is_finite() && *v >= lo && *v <= hi)
+            {
                 let k = (((v - lo) / width) as usize).min(bins - 1);
                 counts[k] += 1.0;
                 n += 1;
@@ -43,7 +56,10 @@ pub(crate) fn draw<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, h: &Histog
         .collect();
     let top = heights.iter().flatten().copied().fold(0.0, f64::max);
     let top = if top > 0.0 { top * 1.08 } else { 1.0 };
-    let xm = AxisMap { log: false, reversed: false };
+    let xm = AxisMap {
+        log: false,
+        reversed: false,
+    };
     let (xa, xb) = xm.plot_range(lo, hi, 0.02);
 
     let mut chart = ChartBuilder::on(area)
@@ -82,9 +98,18 @@ pub(crate) fn draw<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, h: &Histog
         let color = scale::color(s.color.unwrap_or(i));
         let edge = |k: usize| lo + k as f64 * width;
         chart
-            .draw_series(counts.iter().enumerate().filter(|(_, c)| **c > 0.0).map(|(k, c)| {
-                Rectangle::new([(edge(k), 0.0), (edge(k + 1), *c)], color.mix(0.25).filled())
-            }))
+            .draw_series(
+                counts
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, c)| **c > 0.0)
+                    .map(|(k, c)| {
+                        Rectangle::new(
+                            [(edge(k), 0.0), (edge(k + 1), *c)],
+                            color.mix(0.25).filled(),
+                        )
+                    }),
+            )
             .map_err(draw_err)?;
         let mut step = vec![(lo, 0.0)];
         for (k, c) in counts.iter().enumerate() {
@@ -105,10 +130,20 @@ pub(crate) fn draw<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, h: &Histog
             let base = chart.backend_coord(&(lo, 0.0)).1 - oy;
             (y..base).step_by(6).for_each(|yy| occupied.push((x, yy)));
         }
-        chart.draw_series(LineSeries::new(step, color.stroke_width(2))).map_err(draw_err)?;
+        chart
+            .draw_series(LineSeries::new(step, color.stroke_width(2)))
+            .map_err(draw_err)?;
         if !s.name.is_empty() {
-            entries.push(Entry { name: s.name.clone(), color, swatch: Swatch::Box });
+            entries.push(Entry {
+                name: s.name.clone(),
+                color,
+                swatch: Swatch::Box,
+            });
         }
     }
-    legend::draw(&chart.plotting_area().strip_coord_spec(), &entries, &occupied)
+    legend::draw(
+        &chart.plotting_area().strip_coord_spec(),
+        &entries,
+        &occupied,
+    )
 }

@@ -10,7 +10,11 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Swatch {
     /// A line sample, possibly dashed, with a marker, over a band.
-    Line { dashed: bool, marker: bool, band: bool },
+    Line {
+        dashed: bool,
+        marker: bool,
+        band: bool,
+    },
     /// A marker alone.
     Marker,
     /// A filled box (histograms).
@@ -42,7 +46,11 @@ pub(crate) fn draw<DB: DrawingBackend>(
     let style = font::text(font::size::TICK);
     let text_w = entries
         .iter()
-        .map(|e| area.estimate_text_size(&e.name, &style).map(|(w, _)| w as i32).unwrap_or(0))
+        .map(|e| {
+            area.estimate_text_size(&e.name, &style)
+                .map(|(w, _)| w as i32)
+                .unwrap_or(0)
+        })
         .max()
         .unwrap_or(0);
     let (aw, ah) = area.dim_in_pixel();
@@ -59,7 +67,9 @@ pub(crate) fn draw<DB: DrawingBackend>(
     let cost = |&(x, y): &(i32, i32)| {
         occupied
             .iter()
-            .filter(|(px, py)| *px >= x - 4 && *px <= x + bw + 4 && *py >= y - 4 && *py <= y + bh + 4)
+            .filter(|(px, py)| {
+                *px >= x - 4 && *px <= x + bw + 4 && *py >= y - 4 && *py <= y + bh + 4
+            })
             .count()
     };
     let (x0, y0) = corners
@@ -69,45 +79,71 @@ pub(crate) fn draw<DB: DrawingBackend>(
         .map(|(_, c)| *c)
         .unwrap_or(corners[0]);
 
-    area.draw(&Rectangle::new([(x0, y0), (x0 + bw, y0 + bh)], WHITE.mix(0.85).filled()))
-        .map_err(draw_err)?;
-    area.draw(&Rectangle::new([(x0, y0), (x0 + bw, y0 + bh)], RGBColor(170, 170, 170).stroke_width(1)))
-        .map_err(draw_err)?;
+    area.draw(&Rectangle::new(
+        [(x0, y0), (x0 + bw, y0 + bh)],
+        WHITE.mix(0.85).filled(),
+    ))
+    .map_err(draw_err)?;
+    area.draw(&Rectangle::new(
+        [(x0, y0), (x0 + bw, y0 + bh)],
+        RGBColor(170, 170, 170).stroke_width(1),
+    ))
+    .map_err(draw_err)?;
     let text_style = style.pos(Pos::new(HPos::Left, VPos::Center));
     for (i, e) in entries.iter().enumerate() {
         let cy = y0 + PAD + ROW_H * i as i32 + ROW_H / 2;
         let (sx0, sx1) = (x0 + PAD, x0 + PAD + SWATCH_W);
         match e.swatch {
-            Swatch::Line { dashed, marker, band } => {
+            Swatch::Line {
+                dashed,
+                marker,
+                band,
+            } => {
                 if band {
-                    area.draw(&Rectangle::new([(sx0, cy - 8), (sx1, cy + 8)], e.color.mix(0.2).filled()))
-                        .map_err(draw_err)?;
+                    area.draw(&Rectangle::new(
+                        [(sx0, cy - 8), (sx1, cy + 8)],
+                        e.color.mix(0.2).filled(),
+                    ))
+                    .map_err(draw_err)?;
                 }
                 let stroke = e.color.stroke_width(if dashed { 2 } else { 3 });
                 if dashed {
                     for k in 0..3 {
                         let a = sx0 + k * 13;
-                        area.draw(&PathElement::new(vec![(a, cy), ((a + 8).min(sx1), cy)], stroke))
-                            .map_err(draw_err)?;
+                        area.draw(&PathElement::new(
+                            vec![(a, cy), ((a + 8).min(sx1), cy)],
+                            stroke,
+                        ))
+                        .map_err(draw_err)?;
                     }
                 } else {
-                    area.draw(&PathElement::new(vec![(sx0, cy), (sx1, cy)], stroke)).map_err(draw_err)?;
+                    area.draw(&PathElement::new(vec![(sx0, cy), (sx1, cy)], stroke))
+                        .map_err(draw_err)?;
                 }
                 if marker {
-                    area.draw(&Circle::new(((sx0 + sx1) / 2, cy), 5, e.color.filled())).map_err(draw_err)?;
+                    area.draw(&Circle::new(((sx0 + sx1) / 2, cy), 5, e.color.filled()))
+                        .map_err(draw_err)?;
                 }
             }
             Swatch::Marker => {
-                area.draw(&Circle::new(((sx0 + sx1) / 2, cy), 5, e.color.filled())).map_err(draw_err)?;
+                area.draw(&Circle::new(((sx0 + sx1) / 2, cy), 5, e.color.filled()))
+                    .map_err(draw_err)?;
             }
             Swatch::Box => {
-                area.draw(&Rectangle::new([(sx0 + 6, cy - 8), (sx1 - 6, cy + 8)], e.color.mix(0.35).filled()))
-                    .map_err(draw_err)?;
-                area.draw(&Rectangle::new([(sx0 + 6, cy - 8), (sx1 - 6, cy + 8)], e.color.stroke_width(2)))
-                    .map_err(draw_err)?;
+                area.draw(&Rectangle::new(
+                    [(sx0 + 6, cy - 8), (sx1 - 6, cy + 8)],
+                    e.color.mix(0.35).filled(),
+                ))
+                .map_err(draw_err)?;
+                area.draw(&Rectangle::new(
+                    [(sx0 + 6, cy - 8), (sx1 - 6, cy + 8)],
+                    e.color.stroke_width(2),
+                ))
+                .map_err(draw_err)?;
             }
         }
-        area.draw_text(&e.name, &text_style.color(&BLACK), (sx1 + PAD, cy)).map_err(draw_err)?;
+        area.draw_text(&e.name, &text_style.color(&BLACK), (sx1 + PAD, cy))
+            .map_err(draw_err)?;
     }
     Ok(())
 }

@@ -10,10 +10,21 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 /// Draws `c` into `area`.
 pub(crate) fn draw<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, c: &LineChart) -> Result<()> {
-    let xm = AxisMap { log: c.x_log, reversed: c.x_reversed };
-    let ym = AxisMap { log: false, reversed: false };
+    let xm = AxisMap {
+        log: c.x_log,
+        reversed: c.x_reversed,
+    };
+    let ym = AxisMap {
+        log: false,
+        reversed: false,
+    };
     let visible = |x: f64, y: f64| xm.fwd(x).is_some() && y.is_finite();
-    let pts = || c.series.iter().flat_map(|s| s.points.iter()).filter(|p| visible(p.x, p.y));
+    let pts = || {
+        c.series
+            .iter()
+            .flat_map(|s| s.points.iter())
+            .filter(|p| visible(p.x, p.y))
+    };
 
     let extent = |it: &mut dyn Iterator<Item = f64>| {
         it.fold(None, |acc: Option<(f64, f64)>, v| match acc {
@@ -21,7 +32,10 @@ pub(crate) fn draw<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, c: &LineCh
             Some((a, b)) => Some((a.min(v), b.max(v))),
         })
     };
-    let (xa, xb) = match c.x_range.filter(|(a, b)| xm.fwd(*a).is_some() && xm.fwd(*b).is_some() && a != b) {
+    let (xa, xb) = match c
+        .x_range
+        .filter(|(a, b)| xm.fwd(*a).is_some() && xm.fwd(*b).is_some() && a != b)
+    {
         Some((a, b)) => xm.plot_range(a, b, 0.0),
         None => match extent(&mut pts().map(|p| p.x)) {
             Some((a, b)) => xm.plot_range(a, b, 0.03),
@@ -29,7 +43,10 @@ pub(crate) fn draw<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, c: &LineCh
         },
     };
     let spread = |s: f64| if s.is_finite() { s.abs() } else { 0.0 };
-    let (ya, yb) = match c.y_range.filter(|(a, b)| a.is_finite() && b.is_finite() && a < b) {
+    let (ya, yb) = match c
+        .y_range
+        .filter(|(a, b)| a.is_finite() && b.is_finite() && a < b)
+    {
         Some((a, b)) => (a, b),
         None => match extent(&mut pts().flat_map(|p| [p.y - spread(p.std), p.y + spread(p.std)])) {
             Some((a, b)) => ym.plot_range(a, b, 0.06),
@@ -92,7 +109,12 @@ pub(crate) fn draw<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, c: &LineCh
         poly.extend(p.iter().rev().map(|(u, y, d)| clamp(*u, y - d)));
         let band: Vec<(i32, i32)> = poly.iter().map(|(u, y)| to_px(&chart, *u, *y)).collect();
         legend::sample_path(&band, &mut occupied);
-        chart.draw_series(std::iter::once(Polygon::new(poly, color.mix(0.18).filled()))).map_err(draw_err)?;
+        chart
+            .draw_series(std::iter::once(Polygon::new(
+                poly,
+                color.mix(0.18).filled(),
+            )))
+            .map_err(draw_err)?;
     }
     for (i, s) in c.series.iter().enumerate() {
         let p = series_pts(s);
@@ -102,11 +124,18 @@ pub(crate) fn draw<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, c: &LineCh
         legend::sample_path(&px, &mut occupied);
         match s.style {
             SeriesStyle::Line | SeriesStyle::LineMarkers => {
-                chart.draw_series(LineSeries::new(xy.clone(), color.stroke_width(3))).map_err(draw_err)?;
+                chart
+                    .draw_series(LineSeries::new(xy.clone(), color.stroke_width(3)))
+                    .map_err(draw_err)?;
             }
             SeriesStyle::Dashed => {
                 chart
-                    .draw_series(DashedLineSeries::new(xy.clone(), 10, 7, color.stroke_width(2).into()))
+                    .draw_series(DashedLineSeries::new(
+                        xy.clone(),
+                        10,
+                        7,
+                        color.stroke_width(2),
+                    ))
                     .map_err(draw_err)?;
             }
             SeriesStyle::Markers => {}
@@ -125,7 +154,11 @@ pub(crate) fn draw<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, c: &LineCh
                     band: p.len() >= 2 && p.iter().any(|q| q.2 > 0.0),
                 },
             };
-            entries.push(Entry { name: s.name.clone(), color, swatch });
+            entries.push(Entry {
+                name: s.name.clone(),
+                color,
+                swatch,
+            });
         }
     }
     let plot = chart.plotting_area().strip_coord_spec();
@@ -134,7 +167,8 @@ pub(crate) fn draw<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, c: &LineCh
         let style = font::text(font::size::AXIS)
             .pos(Pos::new(HPos::Center, VPos::Center))
             .color(&RGBColor(120, 120, 120));
-        plot.draw_text("no data", &style, (w as i32 / 2, h as i32 / 2)).map_err(draw_err)?;
+        plot.draw_text("no data", &style, (w as i32 / 2, h as i32 / 2))
+            .map_err(draw_err)?;
     }
     legend::draw(&plot, &entries, &occupied)
 }

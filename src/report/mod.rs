@@ -30,8 +30,8 @@ mod testutil;
 pub mod verdict;
 
 pub use figure::{
-    render, render_png, render_svg, Figure, Heatmap, Histogram, HistogramSeries, Image,
-    ImageGrid, LineChart, Panel, Point, Provenance, Series, SeriesStyle,
+    render, render_png, render_svg, Figure, Heatmap, Histogram, HistogramSeries, Image, ImageGrid,
+    LineChart, Panel, Point, Provenance, Series, SeriesStyle,
 };
 pub use page::{write_report, Block, FigureRef, Report, Section};
 pub use table::{format_number, Table};

@@ -39,7 +39,8 @@ impl FigureRef {
 /// One piece of a section, in reading order.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Block {
-    /// Plain text (escaped in HTML, verbatim in Markdown).
+    /// Plain text (escaped in HTML; in Markdown verbatim but for `<`, so Markdown
+    /// emphasis works there while no raw HTML gets through).
     Paragraph(String),
     /// A figure.
     Figure(FigureRef),
@@ -61,7 +62,10 @@ pub struct Section {
 impl Section {
     /// An empty section.
     pub fn new(heading: impl Into<String>) -> Self {
-        Section { heading: heading.into(), blocks: Vec::new() }
+        Section {
+            heading: heading.into(),
+            blocks: Vec::new(),
+        }
     }
 
     /// Appends a paragraph.
@@ -144,7 +148,11 @@ impl Report {
                             Some(v) => format!("<a href=\"{}\">{img}</a>", esc(&url(v))),
                             None => img,
                         };
-                        let _ = writeln!(h, "<figure>{body}<figcaption>{}</figcaption></figure>", esc(&f.caption));
+                        let _ = writeln!(
+                            h,
+                            "<figure>{body}<figcaption>{}</figcaption></figure>",
+                            esc(&f.caption)
+                        );
                     }
                     Block::Table(t) => html_table(&mut h, t),
                     Block::Comparisons(c) => html_table(&mut h, &comparison_table(c, true)),
@@ -160,14 +168,14 @@ impl Report {
     pub fn to_markdown(&self) -> String {
         let mut m = format!("# {}\n\n", one_line(&self.title));
         for p in &self.intro {
-            let _ = write!(m, "{p}\n\n");
+            let _ = write!(m, "{}\n\n", md_text(p));
         }
         for s in &self.sections {
             let _ = write!(m, "## {}\n\n", one_line(&s.heading));
             for b in &s.blocks {
                 match b {
                     Block::Paragraph(p) => {
-                        let _ = write!(m, "{p}\n\n");
+                        let _ = write!(m, "{}\n\n", md_text(p));
                     }
                     Block::Figure(f) => {
                         let cap = one_line(&f.caption).replace(['[', ']'], "");
@@ -206,7 +214,10 @@ pub fn write_report(report: &Report, dir: &Path) -> Result<Vec<PathBuf>> {
             )));
         }
     }
-    std::fs::create_dir_all(dir).map_err(|source| ReportError::Io { path: dir.into(), source })?;
+    std::fs::create_dir_all(dir).map_err(|source| ReportError::Io {
+        path: dir.into(),
+        source,
+    })?;
     let html = dir.join("index.html");
     let md = dir.join("README.md");
     write_atomic(&html, report.to_html().as_bytes())?;
@@ -232,7 +243,9 @@ fn comparison_table(cs: &[Comparison], html: bool) -> Table {
             vec![
                 c.metric.clone(),
                 c.ours.map(|o| o.display()).unwrap_or_else(|| "—".into()),
-                c.paper.map(super::format_number).unwrap_or_else(|| "—".into()),
+                c.paper
+                    .map(super::format_number)
+                    .unwrap_or_else(|| "—".into()),
                 format!("± {}", super::format_number(c.tolerance)),
                 verdict,
                 c.explanation.clone(),
@@ -255,7 +268,12 @@ fn html_table(h: &mut String, t: &Table) {
     let align = |j: usize| if t.numeric(j) { " class=\"num\"" } else { "" };
     h.push_str("<thead><tr>");
     for j in 0..width {
-        let _ = write!(h, "<th{}>{}</th>", align(j), esc(t.columns.get(j).map_or("", String::as_str)));
+        let _ = write!(
+            h,
+            "<th{}>{}</th>",
+            align(j),
+            esc(t.columns.get(j).map_or("", String::as_str))
+        );
     }
     h.push_str("</tr></thead>\n<tbody>\n");
     for r in &t.rows {
@@ -263,7 +281,9 @@ fn html_table(h: &mut String, t: &Table) {
         for j in 0..width {
             let cell = r.get(j).map_or("", String::as_str);
             let body = match cell.strip_prefix(BADGE).and_then(|b| b.split_once(':')) {
-                Some((class, word)) => format!("<span class=\"badge {}\">{}</span>", esc(class), esc(word)),
+                Some((class, word)) => {
+                    format!("<span class=\"badge {}\">{}</span>", esc(class), esc(word))
+                }
                 None => esc(cell),
             };
             let _ = write!(h, "<td{}>{body}</td>", align(j));
@@ -288,7 +308,9 @@ fn md_table(m: &mut String, t: &Table) {
     let get = |r: &[String], j: usize| r.get(j).map_or("", String::as_str).to_string();
     let header: Vec<String> = (0..width).map(|j| get(&t.columns, j)).collect();
     m.push_str(&row(&mut header.iter().map(String::as_str)));
-    let rule: Vec<&str> = (0..width).map(|j| if t.numeric(j) { "---:" } else { "---" }).collect();
+    let rule: Vec<&str> = (0..width)
+        .map(|j| if t.numeric(j) { "---:" } else { "---" })
+        .collect();
     let _ = writeln!(m, "| {} |", rule.join(" | "));
     for r in &t.rows {
         let cells: Vec<String> = (0..width).map(|j| get(r, j)).collect();
@@ -300,6 +322,11 @@ fn md_table(m: &mut String, t: &Table) {
 /// A Markdown table cell: pipes escaped, no line breaks, no raw HTML tags.
 fn md_cell(s: &str) -> String {
     one_line(s).replace('|', "\\|").replace('<', "&lt;")
+}
+
+/// Markdown paragraph text: verbatim but for `<`, so no raw HTML gets through.
+fn md_text(s: &str) -> String {
+    s.replace('<', "&lt;")
 }
 
 fn one_line(s: &str) -> String {

@@ -18,7 +18,11 @@ pub(crate) fn encode_rgb(width: u32, height: u32, rgb: &[u8]) -> std::io::Result
     let zero = vec![0u8; stride];
     for y in 0..height as usize {
         let row = &rgb[y * stride..(y + 1) * stride];
-        let prev = if y == 0 { &zero[..] } else { &rgb[(y - 1) * stride..y * stride] };
+        let prev = if y == 0 {
+            &zero[..]
+        } else {
+            &rgb[(y - 1) * stride..y * stride]
+        };
         raw.push(2); // filter type Up
         raw.extend(row.iter().zip(prev).map(|(a, b)| a.wrapping_sub(*b)));
     }
@@ -66,7 +70,9 @@ mod tests {
         // Decode IDAT and undo the Up filter.
         let len = u32::from_be_bytes(png[33..37].try_into().unwrap()) as usize;
         let mut raw = Vec::new();
-        ZlibDecoder::new(&png[41..41 + len]).read_to_end(&mut raw).unwrap();
+        ZlibDecoder::new(&png[41..41 + len])
+            .read_to_end(&mut raw)
+            .unwrap();
         let mut back = vec![0u8; 18];
         for y in 0..2 {
             assert_eq!(raw[y * 10], 2);

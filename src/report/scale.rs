@@ -89,7 +89,11 @@ impl AxisMap {
         };
         let span = b - a;
         if span <= f64::EPSILON * a.abs().max(1.0) {
-            let half = if self.log { 0.5 } else { a.abs().max(1.0) * 0.05 };
+            let half = if self.log {
+                0.5
+            } else {
+                a.abs().max(1.0) * 0.05
+            };
             (a - half, b + half)
         } else {
             (a - pad * span, b + pad * span)
@@ -126,7 +130,10 @@ pub(crate) fn nice_ticks(lo: f64, hi: f64, target: usize) -> Vec<f64> {
     let raw = (hi - lo) / target.max(1) as f64;
     let exp = raw.log10().floor() as i32;
     let mag = 10f64.powi(exp);
-    let m = [1.0, 2.0, 2.5, 5.0, 10.0].into_iter().find(|m| m * mag >= raw).unwrap_or(10.0);
+    let m = [1.0, 2.0, 2.5, 5.0, 10.0]
+        .into_iter()
+        .find(|m| m * mag >= raw)
+        .unwrap_or(10.0);
     let step = m * mag;
     // k·m·10^exp, dividing by an exact power of ten so 3 × 0.2 is 0.6, not 0.6000000000000001.
     let at = |k: i64| {
@@ -149,7 +156,11 @@ pub(crate) fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
         return Vec::new();
     }
     let (d0, d1) = (lo.log10().floor() as i32, hi.log10().ceil() as i32);
-    let mults: &[f64] = if d1 - d0 <= 3 { &[1.0, 2.0, 5.0] } else { &[1.0] };
+    let mults: &[f64] = if d1 - d0 <= 4 {
+        &[1.0, 2.0, 5.0]
+    } else {
+        &[1.0]
+    };
     let mut out = Vec::new();
     for d in d0..=d1 {
         for m in mults {
@@ -214,7 +225,11 @@ const VIRIDIS: [(u8, u8, u8); 9] = [
 
 /// The viridis colour at `t` in [0, 1] (clamped), by linear interpolation.
 pub(crate) fn viridis(t: f64) -> RGBColor {
-    let t = if t.is_finite() { t.clamp(0.0, 1.0) } else { 0.0 };
+    let t = if t.is_finite() {
+        t.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
     let x = t * (VIRIDIS.len() - 1) as f64;
     let i = (x.floor() as usize).min(VIRIDIS.len() - 2);
     let f = x - i as f64;
@@ -241,8 +256,14 @@ mod tests {
 
     #[test]
     fn log_ticks_and_reversed_axis() {
-        assert_eq!(log_ticks(1.0, 100.0), vec![1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0]);
-        let ax = AxisMap { log: true, reversed: true };
+        assert_eq!(
+            log_ticks(1.0, 100.0),
+            vec![1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0]
+        );
+        let ax = AxisMap {
+            log: true,
+            reversed: true,
+        };
         let u = ax.fwd(100.0).unwrap();
         assert!(u < ax.fwd(1.0).unwrap());
         assert!((ax.inv(u) - 100.0).abs() < 1e-9);

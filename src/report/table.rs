@@ -16,7 +16,11 @@ pub struct Table {
 impl Table {
     /// A table with these headings and rows.
     pub fn new(columns: Vec<String>, rows: Vec<Vec<String>>) -> Self {
-        Table { caption: None, columns, rows }
+        Table {
+            caption: None,
+            columns,
+            rows,
+        }
     }
 
     /// Sets the caption.
@@ -27,7 +31,11 @@ impl Table {
 
     /// The cells of `df`, floats through [`format_number`], nulls empty.
     pub fn from_dataframe(df: &DataFrame) -> Self {
-        let columns: Vec<String> = df.get_column_names().iter().map(|n| n.to_string()).collect();
+        let columns: Vec<String> = df
+            .get_column_names()
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
         let rows = (0..df.height())
             .map(|i| {
                 df.columns()
@@ -41,12 +49,22 @@ impl Table {
 
     /// Number of columns rendered: the widest of the header and the rows.
     pub(crate) fn width(&self) -> usize {
-        self.rows.iter().map(Vec::len).chain([self.columns.len()]).max().unwrap_or(0)
+        self.rows
+            .iter()
+            .map(Vec::len)
+            .chain([self.columns.len()])
+            .max()
+            .unwrap_or(0)
     }
 
     /// Whether every non-empty cell of column `j` is a number (to right-align it).
     pub(crate) fn numeric(&self, j: usize) -> bool {
-        let mut cells = self.rows.iter().filter_map(|r| r.get(j)).filter(|c| !c.is_empty()).peekable();
+        let mut cells = self
+            .rows
+            .iter()
+            .filter_map(|r| r.get(j))
+            .filter(|c| !c.is_empty())
+            .peekable();
         cells.peek().is_some()
             && cells.all(|c| c.trim_end_matches('%').parse::<f64>().is_ok() || c.contains(" ± "))
     }
@@ -82,7 +100,11 @@ pub fn format_number(v: f64) -> String {
     }
     let decimals = (3 - a.log10().floor() as i32).clamp(0, 6) as usize;
     let s = format!("{v:.decimals$}");
-    let s = if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s };
+    let s = if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    };
     if s == "-0" {
         "0".into()
     } else {

@@ -27,11 +27,18 @@ pub(crate) fn check_xml(xml: &str) -> Result<(), String> {
             if xml[i..].starts_with("<?") {
                 i = xml[i..].find("?>").ok_or(format!("unclosed <? at {i}"))? + i + 2;
             } else if xml[i..].starts_with("<!--") {
-                i = xml[i..].find("-->").ok_or(format!("unclosed comment at {i}"))? + i + 3;
+                i = xml[i..]
+                    .find("-->")
+                    .ok_or(format!("unclosed comment at {i}"))?
+                    + i
+                    + 3;
             } else if xml[i..].starts_with("<!") {
                 i = xml[i..].find('>').ok_or(format!("unclosed <! at {i}"))? + i + 1;
             } else if xml[i..].starts_with("</") {
-                let end = xml[i..].find('>').ok_or(format!("unclosed end tag at {i}"))? + i;
+                let end = xml[i..]
+                    .find('>')
+                    .ok_or(format!("unclosed end tag at {i}"))?
+                    + i;
                 let name = xml[i + 2..end].trim();
                 match stack.pop() {
                     Some(open) if open == name => {}
@@ -44,7 +51,11 @@ pub(crate) fn check_xml(xml: &str) -> Result<(), String> {
                 let self_closing = inner.ends_with('/');
                 let inner = inner.trim_end_matches('/');
                 let name = inner.split_whitespace().next().unwrap_or("");
-                if name.is_empty() || !name.chars().all(|c| c.is_alphanumeric() || ":-_.".contains(c)) {
+                if name.is_empty()
+                    || !name
+                        .chars()
+                        .all(|c| c.is_alphanumeric() || ":-_.".contains(c))
+                {
                     return Err(format!("bad tag name {name:?} at {i}"));
                 }
                 check_attrs(&inner[name.len()..]).map_err(|e| format!("{e} at {i}"))?;

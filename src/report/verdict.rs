@@ -23,7 +23,11 @@ impl Estimate {
     pub fn from_values(values: &[f64]) -> Self {
         let v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
         let n = v.len();
-        let mean = if n == 0 { f64::NAN } else { v.iter().sum::<f64>() / n as f64 };
+        let mean = if n == 0 {
+            f64::NAN
+        } else {
+            v.iter().sum::<f64>() / n as f64
+        };
         let std = if n < 2 {
             0.0
         } else {
@@ -34,7 +38,12 @@ impl Estimate {
 
     /// `mean ± std (n=N)`.
     pub fn display(&self) -> String {
-        format!("{} ± {} (n={})", format_number(self.mean), format_number(self.std), self.n)
+        format!(
+            "{} ± {} (n={})",
+            format_number(self.mean),
+            format_number(self.std),
+            self.n
+        )
     }
 }
 
@@ -118,7 +127,12 @@ pub struct Comparison {
 impl Comparison {
     /// Compares `ours` with `paper` within `tolerance`; missing values are
     /// [`Verdict::NotComparable`].
-    pub fn new(metric: impl Into<String>, ours: Option<Estimate>, paper: Option<f64>, tolerance: f64) -> Self {
+    pub fn new(
+        metric: impl Into<String>,
+        ours: Option<Estimate>,
+        paper: Option<f64>,
+        tolerance: f64,
+    ) -> Self {
         let (verdict, explanation) = match (ours, paper) {
             (Some(o), Some(p)) => judge(&o, p, tolerance),
             (None, _) => {
@@ -130,7 +144,14 @@ impl Comparison {
                 (Verdict::NotComparable(why.clone()), why)
             }
         };
-        Comparison { metric: metric.into(), ours, paper, tolerance, verdict, explanation }
+        Comparison {
+            metric: metric.into(),
+            ours,
+            paper,
+            tolerance,
+            verdict,
+            explanation,
+        }
     }
 }
 
@@ -147,8 +168,14 @@ mod tests {
         assert_eq!(v, Verdict::Reproduced);
         assert!(why.contains("≤") && why.contains("98.4"), "{why}");
         assert_eq!(judge(&ours, 99.0, 0.5).0, Verdict::NotReproduced);
-        assert!(matches!(judge(&ours, f64::NAN, 0.5).0, Verdict::NotComparable(_)));
-        assert!(matches!(judge(&Estimate::from_values(&[]), 1.0, 0.5).0, Verdict::NotComparable(_)));
+        assert!(matches!(
+            judge(&ours, f64::NAN, 0.5).0,
+            Verdict::NotComparable(_)
+        ));
+        assert!(matches!(
+            judge(&Estimate::from_values(&[]), 1.0, 0.5).0,
+            Verdict::NotComparable(_)
+        ));
         let c = Comparison::new("acc", None, Some(1.0), 0.1);
         assert_eq!(c.verdict.word(), "not comparable");
     }

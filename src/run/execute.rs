@@ -50,6 +50,8 @@ pub struct ExecEnv<'a> {
     pub device: DeviceChoice,
     /// Host facts for manifests.
     pub host: &'a Host,
+    /// Threads of the global pool that stages compute on (read outside the stage pool).
+    pub threads: usize,
 }
 
 /// Runs a stage whose assessment says it must run, and publishes its result.
@@ -144,7 +146,7 @@ pub fn execute(
             wall_seconds: started.elapsed().as_secs_f64(),
             peak_rss_bytes: crate::provenance::peak_rss_bytes(),
             device: env.device.name().to_string(),
-            threads: rayon::current_num_threads(),
+            threads: env.threads,
             crate_version: env!("CARGO_PKG_VERSION").to_string(),
             git_commit: env.host.git_commit.clone(),
             host: env.host.name.clone(),

@@ -4,6 +4,7 @@
 
 pub mod events;
 pub mod execute;
+pub mod materialize;
 pub mod plan;
 pub mod reporter;
 pub mod schedule;

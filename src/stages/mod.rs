@@ -12,6 +12,7 @@ pub mod noise;
 pub mod on_device;
 mod params;
 pub mod prune;
+pub mod report;
 pub mod train;
 
 pub use context::{Input, Metrics, Progress, StageContext};
@@ -139,6 +140,7 @@ pub static KINDS: &[&dyn StageKind] = &[
     &Typed::<train::TrainStage>(PhantomData),
     &Typed::<prune::PruneStage>(PhantomData),
     &Typed::<noise::NoiseStage>(PhantomData),
+    &Typed::<report::ReportStage>(PhantomData),
 ];
 
 /// Finds a kind by name.

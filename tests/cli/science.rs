@@ -280,3 +280,56 @@ fn rewinding_to_an_iteration_differs_from_init_and_checks_its_bound() {
         stderr(&out)
     );
 }
+
+#[test]
+fn the_report_renders_from_the_cache_and_references_only_files_that_exist() {
+    let p = Project::new();
+    let text = format!(
+        "{LOTTERY}  report:\n    kind: report\n    needs: [data, imp, noise]\n    params:\n      title: t\n      references:\n        - {{ claim: winning_drop_at3, stage: imp, paper: 0.0, tolerance: 1.0, at_most: true, source: test }}\n"
+    );
+    p.file("p.yaml", &text);
+    let out = p.run(&["report", "p.yaml"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("`imp@seed=0`") && stderr(&out).contains("repro run p.yaml"),
+        "{}",
+        stderr(&out)
+    );
+    p.statuses(&["run", "p.yaml", "--json"]);
+    let dir = p.path().join("reports/lt");
+    let html = std::fs::read_to_string(dir.join("index.html")).unwrap();
+    let mut referenced = 0;
+    for part in html
+        .split("src=\"")
+        .skip(1)
+        .chain(html.split("href=\"").skip(1))
+    {
+        let target = &part[..part.find('"').unwrap()];
+        if target.starts_with('#') || target.starts_with("http") {
+            continue;
+        }
+        assert!(
+            dir.join(target).is_file(),
+            "index.html references missing {target}"
+        );
+        referenced += 1;
+    }
+    assert!(referenced >= 4, "only {referenced} files referenced");
+    let png = std::fs::read(dir.join("figures/lottery_accuracy.png")).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    let svg = std::fs::read_to_string(dir.join("figures/lottery_accuracy.svg")).unwrap();
+    assert!(
+        svg.contains("winning tickets")
+            && svg.contains("random tickets")
+            && svg.trim_end().ends_with("</svg>")
+    );
+    assert!(std::fs::read_to_string(dir.join("README.md"))
+        .unwrap()
+        .contains("| imp: dense minus winning ticket"));
+    let r = p.statuses(&["run", "p.yaml", "--json", "--set", "report.log_x=false"]);
+    assert_eq!(with_status(&r, "ran"), ["report"]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    let out = p.run(&["report", "p.yaml"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(dir.join("index.html").is_file());
+}

@@ -1,0 +1,271 @@
+//! `kind: report`: the papers' figures re-made from upstream results, tables, and the
+//! comparison with the papers' reference values, as `index.html` + `README.md` with
+//! PNG and SVG figures beside them.
+//!
+//! It reads only upstream outputs (never trains). Reference values and their sources
+//! live in the pipeline file (`references:`), so they are part of the key; `reduced:`
+//! says what a profile cut. `repro run` and `repro report` copy the result to
+//! `reports/<pipeline name>/`.
+
+mod lottery;
+mod noise;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::report::{self, write_report, Comparison, Estimate, Provenance, Report, Section, Table};
+
+use super::params::ParamError;
+use super::{Error, Input, Metrics, Result, StageContext, TypedStage};
+
+/// A claim of a paper that the report checks, with how "ours" is computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Claim {
+    /// Dense best test accuracy minus the winning ticket's nearest 3% of prunable
+    /// weights, in percentage points (Bain: winning tickets "until around 3%").
+    WinningDropAt3,
+    /// Dense minus the random ticket nearest 30%, in points (Bain: random tickets "test
+    /// as well as the fully dense network until around 30%").
+    RandomDropAt30,
+    /// Dense minus the random ticket nearest 3%, in points (random tickets degrade).
+    RandomDropAt3,
+    /// Remaining fraction of all parameters at the winning ticket nearest 3% of prunable
+    /// weights, in percent (Bain's "33x fewer", 3.3% on FC1).
+    RemainingAllAt3,
+}
+
+impl Claim {
+    /// What is compared, with units.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Claim::WinningDropAt3 => {
+                "dense minus winning ticket at ~3% of weights (test accuracy, points)"
+            }
+            Claim::RandomDropAt30 => {
+                "dense minus random ticket at ~30% of weights (test accuracy, points)"
+            }
+            Claim::RandomDropAt3 => {
+                "dense minus random ticket at ~3% of weights (test accuracy, points)"
+            }
+            Claim::RemainingAllAt3 => "weights remaining at the ~3% ticket, all parameters (%)",
+        }
+    }
+}
+
+/// A reference value of a paper.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reference {
+    /// Which claim.
+    pub claim: Claim,
+    /// Which upstream stage (base name) it applies to, e.g. `fc1`.
+    pub stage: String,
+    /// The paper's value, in the claim's units.
+    pub paper: f64,
+    /// Absolute tolerance in the same units.
+    pub tolerance: f64,
+    /// Where the value comes from.
+    pub source: String,
+    /// The claim is a bound: ours reproduces it when `ours ≤ paper + tolerance`
+    /// (e.g. "no loss of accuracy": a ticket better than dense also reproduces it).
+    #[serde(default)]
+    pub at_most: bool,
+}
+
+/// Params of a `report` stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReportParams {
+    /// Page title.
+    pub title: String,
+    /// Paragraphs before the first section.
+    pub intro: Vec<String>,
+    /// What the profile reduced, in words (empty for the published settings).
+    pub reduced: String,
+    /// The papers' reference values.
+    pub references: Vec<Reference>,
+    /// Log-scaled x axis for "% of weights remaining".
+    pub log_x: bool,
+}
+
+impl Default for ReportParams {
+    fn default() -> Self {
+        ReportParams {
+            title: "repro report".into(),
+            intro: Vec::new(),
+            reduced: String::new(),
+            references: Vec::new(),
+            log_x: true,
+        }
+    }
+}
+
+/// The `report` stage kind.
+pub struct ReportStage;
+
+impl TypedStage for ReportStage {
+    const NAME: &'static str = "report";
+    const VERSION: u32 = 1;
+    type Params = ReportParams;
+
+    fn validate(p: &ReportParams) -> std::result::Result<(), ParamError> {
+        if let Some((i, r)) = p
+            .references
+            .iter()
+            .enumerate()
+            .find(|(_, r)| !(r.tolerance >= 0.0 && r.paper.is_finite()))
+        {
+            return Err(ParamError::new(
+                format!("references[{i}]"),
+                format!("{:?}: paper must be a number and tolerance ≥ 0", r.claim),
+            ));
+        }
+        Ok(())
+    }
+
+    fn run(params: &ReportParams, ctx: &StageContext) -> Result<Metrics> {
+        let figures = ctx.out_dir.join("figures");
+        std::fs::create_dir_all(&figures).map_err(super::io_err("create", &figures))?;
+        let mut sections = vec![provenance_section(ctx, params)];
+        let mut comparisons: Vec<Comparison> = Vec::new();
+        let prune: Vec<&Input> = ctx.inputs_of_kind("prune");
+        if !prune.is_empty() {
+            let (section, ours) = lottery::section(ctx, &prune, params)?;
+            sections.push(section);
+            for r in &params.references {
+                let value = ours.get(&(r.stage.clone(), r.claim)).cloned();
+                comparisons.push(comparison(r, value));
+            }
+        }
+        let noise: Vec<&Input> = ctx.inputs_of_kind("noise-eval");
+        for input in noise {
+            sections.push(noise::section(ctx, input)?);
+        }
+        let reproduced = comparisons
+            .iter()
+            .filter(|c| c.verdict == report::Verdict::Reproduced)
+            .count();
+        let mut summary = Section::new("Reference comparison").paragraph(
+            "Each row compares our value with the paper's, within the stated absolute tolerance. \
+             `reduced` settings (see Provenance) can make a value not comparable in spirit even when a number is given.",
+        );
+        if !comparisons.is_empty() {
+            summary = summary.comparisons(comparisons.clone());
+        } else {
+            summary = summary.paragraph("This pipeline lists no reference values.");
+        }
+        sections.insert(0, summary);
+        let report = Report {
+            title: params.title.clone(),
+            intro: params.intro.clone(),
+            sections,
+        };
+        write_report(&report, &ctx.out_dir).map_err(|e| Error::Failed(e.to_string()))?;
+        Ok(Metrics::from([
+            ("comparisons".into(), serde_json::json!(comparisons.len())),
+            ("reproduced".into(), serde_json::json!(reproduced)),
+        ]))
+    }
+}
+
+fn comparison(r: &Reference, ours: Option<Vec<f64>>) -> Comparison {
+    let metric = format!("{}: {} [{}]", r.stage, r.claim.describe(), r.source);
+    let ours = ours.map(|v| Estimate::from_values(&v));
+    let mut c = Comparison::new(metric, ours, Some(r.paper), r.tolerance);
+    if let (true, Some(o)) = (r.at_most, ours) {
+        if o.mean.is_finite() && o.mean <= r.paper + r.tolerance {
+            c.verdict = report::Verdict::Reproduced;
+            c.explanation = format!(
+                "ours {} ≤ paper {} + tolerance {} (a bound)",
+                o.display(),
+                r.paper,
+                r.tolerance
+            );
+        }
+    }
+    c
+}
+
+/// Pipeline, profile reductions, stages with keys, seeds and wall time.
+fn provenance_section(ctx: &StageContext, p: &ReportParams) -> Section {
+    let mut s = Section::new("Provenance");
+    if p.reduced.is_empty() {
+        s = s.paragraph("Settings: as published (no reductions).");
+    } else {
+        s = s.paragraph(format!("Reduced settings: {}", p.reduced));
+    }
+    for d in ctx.inputs_of_kind("dataset") {
+        let name = d.params.get("name").and_then(|v| v.as_str()).unwrap_or("?");
+        s = s.paragraph(format!("Dataset (stage `{}`): {name}.", d.stage));
+    }
+    let rows = ctx
+        .inputs
+        .values()
+        .map(|i| {
+            vec![
+                i.stage.clone(),
+                i.kind.clone(),
+                i.key.chars().take(12).collect(),
+                i.seed.to_string(),
+                format!("{:.1}", i.wall_seconds),
+            ]
+        })
+        .collect();
+    let columns = ["stage", "kind", "key", "seed", "wall time (s)"]
+        .map(String::from)
+        .to_vec();
+    s.paragraph(format!("Produced by repro {}; `repro show` prints each stage's manifest (threads, host, git commit).", env!("CARGO_PKG_VERSION")))
+    .table(Table::new(columns, rows))
+}
+
+/// Provenance caption for a figure made from some inputs.
+fn provenance(ctx: &StageContext, inputs: &[&Input]) -> Provenance {
+    let pipeline = ctx.pipeline.clone();
+    let mut seeds: Vec<u64> = inputs.iter().map(|i| i.seed).collect();
+    seeds.sort();
+    seeds.dedup();
+    Provenance {
+        pipeline,
+        stages: inputs
+            .iter()
+            .map(|i| (i.stage.clone(), i.key.clone()))
+            .collect(),
+        seeds,
+    }
+}
+
+/// Inputs grouped by their stage's base name (`fc1@seed=0` -> `fc1`).
+fn by_base<'a>(inputs: &[&'a Input]) -> BTreeMap<String, Vec<&'a Input>> {
+    let mut out: BTreeMap<String, Vec<&Input>> = BTreeMap::new();
+    for i in inputs {
+        out.entry(i.stage.split('@').next().unwrap_or(&i.stage).to_string())
+            .or_default()
+            .push(i);
+    }
+    out
+}
+
+/// Reads a CSV output of an upstream stage.
+fn read_table(input: &Input, file: &str) -> Result<polars::prelude::DataFrame> {
+    crate::table::read_csv(&input.dir.join(file)).map_err(Error::Failed)
+}
+
+/// A numeric column of a table.
+fn column(frame: &polars::prelude::DataFrame, name: &str) -> Result<Vec<f64>> {
+    crate::table::f64_column(frame, name).map_err(Error::Failed)
+}
+
+/// A text column of a table.
+fn text_column(frame: &polars::prelude::DataFrame, name: &str) -> Result<Vec<String>> {
+    let col = frame
+        .column(name)
+        .map_err(|e| Error::Failed(format!("column `{name}`: {e}")))?;
+    let s = col
+        .str()
+        .map_err(|e| Error::Failed(format!("column `{name}`: {e}")))?;
+    Ok((0..s.len())
+        .map(|i| s.get(i).unwrap_or("").to_string())
+        .collect())
+}
