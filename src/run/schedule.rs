@@ -1,8 +1,9 @@
 //! The scheduler: starts ready stages in parallel up to `jobs`, in dependency order.
 //!
 //! A stage is assessed again the moment its inputs are final (so a rerun upstream that
-//! produced the same bytes leaves it cached: early cutoff). Running stages execute on a
-//! rayon pool of `jobs` threads; the calling thread only schedules and forwards events.
+//! produced the same bytes leaves it cached: early cutoff). Running stages execute on
+//! their own threads, at most `jobs` at once; the calling thread only schedules and
+//! forwards events.
 //! A failed stage skips its dependants; without `keep_going` no new stage starts.
 
 use std::collections::BTreeMap;
@@ -61,14 +62,12 @@ pub fn run(
     let mut outcomes: BTreeMap<String, Outcome> = BTreeMap::new();
     let mut running: BTreeMap<String, String> = BTreeMap::new();
     let mut stop = false;
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(options.jobs.max(1))
-        .thread_name(|i| format!("repro-stage-{i}"))
-        .build()
-        .expect("a thread pool of a few threads can be built");
     let (tx, rx) = mpsc::channel::<Msg>();
     let mut result = Ok(());
-    pool.in_place_scope(|scope| loop {
+    // Plain threads, not a rayon pool: the stages' own rayon work (matrix products,
+    // data preparation) must run on the global pool with every core, and rayon calls
+    // made inside a pool stay in that pool.
+    std::thread::scope(|scope| loop {
         for stage in &pipeline.stages {
             if outcomes.contains_key(&stage.name) || running.contains_key(&stage.name) {
                 continue;
@@ -138,7 +137,7 @@ pub fn run(
                 .map(|n| (n.clone(), records[n].clone()))
                 .collect();
             let tx = tx.clone();
-            scope.spawn(move |_| {
+            scope.spawn(move || {
                 let start = Instant::now();
                 let (etx, erx) = mpsc::channel();
                 let forward = {
