@@ -368,12 +368,46 @@ fn cpu_vec<D: Device<f32>>(v: &mut <D as Storage<f32>>::Vec) -> &mut Vec<f32> {
     v
 }
 
+/// `value ⊙ mask` (a 0/1 mask without a tape), one parallel pass forward
+/// and one backward; dfdx's generic element-wise kernels are serial.
+pub(crate) fn masked<D: Device<f32>, T: Tape<f32, D>>(
+    value: Tensor<(usize,), f32, D, T>,
+    mask: &Tensor<(usize,), f32, D>,
+) -> Tensor<(usize,), f32, D, T> {
+    const CHUNK: usize = 1 << 14;
+    let (value, mut tape) = value.split_tape();
+    let m = to_host(mask);
+    let mut out = to_host(&value);
+    for_each_chunk(&mut out, CHUNK, |i, o| {
+        for (o, &m) in o.iter_mut().zip(&m[i * CHUNK..]) {
+            *o *= m;
+        }
+    });
+    let y = upload(value.device(), &out, *value.shape());
+    if T::OWNS_TAPE {
+        let yc = y.clone();
+        tape.add_backward_op(move |grads| {
+            let gy = take_grad(grads, &yc)?;
+            for_each_chunk(grad_mut(grads, &value)?, CHUNK, |i, a| {
+                let range = i * CHUNK..;
+                for ((a, g), m) in a.iter_mut().zip(&gy[range.clone()]).zip(&m[range]) {
+                    *a += g * m;
+                }
+            });
+            put_grad(grads, &yc, gy)
+        });
+    }
+    y.put_tape(tape)
+}
+
 /// dfdx's Adam update (`AdamConfig::try_update`, same f32 arithmetic, so
-/// the same bits) split over rayon threads in fixed chunks.
+/// the same bits) split over rayon threads in fixed chunks, followed in the
+/// same pass by the re-application of the parameter's mask, if any.
 pub(crate) fn adam_update<D: Device<f32>>(
     cfg: &AdamConfig,
     t: i32,
     value: &mut Tensor<(usize,), f32, D>,
+    mask: Option<&Tensor<(usize,), f32, D>>,
     moment1: &mut <D as Storage<f32>>::Vec,
     moment2: &mut <D as Storage<f32>>::Vec,
     grads: &mut Gradients<f32, D>,
@@ -382,43 +416,46 @@ pub(crate) fn adam_update<D: Device<f32>>(
     let (m, v) = (cpu_vec::<D>(moment1), cpu_vec::<D>(moment2));
     let g = grad_mut(grads, value)?;
     let mut p = to_host(value);
+    let mask = mask.map(to_host);
     let [b1, b2] = cfg.betas.map(|b| b as f32);
     let (eps, lr) = (cfg.eps as f32, cfg.lr as f32);
+    // Branch-free so that the loop vectorizes: a weight decay that is off is
+    // 0.0, and adding 0.0 * p leaves every finite value's bits unchanged.
     let l2 = match cfg.weight_decay {
-        Some(WeightDecay::L2(wd)) => Some(wd as f32),
-        _ => None,
+        Some(WeightDecay::L2(wd)) => wd as f32,
+        _ => 0.0,
     };
     let decoupled = match cfg.weight_decay {
-        Some(WeightDecay::Decoupled(wd)) => Some((wd * cfg.lr) as f32),
-        _ => None,
+        Some(WeightDecay::Decoupled(wd)) => (wd * cfg.lr) as f32,
+        _ => 0.0,
     };
     let c1 = (1.0 - b1.powi(t)).recip();
     let c2 = (1.0 - b2.powi(t)).recip();
-    let update = |p: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32]| {
+    let update = |i: usize, p: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32]| {
         for (((p, m), v), &g) in p.iter_mut().zip(m).zip(v).zip(g) {
-            let mut g = g;
-            if let Some(wd) = l2 {
-                g += wd * *p;
-            }
+            let g = g + l2 * *p;
             *m = *m * b1 + g * (1.0 - b1);
-            *v = *v * b2 + g.powi(2) * (1.0 - b2);
+            *v = *v * b2 + g * g * (1.0 - b2);
             let m_hat = *m * c1;
             let v_hat = *v * c2;
-            g = lr * m_hat / (v_hat.sqrt() + eps);
-            if let Some(wd) = decoupled {
-                g += wd * *p;
+            *p -= lr * m_hat / (v_hat.sqrt() + eps) + decoupled * *p;
+        }
+        // As `Param::reapply_mask`: the masked entries become (±)0.0 again.
+        if let Some(mask) = &mask {
+            for (p, &k) in p.iter_mut().zip(&mask[i * CHUNK..]) {
+                *p *= k;
             }
-            *p -= g;
         }
     };
     if p.len() < PAR_MIN {
-        update(&mut p, m, v, g);
+        update(0, &mut p, m, v, g);
     } else {
         p.par_chunks_mut(CHUNK)
             .zip(m.par_chunks_mut(CHUNK))
             .zip(v.par_chunks_mut(CHUNK))
             .zip(g.par_chunks(CHUNK))
-            .for_each(|(((p, m), v), g)| update(p, m, v, g));
+            .enumerate()
+            .for_each(|(i, (((p, m), v), g))| update(i, p, m, v, g));
     }
     value.copy_from(&p);
     Ok(())

@@ -15,6 +15,18 @@ pub trait Model<D: Device<f32>> {
     /// Input shape and number of classes.
     fn input_shape(&self) -> InputShape;
 
+    /// Extra input rows after the image's features: the task context of a
+    /// dendritic network (0 for every other model). Training and evaluation
+    /// data then carry `features + context` values per example.
+    fn context_features(&self) -> usize {
+        0
+    }
+
+    /// Switches to the per-task state of `task` (e.g. a binarized network's
+    /// per-task normalization parameters) before training or testing on it;
+    /// models without per-task state ignore it.
+    fn select_task(&mut self, _task: usize) {}
+
     /// The device the parameters live on.
     fn device(&self) -> &D;
 

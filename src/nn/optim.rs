@@ -164,16 +164,17 @@ impl<D: Device<f32>> Optimizer<D> {
         };
         for (p, s) in params.iter_mut().zip(&mut self.state) {
             if let Some(cfg) = &fast_adam {
+                let (value, mask) = p.value_and_mask_mut();
                 host::adam_update(
                     cfg,
                     self.steps,
-                    p.value_mut(),
+                    value,
+                    mask,
                     &mut s.first,
                     &mut s.second,
                     grads,
                 )
                 .map_err(device_error)?;
-                p.reapply_mask();
                 continue;
             }
             let grad = grads.get_or_alloc_mut(p.value()).map_err(device_error)?;

@@ -11,6 +11,7 @@ use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::error::{Error, Result};
+use super::host::{self, on_cpu};
 
 /// What a parameter is, which decides whether pruning may touch it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -142,6 +143,7 @@ impl<D: Device<f32>> Param<D> {
     pub(crate) fn effective<T: Tape<f32, D>>(&self) -> Tensor<(usize,), f32, D, T> {
         let value = self.value.retaped::<T>();
         match &self.mask {
+            Some(mask) if on_cpu::<D>() => host::masked(value, mask),
             Some(mask) => value * mask.clone(),
             None => value,
         }
@@ -164,6 +166,14 @@ impl<D: Device<f32>> Param<D> {
         if let Some(mask) = &self.mask {
             self.value = self.value.clone() * mask.clone();
         }
+    }
+
+    /// The raw value and the mask together, for optimizers that update the
+    /// value and re-apply the mask in one pass.
+    pub(crate) fn value_and_mask_mut(
+        &mut self,
+    ) -> (&mut Tensor<(usize,), f32, D>, Option<&Tensor<(usize,), f32, D>>) {
+        (&mut self.value, self.mask.as_ref())
     }
 
     fn check_len(&self, got: usize) -> Result<()> {

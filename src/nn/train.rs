@@ -128,12 +128,13 @@ fn check_data<D: Device<f32>, M: Model<D>>(
     if n == 0 {
         return Err(Error::Data("no examples".into()));
     }
-    if images.len() != n * shape.features() {
+    let features = shape.features() + net.context_features();
+    if images.len() != n * features {
         return Err(Error::Data(format!(
             "{} labels need {} image values ({} per example), got {}",
             n,
-            n * shape.features(),
-            shape.features(),
+            n * features,
+            features,
             images.len()
         )));
     }
@@ -155,7 +156,8 @@ fn batch<D: Device<f32>, M: Model<D>>(
     chunk: &[usize],
 ) -> (Matrix<D>, Matrix<D>) {
     let shape = net.input_shape();
-    let (features, classes, b) = (shape.features(), shape.classes, chunk.len());
+    let features = shape.features() + net.context_features();
+    let (classes, b) = (shape.classes, chunk.len());
     let mut x = vec![0.0f32; features * b];
     let mut onehot = vec![0.0f32; classes * b];
     for (j, &i) in chunk.iter().enumerate() {
