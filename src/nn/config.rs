@@ -96,7 +96,7 @@ pub enum WeightInit {
 }
 
 /// Distribution of biases.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum BiasInit {
     /// All zero.
@@ -104,6 +104,12 @@ pub enum BiasInit {
     /// N(0, 1), as Bain's code initialises biases.
     #[default]
     Normal,
+    /// U(-width, width); PyTorch's default for `Linear` and `Conv2d` uses
+    /// width 1/sqrt(fan_in).
+    Uniform {
+        /// Half-width of the interval.
+        width: f32,
+    },
 }
 
 #[cfg(test)]

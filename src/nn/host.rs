@@ -368,30 +368,90 @@ fn cpu_vec<D: Device<f32>>(v: &mut <D as Storage<f32>>::Vec) -> &mut Vec<f32> {
     v
 }
 
-/// `value ⊙ mask` (a 0/1 mask without a tape), one parallel pass forward
-/// and one backward; dfdx's generic element-wise kernels are serial.
-pub(crate) fn masked<D: Device<f32>, T: Tape<f32, D>>(
-    value: Tensor<(usize,), f32, D, T>,
-    mask: &Tensor<(usize,), f32, D>,
-) -> Tensor<(usize,), f32, D, T> {
+/// `x ⊙ mask` for a constant host-side `mask` of x's size (a pruning mask,
+/// the winners of a k-WTA): the gradient reaches x only where the mask is
+/// non-zero. On the CPU one parallel pass forward and one backward (dfdx's
+/// element-wise kernels are serial); elsewhere the mask is uploaded and
+/// multiplied by dfdx.
+pub(crate) fn mul_mask<S: Shape, D: Device<f32>, T: Tape<f32, D>>(
+    x: Tensor<S, f32, D, T>,
+    mask: Vec<f32>,
+) -> Tensor<S, f32, D, T> {
     const CHUNK: usize = 1 << 14;
-    let (value, mut tape) = value.split_tape();
-    let m = to_host(mask);
-    let mut out = to_host(&value);
+    let shape = *x.shape();
+    if !on_cpu::<D>() {
+        let m = upload(x.device(), &mask, shape);
+        return x * m;
+    }
+    let (x, mut tape) = x.split_tape();
+    let mut out = to_host(&x);
     for_each_chunk(&mut out, CHUNK, |i, o| {
-        for (o, &m) in o.iter_mut().zip(&m[i * CHUNK..]) {
+        for (o, &m) in o.iter_mut().zip(&mask[i * CHUNK..]) {
             *o *= m;
         }
     });
-    let y = upload(value.device(), &out, *value.shape());
+    let y = upload(x.device(), &out, shape);
     if T::OWNS_TAPE {
         let yc = y.clone();
         tape.add_backward_op(move |grads| {
             let gy = take_grad(grads, &yc)?;
-            for_each_chunk(grad_mut(grads, &value)?, CHUNK, |i, a| {
+            for_each_chunk(grad_mut(grads, &x)?, CHUNK, |i, a| {
                 let range = i * CHUNK..;
-                for ((a, g), m) in a.iter_mut().zip(&gy[range.clone()]).zip(&m[range]) {
+                for ((a, g), m) in a.iter_mut().zip(&gy[range.clone()]).zip(&mask[range]) {
                     *a += g * m;
+                }
+            });
+            put_grad(grads, &yc, gy)
+        });
+    }
+    y.put_tape(tape)
+}
+
+/// Row `choice[u·batch + b]` of group `u` of `x` for every example `b`:
+/// `x` is (groups·per_group, batch), the result (groups, batch), and the
+/// gradient flows back only into the chosen rows (the winning dendritic
+/// segments). On the CPU a parallel gather and scatter; elsewhere a 0/1
+/// mask, a reshape and a sum over the group axis.
+pub(crate) fn pick_in_groups<D: Device<f32>, T: Tape<f32, D>>(
+    x: Matrix<D, T>,
+    per_group: usize,
+    choice: &[usize],
+) -> Matrix<D, T> {
+    let (rows, batch) = *x.shape();
+    let groups = rows / per_group;
+    if !on_cpu::<D>() {
+        let mut mask = vec![0.0f32; rows * batch];
+        for (i, &s) in choice.iter().enumerate() {
+            let (u, b) = (i / batch, i % batch);
+            mask[(u * per_group + s) * batch + b] = 1.0;
+        }
+        return mul_mask(x, mask)
+            .reshape_like(&(groups, per_group, batch))
+            .sum::<(usize, usize), Axis<1>>();
+    }
+    let (x, mut tape) = x.split_tape();
+    let xh = to_host(&x);
+    let source = |i: usize| {
+        let (u, b) = (i / batch, i % batch);
+        (u * per_group + choice[i]) * batch + b
+    };
+    let mut out = vec![0.0f32; groups * batch];
+    for_each_chunk(&mut out, batch, |u, row| {
+        for (b, o) in row.iter_mut().enumerate() {
+            *o = xh[source(u * batch + b)];
+        }
+    });
+    let y = upload(x.device(), &out, (groups, batch));
+    if T::OWNS_TAPE {
+        let yc = y.clone();
+        let choice = choice.to_vec();
+        tape.add_backward_op(move |grads| {
+            let gy = take_grad(grads, &yc)?;
+            // Each group's rows form one contiguous block of the gradient.
+            for_each_chunk(grad_mut(grads, &x)?, per_group * batch, |u, block| {
+                for b in 0..batch {
+                    let i = u * batch + b;
+                    block[choice[i] * batch + b] += gy[i];
                 }
             });
             put_grad(grads, &yc, gy)

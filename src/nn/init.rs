@@ -35,9 +35,7 @@ impl Initializer {
                 let std = (2.0 / fan_in as f64).sqrt();
                 self.normal(n, std)
             }
-            WeightInit::Uniform { width } => (0..n)
-                .map(|_| self.rng.gen_range(-1.0f32..=1.0) * width)
-                .collect(),
+            WeightInit::Uniform { width } => self.uniform(n, width),
         }
     }
 
@@ -46,7 +44,15 @@ impl Initializer {
         match self.config.bias {
             BiasInit::Zeros => vec![0.0; n],
             BiasInit::Normal => self.normal(n, 1.0),
+            BiasInit::Uniform { width } => self.uniform(n, width),
         }
+    }
+
+    /// `n` draws of U(-width, width).
+    fn uniform(&mut self, n: usize, width: f32) -> Vec<f32> {
+        (0..n)
+            .map(|_| self.rng.gen_range(-1.0f32..=1.0) * width)
+            .collect()
     }
 
     /// `n` draws of N(0, std^2) by the Box-Muller transform.

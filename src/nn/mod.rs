@@ -9,14 +9,17 @@
 //! never reads files other than checkpoints, never prints and never touches
 //! the store.
 
+mod active;
 mod bench;
 pub mod checkpoint;
 mod config;
 mod conv;
+mod dendrite;
 mod device;
 mod error;
 mod host;
 mod init;
+mod kwta;
 mod linear;
 mod model;
 mod network;
@@ -26,6 +29,7 @@ mod train;
 
 use dfdx::prelude::{NoneTape, Tensor};
 
+pub use active::{ActiveNet, ActiveSpec};
 pub use bench::{bench_evaluation, bench_training};
 pub use config::{BiasInit, InitConfig, InputShape, ModelConfig, WeightInit};
 pub use device::cpu;

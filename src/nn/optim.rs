@@ -307,7 +307,7 @@ mod tests {
             grads.get_or_alloc_mut(&a).unwrap().copy_from_slice(&g);
             let g = grads.get_or_alloc_mut(&a).unwrap().clone();
             cfg.try_update(t, &mut b, &mut bm1, &mut bm2, &g).unwrap();
-            host::adam_update(&cfg, t, &mut a, &mut am1, &mut am2, &mut grads).unwrap();
+            host::adam_update(&cfg, t, &mut a, None, &mut am1, &mut am2, &mut grads).unwrap();
             let bits = |t: &Tensor<(usize,), f32, Cpu>| -> Vec<u32> {
                 t.as_vec().into_iter().map(f32::to_bits).collect()
             };

@@ -25,6 +25,8 @@ pub enum ParamKind {
     OutputWeight,
     /// Bias vector of any layer, shape [out].
     Bias,
+    /// Dendritic segment weights, shape [units · segments, context].
+    DendriteWeight,
 }
 
 impl ParamKind {
@@ -143,7 +145,7 @@ impl<D: Device<f32>> Param<D> {
     pub(crate) fn effective<T: Tape<f32, D>>(&self) -> Tensor<(usize,), f32, D, T> {
         let value = self.value.retaped::<T>();
         match &self.mask {
-            Some(mask) if on_cpu::<D>() => host::masked(value, mask),
+            Some(mask) if on_cpu::<D>() => host::mul_mask(value, host::to_host(mask)),
             Some(mask) => value * mask.clone(),
             None => value,
         }
@@ -172,7 +174,10 @@ impl<D: Device<f32>> Param<D> {
     /// value and re-apply the mask in one pass.
     pub(crate) fn value_and_mask_mut(
         &mut self,
-    ) -> (&mut Tensor<(usize,), f32, D>, Option<&Tensor<(usize,), f32, D>>) {
+    ) -> (
+        &mut Tensor<(usize,), f32, D>,
+        Option<&Tensor<(usize,), f32, D>>,
+    ) {
         (&mut self.value, self.mask.as_ref())
     }
 

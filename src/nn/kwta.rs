@@ -1,0 +1,81 @@
+//! k-winners-take-all (Numenta's `KWinners`, without boosting): in every
+//! example the k largest activations pass unchanged, the rest become 0, and
+//! the gradient flows only through the winners. For convolutional maps the
+//! competition runs over all channels and positions of an example together
+//! (`KWinners2d` with `local=False`). dfdx has no top-k, so the winners are
+//! chosen on the host and applied as a constant 0/1 mask.
+
+use dfdx::prelude::*;
+use rayon::prelude::*;
+
+use super::host::{mul_mask, to_host};
+use super::Matrix;
+
+/// Number of winners among `units` for a fraction `percent_on`, rounded as
+/// nupic does (`round(units · percent_on)`), at least 1.
+pub(crate) fn winners_for(units: usize, percent_on: f64) -> usize {
+    ((units as f64 * percent_on).round() as usize).clamp(1, units.max(1))
+}
+
+/// Keeps the `k` largest values of every column of `h` (rows, batch).
+pub(crate) fn kwta<D: Device<f32>, T: Tape<f32, D>>(h: Matrix<D, T>, k: usize) -> Matrix<D, T> {
+    let (rows, batch) = *h.shape();
+    let mask = winner_mask(&to_host(&h), rows, batch, k);
+    mul_mask(h, mask)
+}
+
+/// The 0/1 mask of the `k` largest entries of each column of `values`
+/// (rows, batch), row-major. Ties go to the lower row, so the choice does
+/// not depend on threads.
+fn winner_mask(values: &[f32], rows: usize, batch: usize, k: usize) -> Vec<f32> {
+    let k = k.min(rows);
+    let columns: Vec<Vec<usize>> = (0..batch)
+        .into_par_iter()
+        .map(|b| {
+            let mut order: Vec<usize> = (0..rows).collect();
+            let by_value = |x: &usize, y: &usize| {
+                let (vx, vy) = (values[x * batch + b], values[y * batch + b]);
+                vy.total_cmp(&vx).then(x.cmp(y))
+            };
+            if k > 0 && k < rows {
+                order.select_nth_unstable_by(k - 1, by_value);
+            }
+            order.truncate(k);
+            order
+        })
+        .collect();
+    let mut mask = vec![0.0f32; rows * batch];
+    for (b, winners) in columns.iter().enumerate() {
+        for &r in winners {
+            mask[r * batch + b] = 1.0;
+        }
+    }
+    mask
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_the_k_largest_per_example_and_routes_gradients_to_them() {
+        let dev = Cpu::default();
+        // Two examples (columns) of four units.
+        let h: Matrix<Cpu> =
+            dev.tensor_from_vec(vec![0.5, -1.0, 2.0, 3.0, -0.1, 0.2, 1.0, 0.2], (4, 2));
+        let y = kwta(h.retaped::<OwnedTape<f32, Cpu>>(), 2);
+        assert_eq!(y.as_vec(), vec![0.0, 0.0, 2.0, 3.0, 0.0, 0.2, 1.0, 0.0]);
+        let grads = y.sum::<Rank0, _>().backward();
+        assert_eq!(
+            grads.get(&h).as_vec(),
+            vec![0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0, 0.0]
+        );
+    }
+
+    #[test]
+    fn winner_counts_round_like_nupic() {
+        assert_eq!(winners_for(2048, 0.05), 102);
+        assert_eq!(winners_for(10, 0.01), 1);
+        assert_eq!(winners_for(3, 2.0), 3);
+    }
+}
