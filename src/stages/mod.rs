@@ -7,6 +7,7 @@
 //! [`KINDS`].
 
 mod context;
+pub mod continual;
 pub mod dataset;
 pub mod noise;
 pub mod on_device;
@@ -140,6 +141,7 @@ pub static KINDS: &[&dyn StageKind] = &[
     &Typed::<train::TrainStage>(PhantomData),
     &Typed::<prune::PruneStage>(PhantomData),
     &Typed::<noise::NoiseStage>(PhantomData),
+    &Typed::<continual::ContinualStage>(PhantomData),
     &Typed::<report::ReportStage>(PhantomData),
 ];
 

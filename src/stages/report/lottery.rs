@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use crate::report::{render, Figure, FigureRef, LineChart, Panel, Point, Section, Series, Table};
 
-use super::{by_base, column, provenance, read_table, text_column, Claim, ReportParams};
+use super::{mean_std, by_base, column, provenance, read_table, text_column, Claim, ReportParams};
 use crate::stages::{Error, Input, Result, StageContext};
 
 /// One seed's rounds table.
@@ -56,17 +56,6 @@ impl Rounds {
             .find(|&i| self.round[i] == 0.0)
             .map(|i| self.best[i])
     }
-}
-
-fn mean_std(v: &[f64]) -> (f64, f64) {
-    let n = v.len() as f64;
-    let mean = v.iter().sum::<f64>() / n;
-    let std = if v.len() > 1 {
-        (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
-    } else {
-        0.0
-    };
-    (mean, std)
 }
 
 /// Mean ± std over seeds, per round, of `value` for a ticket kind; x = mean % remaining.

@@ -7,6 +7,7 @@
 //! says what a profile cut. `repro run` and `repro report` copy the result to
 //! `reports/<pipeline name>/`.
 
+mod continual;
 mod lottery;
 mod noise;
 
@@ -34,6 +35,13 @@ pub enum Claim {
     /// Remaining fraction of all parameters at the winning ticket nearest 3% of prunable
     /// weights, in percent (Bain's "33x fewer", 3.3% on FC1).
     RemainingAllAt3,
+    /// Test accuracy averaged over all tasks after the last one, in percent
+    /// (Iyer et al.: 94.55 after 10 permuted tasks).
+    FinalMeanAccuracy,
+    /// Test accuracy on the first task after the last one, in percent (forgetting).
+    FinalFirstTaskAccuracy,
+    /// Test accuracy on the last task right after training it, in percent.
+    FinalLatestAccuracy,
 }
 
 impl Claim {
@@ -50,6 +58,9 @@ impl Claim {
                 "dense minus random ticket at ~3% of weights (test accuracy, points)"
             }
             Claim::RemainingAllAt3 => "weights remaining at the ~3% ticket, all parameters (%)",
+            Claim::FinalMeanAccuracy => "mean test accuracy over all tasks after the last (%)",
+            Claim::FinalFirstTaskAccuracy => "test accuracy on the first task after the last (%)",
+            Claim::FinalLatestAccuracy => "test accuracy on the last task (%)",
         }
     }
 }
@@ -62,6 +73,10 @@ pub struct Reference {
     pub claim: Claim,
     /// Which upstream stage (base name) it applies to, e.g. `fc1`.
     pub stage: String,
+    /// Compare the difference `stage − versus` instead (per seed when both
+    /// have the same seeds), e.g. an MLP's accuracy minus the dendritic network's.
+    #[serde(default)]
+    pub versus: Option<String>,
     /// The paper's value, in the claim's units.
     pub paper: f64,
     /// Absolute tolerance in the same units.
@@ -130,14 +145,21 @@ impl TypedStage for ReportStage {
         std::fs::create_dir_all(&figures).map_err(super::io_err("create", &figures))?;
         let mut sections = vec![provenance_section(ctx, params)];
         let mut comparisons: Vec<Comparison> = Vec::new();
+        let mut ours = lottery::ClaimValues::new();
         let prune: Vec<&Input> = ctx.inputs_of_kind("prune");
         if !prune.is_empty() {
-            let (section, ours) = lottery::section(ctx, &prune, params)?;
+            let (section, values) = lottery::section(ctx, &prune, params)?;
             sections.push(section);
-            for r in &params.references {
-                let value = ours.get(&(r.stage.clone(), r.claim)).cloned();
-                comparisons.push(comparison(r, value));
-            }
+            ours.extend(values);
+        }
+        let continual: Vec<&Input> = ctx.inputs_of_kind("continual");
+        if !continual.is_empty() {
+            let (more, values) = continual::sections(ctx, &continual)?;
+            sections.extend(more);
+            ours.extend(values);
+        }
+        for r in &params.references {
+            comparisons.push(comparison(r, claim_value(&ours, r)));
         }
         let noise: Vec<&Input> = ctx.inputs_of_kind("noise-eval");
         for input in noise {
@@ -170,8 +192,39 @@ impl TypedStage for ReportStage {
     }
 }
 
+/// Our values for a reference: the stage's, or its differences from `versus`.
+fn claim_value(ours: &lottery::ClaimValues, r: &Reference) -> Option<Vec<f64>> {
+    let of = |stage: &str| ours.get(&(stage.to_string(), r.claim));
+    let a = of(&r.stage)?;
+    let Some(versus) = &r.versus else {
+        return Some(a.clone());
+    };
+    let b = of(versus)?;
+    if a.len() == b.len() {
+        Some(a.iter().zip(b).map(|(x, y)| x - y).collect())
+    } else {
+        Some(vec![mean_std(a).0 - mean_std(b).0])
+    }
+}
+
+/// Mean and sample standard deviation (0 for one value).
+fn mean_std(v: &[f64]) -> (f64, f64) {
+    let n = v.len().max(1) as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let var = if v.len() > 1 {
+        v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)
+    } else {
+        0.0
+    };
+    (mean, var.sqrt())
+}
+
 fn comparison(r: &Reference, ours: Option<Vec<f64>>) -> Comparison {
-    let metric = format!("{}: {} [{}]", r.stage, r.claim.describe(), r.source);
+    let subject = match &r.versus {
+        Some(v) => format!("{} minus {v}", r.stage),
+        None => r.stage.clone(),
+    };
+    let metric = format!("{subject}: {} [{}]", r.claim.describe(), r.source);
     let ours = ours.map(|v| Estimate::from_values(&v));
     let mut c = Comparison::new(metric, ours, Some(r.paper), r.tolerance);
     if let (true, Some(o)) = (r.at_most, ours) {

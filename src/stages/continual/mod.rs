@@ -1,0 +1,350 @@
+//! `kind: continual`: learns a sequence of tasks one after another with one
+//! network and measures forgetting (Iyer et al. 2022; Bain 2022, section 3).
+//!
+//! Per task: build the task's data (`tasks`), give dendritic networks their
+//! context (`context`), reset the optimizer if asked, train with the shared
+//! epoch loop [`fit`] (early stopping on the task's validation examples when
+//! the dataset has a validation split), then test every task seen so far.
+//!
+//! Outputs: `accuracy.csv` (the accuracy matrix, long form: after_task, task,
+//! accuracy: test accuracy on task j after training task i), `summary.csv`
+//! (per number of tasks trained: mean accuracy over them, latest task's
+//! accuracy, first task's accuracy), `epochs.csv` (every epoch of every task),
+//! `tasks.json` (the task set) and `weights.safetensors` (the final network).
+
+mod context;
+mod model;
+mod tasks;
+
+pub use context::ContextKind;
+pub use model::ContinualModel;
+pub use tasks::TaskSpec;
+
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::nn::{checkpoint, evaluate, ActiveNet, Device, InputShape, Model, Optimizer, OptimizerConfig};
+use crate::seeds;
+
+use super::dataset::load_input;
+use super::on_device::{on_device, OnDevice};
+use super::params::ParamError;
+use super::train::{
+    fit, nn_error, validate_training, write_json, EarlyStopping, FitPlan, Keep, Normalize,
+    Prepared,
+};
+use super::{Error, Metrics, Result, StageContext, TypedStage};
+use context::Contexts;
+use tasks::TaskSet;
+
+/// Params of a `continual` stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ContinualParams {
+    /// How the dataset becomes tasks.
+    pub tasks: TaskSpec,
+    /// The network.
+    pub model: ContinualModel,
+    /// The context of dendritic networks (ignored by the others).
+    pub context: ContextKind,
+    /// Optimizer.
+    pub optimizer: OptimizerConfig,
+    /// Epochs per task (the most, with early stopping).
+    pub epochs: usize,
+    /// Training mini-batch size.
+    pub batch_size: usize,
+    /// Evaluation batch size (does not change results).
+    pub eval_batch_size: usize,
+    /// Forget the optimizer's state at the start of every task (Numenta's default).
+    pub reset_optimizer: bool,
+    /// Early stopping on the current task's validation examples.
+    pub early_stopping: Option<EarlyStopping>,
+    /// Which epoch's weights a task keeps (`best`: by validation accuracy).
+    pub keep: Keep,
+    /// Input normalization; default: the dataset's.
+    pub normalize: Option<Normalize>,
+    /// Test the seen tasks after every n-th task (and always after the last).
+    pub eval_every: usize,
+}
+
+impl Default for ContinualParams {
+    fn default() -> Self {
+        ContinualParams {
+            tasks: TaskSpec::Permuted { count: 10 },
+            model: ContinualModel::default(),
+            context: ContextKind::Prototype,
+            optimizer: OptimizerConfig::Adam {
+                lr: 5e-4,
+                betas: [0.9, 0.999],
+                eps: 1e-8,
+                weight_decay: 0.0,
+            },
+            epochs: 3,
+            batch_size: 256,
+            eval_batch_size: 1000,
+            reset_optimizer: true,
+            early_stopping: None,
+            keep: Keep::Last,
+            normalize: None,
+            eval_every: 1,
+        }
+    }
+}
+
+/// The `continual` stage kind.
+pub struct ContinualStage;
+
+impl TypedStage for ContinualStage {
+    const NAME: &'static str = "continual";
+    const VERSION: u32 = 1;
+    type Params = ContinualParams;
+
+    fn validate(p: &ContinualParams) -> std::result::Result<(), ParamError> {
+        validate_training(p.epochs, p.batch_size, p.eval_batch_size)?;
+        p.tasks.validate()?;
+        p.model.validate()?;
+        if p.eval_every == 0 {
+            return Err(ParamError::new("eval_every", "must be at least 1"));
+        }
+        if p.early_stopping.as_ref().is_some_and(|e| e.patience == 0) {
+            return Err(ParamError::new("early_stopping.patience", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    fn run(params: &ContinualParams, ctx: &StageContext) -> Result<Metrics> {
+        on_device(ctx.device, Job { params, ctx })
+    }
+}
+
+struct Job<'a> {
+    params: &'a ContinualParams,
+    ctx: &'a StageContext<'a>,
+}
+
+impl OnDevice for Job<'_> {
+    type Output = Metrics;
+    fn run<D: Device<f32>>(self, dev: D) -> Result<Metrics> {
+        let (p, ctx) = (self.params, self.ctx);
+        let ds = load_input(ctx)?;
+        let data = Prepared::new(&ds, p.normalize.as_ref())?;
+        if p.early_stopping.is_some() && data.validation.is_none() {
+            return Err(Error::InvalidInput(format!(
+                "stage `{}`: early_stopping needs a validation split; set `validation:` on the dataset stage",
+                ctx.stage
+            )));
+        }
+        let features = data.shape.features();
+        let tasks = TaskSet::new(&p.tasks, data.shape.classes, features, ctx.seed)
+            .map_err(Error::InvalidInput)?;
+        let shape = InputShape {
+            classes: tasks.classes(),
+            ..data.shape
+        };
+        let contexts = Contexts::new(p.context, features, tasks.len());
+        let spec = p.model.spec(tasks.len(), contexts.len());
+        let net = ActiveNet::new(&spec, shape, seeds::derive(ctx.seed, "init", 0), &dev)
+            .map_err(|e| Error::InvalidInput(e.to_string()))?;
+        let contexts = p.model.is_dendritic().then_some(contexts);
+        Learner { p, ctx, data: &data, tasks: &tasks, contexts }.run(net)
+    }
+}
+
+/// One pass through the task sequence.
+struct Learner<'a> {
+    p: &'a ContinualParams,
+    ctx: &'a StageContext<'a>,
+    data: &'a Prepared,
+    tasks: &'a TaskSet,
+    contexts: Option<Contexts>,
+}
+
+/// Test accuracy of every seen task after one task's training.
+struct Evaluation {
+    after_task: usize,
+    accuracies: Vec<f64>,
+    /// Fraction of test examples whose inferred prototype is their own task's.
+    prototype_hits: Option<f64>,
+}
+
+impl Learner<'_> {
+    fn run<D: Device<f32>, M: Model<D>>(mut self, mut net: M) -> Result<Metrics> {
+        let features = self.data.shape.features();
+        let count = self.tasks.len();
+        let mut opt = Optimizer::new(self.p.optimizer.clone());
+        let mut evaluations = Vec::new();
+        let mut epochs: Vec<(usize, super::train::EpochRow)> = Vec::new();
+        for t in 0..count {
+            net.select_task(t);
+            let task = self.task_data(t)?;
+            if self.p.reset_optimizer {
+                opt.reset();
+            }
+            let (p, ctx) = (self.p, self.ctx);
+            let history = fit(
+                &mut net,
+                &mut opt,
+                &task,
+                FitPlan {
+                    first_epoch: 1,
+                    epochs: p.epochs,
+                    batch_size: p.batch_size,
+                    eval_batch_size: p.eval_batch_size,
+                    early_stopping: p.early_stopping.as_ref(),
+                    keep: p.keep,
+                    seed: seeds::derive(ctx.seed, "task", t as u64),
+                    snapshot_at: None,
+                    progress: &mut |epoch, batch, batches| {
+                        let done = (t * p.epochs + epoch - 1) * batches + batch;
+                        ctx.progress.update(
+                            done as u64,
+                            (count * p.epochs * batches) as u64,
+                            &format!("task {}/{count} epoch {epoch}/{}", t + 1, p.epochs),
+                        );
+                    },
+                },
+            )?;
+            epochs.extend(history.rows.into_iter().map(|r| (t, r)));
+            if (t + 1) % self.p.eval_every == 0 || t + 1 == count {
+                evaluations.push(self.evaluate(&mut net, t, features)?);
+            }
+        }
+        checkpoint::save(&net, &self.ctx.out_dir.join("weights.safetensors")).map_err(nn_error)?;
+        write_json(&self.ctx.out_dir.join("tasks.json"), self.tasks)?;
+        self.write_tables(&evaluations, &epochs)?;
+        Ok(metrics(&evaluations, &epochs))
+    }
+
+    /// Task `t`'s training data (with its context), its validation examples
+    /// and its test examples (for per-epoch monitoring).
+    fn task_data(&mut self, t: usize) -> Result<Prepared> {
+        let d = self.data;
+        let features = d.shape.features();
+        let train = self.tasks.task(t, &d.train_x, &d.train_y, features);
+        let test = self.tasks.task(t, &d.test_x, &d.test_y, features);
+        let validation = d
+            .validation
+            .as_ref()
+            .map(|(x, y)| self.tasks.task(t, x, y, features));
+        if train.y.is_empty() || test.y.is_empty() {
+            return Err(Error::InvalidInput(format!(
+                "task {t} has no training or no test examples"
+            )));
+        }
+        let with_context = |x: Vec<f32>, c: &Option<Vec<f32>>| match c {
+            Some(c) => context::append(&x, features, |_, _| c.clone()),
+            None => x,
+        };
+        let c = self.contexts.as_mut().map(|c| c.learn(t, &train.x));
+        Ok(Prepared {
+            shape: d.shape,
+            normalize: d.normalize.clone(),
+            train_x: with_context(train.x, &c),
+            train_y: train.y,
+            test_x: with_context(test.x, &c),
+            test_y: test.y,
+            validation: validation.map(|v| (with_context(v.x, &c), v.y)),
+        })
+    }
+
+    /// Tests tasks 0..=t, each with the context it would get at test time.
+    fn evaluate<D: Device<f32>, M: Model<D>>(
+        &self,
+        net: &mut M,
+        t: usize,
+        features: usize,
+    ) -> Result<Evaluation> {
+        let d = self.data;
+        let mut accuracies = Vec::new();
+        let (mut hits, mut total) = (0usize, 0usize);
+        for j in 0..=t {
+            net.select_task(j);
+            let test = self.tasks.task(j, &d.test_x, &d.test_y, features);
+            let x = match &self.contexts {
+                Some(c) => context::append(&test.x, features, |_, row| {
+                    let (v, inferred) = c.infer(j, row);
+                    hits += usize::from(inferred == j);
+                    total += 1;
+                    v
+                }),
+                None => test.x,
+            };
+            let stats = evaluate(net, &x, &test.y, self.p.eval_batch_size).map_err(nn_error)?;
+            accuracies.push(stats.accuracy);
+        }
+        net.select_task(t);
+        Ok(Evaluation {
+            after_task: t,
+            accuracies,
+            prototype_hits: (total > 0).then(|| hits as f64 / total as f64),
+        })
+    }
+
+    fn write_tables(
+        &self,
+        evaluations: &[Evaluation],
+        epochs: &[(usize, super::train::EpochRow)],
+    ) -> Result<()> {
+        let out = &self.ctx.out_dir;
+        let (mut after, mut task, mut acc) = (Vec::new(), Vec::new(), Vec::new());
+        for e in evaluations {
+            for (j, &a) in e.accuracies.iter().enumerate() {
+                after.push(e.after_task as u32);
+                task.push(j as u32);
+                acc.push(a);
+            }
+        }
+        let mut matrix = df!("after_task" => after, "task" => task, "accuracy" => acc)
+            .expect("equal lengths");
+        let mut summary = df!(
+            "tasks_trained" => evaluations.iter().map(|e| e.after_task as u32 + 1).collect::<Vec<_>>(),
+            "mean_accuracy" => evaluations.iter().map(|e| mean(&e.accuracies)).collect::<Vec<_>>(),
+            "latest_accuracy" => evaluations.iter().map(|e| *e.accuracies.last().expect("one task")).collect::<Vec<_>>(),
+            "first_task_accuracy" => evaluations.iter().map(|e| e.accuracies[0]).collect::<Vec<_>>(),
+        )
+        .expect("equal lengths");
+        let col = |f: fn(&super::train::EpochRow) -> f64| epochs.iter().map(|(_, r)| f(r)).collect::<Vec<f64>>();
+        let mut per_epoch = df!(
+            "task" => epochs.iter().map(|(t, _)| *t as u32).collect::<Vec<_>>(),
+            "epoch" => epochs.iter().map(|(_, r)| r.epoch as u32).collect::<Vec<_>>(),
+            "train_loss" => col(|r| r.train_loss),
+            "train_accuracy" => col(|r| r.train_accuracy),
+            "test_accuracy" => col(|r| r.test_accuracy),
+            "validation_accuracy" => col(|r| r.validation_accuracy),
+        )
+        .expect("equal lengths");
+        for (name, frame) in [
+            ("accuracy.csv", &mut matrix),
+            ("summary.csv", &mut summary),
+            ("epochs.csv", &mut per_epoch),
+        ] {
+            crate::table::write_csv(&out.join(name), frame).map_err(Error::Failed)?;
+        }
+        Ok(())
+    }
+}
+
+fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len().max(1) as f64
+}
+
+/// The manifest's metrics: final mean, latest and first-task accuracy, and
+/// the mean accuracy after each evaluated task.
+fn metrics(evaluations: &[Evaluation], epochs: &[(usize, super::train::EpochRow)]) -> Metrics {
+    let last = evaluations.last().expect("the last task is always evaluated");
+    let seconds: f64 = epochs.iter().map(|(_, r)| r.seconds).sum();
+    Metrics::from([
+        ("test_accuracy".into(), json!(mean(&last.accuracies))),
+        ("final_mean_accuracy".into(), json!(mean(&last.accuracies))),
+        ("final_latest_accuracy".into(), json!(last.accuracies.last())),
+        ("final_first_task_accuracy".into(), json!(last.accuracies[0])),
+        ("tasks".into(), json!(last.after_task + 1)),
+        (
+            "mean_accuracy_by_tasks".into(),
+            json!(evaluations.iter().map(|e| mean(&e.accuracies)).collect::<Vec<_>>()),
+        ),
+        ("prototype_inference_accuracy".into(), json!(last.prototype_hits)),
+        ("training_seconds".into(), json!(seconds)),
+    ])
+}

@@ -1,0 +1,225 @@
+//! The `model:` of a continual stage: the baselines and active-dendrite
+//! networks of Iyer et al. and Bain, named as in the papers, turned into an
+//! [`ActiveSpec`] once the number of tasks and the context length are known.
+
+use serde::{Deserialize, Serialize};
+
+use crate::nn::ActiveSpec;
+
+use super::super::ParamError;
+
+fn yes() -> bool {
+    true
+}
+
+fn cnn_conv() -> Vec<usize> {
+    vec![64, 32]
+}
+
+fn cnn_hidden() -> Vec<usize> {
+    vec![256, 128]
+}
+
+/// A continual-learning network.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum ContinualModel {
+    /// Plain ReLU MLP (the "3-layer MLP" baseline).
+    Mlp {
+        /// Hidden widths.
+        hidden: Vec<usize>,
+    },
+    /// k-WTA and fixed sparse weights, no dendrites ("sparse representations only").
+    Sparse {
+        /// Hidden widths.
+        hidden: Vec<usize>,
+        /// Fraction of units k-WTA keeps.
+        percent_on: f64,
+        /// Fraction of feed-forward weights fixed at zero.
+        weight_sparsity: f64,
+        /// Whether the output layer is sparse too.
+        #[serde(default = "yes")]
+        sparse_output: bool,
+    },
+    /// Active-dendrite network: sparse layers gated by dendritic segments, then k-WTA.
+    Dendritic {
+        /// Hidden widths.
+        hidden: Vec<usize>,
+        /// Fraction of units k-WTA keeps.
+        percent_on: f64,
+        /// Fraction of feed-forward weights fixed at zero.
+        weight_sparsity: f64,
+        /// Segments per unit; default: one per task.
+        #[serde(default)]
+        segments: Option<usize>,
+        /// Whether the output layer is sparse too.
+        #[serde(default = "yes")]
+        sparse_output: bool,
+    },
+    /// Bain's split-CIFAR base CNN (conv 64, pool, conv 32, pool, FC 256, 128).
+    Cnn {
+        /// Conv channels.
+        #[serde(default = "cnn_conv")]
+        conv: Vec<usize>,
+        /// Hidden widths.
+        #[serde(default = "cnn_hidden")]
+        hidden: Vec<usize>,
+    },
+    /// The sparse CNN: k-WTA after the convs and in the sparse FC layers; dense output.
+    SparseCnn {
+        /// Conv channels.
+        #[serde(default = "cnn_conv")]
+        conv: Vec<usize>,
+        /// Hidden widths.
+        #[serde(default = "cnn_hidden")]
+        hidden: Vec<usize>,
+        /// k-WTA fraction over each example's whole conv output.
+        conv_percent_on: f64,
+        /// k-WTA fraction of the FC layers.
+        percent_on: f64,
+        /// Fraction of FC weights fixed at zero.
+        weight_sparsity: f64,
+    },
+    /// The convolutional ADN: channel-wise dendritic gating on the convs, dendritic FC layers.
+    DendriticCnn {
+        /// Conv channels.
+        #[serde(default = "cnn_conv")]
+        conv: Vec<usize>,
+        /// Hidden widths.
+        #[serde(default = "cnn_hidden")]
+        hidden: Vec<usize>,
+        /// k-WTA fraction over each example's whole conv output.
+        conv_percent_on: f64,
+        /// k-WTA fraction of the FC layers.
+        percent_on: f64,
+        /// Fraction of FC weights fixed at zero.
+        weight_sparsity: f64,
+        /// Segments per unit or channel; default: one per task.
+        #[serde(default)]
+        segments: Option<usize>,
+    },
+}
+
+impl Default for ContinualModel {
+    fn default() -> Self {
+        ContinualModel::Dendritic {
+            hidden: vec![2048, 2048],
+            percent_on: 0.05,
+            weight_sparsity: 0.5,
+            segments: None,
+            sparse_output: true,
+        }
+    }
+}
+
+impl ContinualModel {
+    /// Checks fractions and widths.
+    pub fn validate(&self) -> Result<(), ParamError> {
+        let fraction = |key: &str, v: f64, open_top: bool| {
+            let ok = v > 0.0 && (v < 1.0 || (!open_top && v == 1.0));
+            if ok {
+                Ok(())
+            } else {
+                Err(ParamError::new(
+                    format!("model.{key}"),
+                    format!("must be in (0, 1{}, got {v}", if open_top { ")" } else { "]" }),
+                ))
+            }
+        };
+        let spec = self.spec(1, 1);
+        if spec.hidden.contains(&0) || spec.conv.contains(&0) {
+            return Err(ParamError::new("model.hidden", "widths must be positive"));
+        }
+        if let Some(p) = spec.percent_on {
+            fraction("percent_on", p, false)?;
+        }
+        if let Some(p) = spec.conv_percent_on {
+            fraction("conv_percent_on", p, false)?;
+        }
+        if spec.weight_sparsity != 0.0 {
+            fraction("weight_sparsity", spec.weight_sparsity, true)?;
+        }
+        if matches!(self, ContinualModel::Dendritic { segments: Some(0), .. } | ContinualModel::DendriticCnn { segments: Some(0), .. }) {
+            return Err(ParamError::new("model.segments", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// Whether the network reads a context.
+    pub fn is_dendritic(&self) -> bool {
+        matches!(
+            self,
+            ContinualModel::Dendritic { .. } | ContinualModel::DendriticCnn { .. }
+        )
+    }
+
+    /// The architecture for `tasks` tasks and a context of length `context`.
+    pub fn spec(&self, tasks: usize, context: usize) -> ActiveSpec {
+        let plain = |conv: &[usize], hidden: &[usize]| ActiveSpec {
+            conv: conv.to_vec(),
+            hidden: hidden.to_vec(),
+            conv_percent_on: None,
+            percent_on: None,
+            weight_sparsity: 0.0,
+            sparse_output: false,
+            segments: 0,
+            context: 0,
+        };
+        match self {
+            ContinualModel::Mlp { hidden } => plain(&[], hidden),
+            ContinualModel::Cnn { conv, hidden } => plain(conv, hidden),
+            ContinualModel::Sparse {
+                hidden,
+                percent_on,
+                weight_sparsity,
+                sparse_output,
+            } => ActiveSpec {
+                percent_on: Some(*percent_on),
+                weight_sparsity: *weight_sparsity,
+                sparse_output: *sparse_output,
+                ..plain(&[], hidden)
+            },
+            ContinualModel::Dendritic {
+                hidden,
+                percent_on,
+                weight_sparsity,
+                segments,
+                sparse_output,
+            } => ActiveSpec {
+                percent_on: Some(*percent_on),
+                weight_sparsity: *weight_sparsity,
+                sparse_output: *sparse_output,
+                segments: segments.unwrap_or(tasks),
+                context,
+                ..plain(&[], hidden)
+            },
+            ContinualModel::SparseCnn {
+                conv,
+                hidden,
+                conv_percent_on,
+                percent_on,
+                weight_sparsity,
+            } => ActiveSpec {
+                conv_percent_on: Some(*conv_percent_on),
+                percent_on: Some(*percent_on),
+                weight_sparsity: *weight_sparsity,
+                ..plain(conv, hidden)
+            },
+            ContinualModel::DendriticCnn {
+                conv,
+                hidden,
+                conv_percent_on,
+                percent_on,
+                weight_sparsity,
+                segments,
+            } => ActiveSpec {
+                conv_percent_on: Some(*conv_percent_on),
+                percent_on: Some(*percent_on),
+                weight_sparsity: *weight_sparsity,
+                segments: segments.unwrap_or(tasks),
+                context,
+                ..plain(conv, hidden)
+            },
+        }
+    }
+}
