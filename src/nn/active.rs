@@ -26,6 +26,7 @@ use super::config::{BiasInit, InitConfig, InputShape, WeightInit};
 use super::conv::{Conv2d, Map, MaxPool2};
 use super::dendrite::Dendrites;
 use super::error::{Error, Result};
+use super::host::gate_channels;
 use super::init::Initializer;
 use super::kwta::{kwta, winners_for};
 use super::linear::Linear;
@@ -265,15 +266,8 @@ impl<D: Device<f32>> Model<D> for ActiveNet<D> {
             };
             if let (Some(d), Some(ctx)) = (&block.dendrites, &context) {
                 let gate = d.gate::<T>(ctx.clone());
-                let (units, batch) = (block.map.channels, z.shape().1);
                 let positions = block.map.height * block.map.width;
-                z = if positions == 1 {
-                    z * gate
-                } else {
-                    let full = (units, positions, batch);
-                    (z.reshape_like(&full) * gate.broadcast_like::<_, Axis<1>>(&full))
-                        .reshape_like(&(units * positions, batch))
-                };
+                z = gate_channels(z, gate, positions);
                 if block.winners.is_none() {
                     z = z.relu();
                 }
@@ -417,6 +411,28 @@ mod tests {
         let grads = y.sum::<Rank0, _>().backward();
         let seg = net.param("conv1.segments").unwrap().value();
         assert!(grads.get(seg).as_vec().iter().any(|&g| g != 0.0));
+    }
+
+    #[test]
+    fn channel_gating_matches_dfdx_broadcasting() {
+        let dev = Cpu::default();
+        let z: Matrix<Cpu> = dev.sample_normal_like(&(3 * 4, 5));
+        let g: Matrix<Cpu> = dev.sample_normal_like(&(3, 5));
+        let r: Matrix<Cpu> = dev.sample_normal_like(&(3 * 4, 5));
+        let fast = gate_channels(z.retaped::<OwnedTape<f32, Cpu>>(), g.retaped(), 4);
+        let full = (3, 4, 5);
+        let slow = (z.retaped::<OwnedTape<f32, Cpu>>().reshape_like(&full)
+            * g.retaped().broadcast_like::<_, Axis<1>>(&full))
+        .reshape_like(&(12, 5));
+        let (fv, sv) = (fast.as_vec(), slow.as_vec());
+        let fg = (fast * r.clone()).sum::<Rank0, _>().backward();
+        let sg = (slow * r).sum::<Rank0, _>().backward();
+        let close = |a: Vec<f32>, b: Vec<f32>| {
+            assert!(a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-5), "{a:?} vs {b:?}");
+        };
+        close(fv, sv);
+        close(fg.get(&z).as_vec(), sg.get(&z).as_vec());
+        close(fg.get(&g).as_vec(), sg.get(&g).as_vec());
     }
 
     /// Two tasks with opposite labels for the same inputs: only the context

@@ -460,6 +460,59 @@ pub(crate) fn pick_in_groups<D: Device<f32>, T: Tape<f32, D>>(
     y.put_tape(tape)
 }
 
+/// `z ⊙ gate` with one gate value per channel and example: `z` is
+/// (channels · positions, batch), `gate` (channels, batch), so whole feature
+/// maps are gated. On the CPU one parallel pass each way; elsewhere dfdx's
+/// broadcast and multiply.
+pub(crate) fn gate_channels<D: Device<f32>, T: Tape<f32, D>>(
+    z: Matrix<D, T>,
+    gate: Matrix<D, T>,
+    positions: usize,
+) -> Matrix<D, T> {
+    let (rows, batch) = *z.shape();
+    let channels = rows / positions;
+    if !on_cpu::<D>() {
+        let full = (channels, positions, batch);
+        return (z.reshape_like(&full) * gate.broadcast_like::<_, Axis<1>>(&full))
+            .reshape_like(&(rows, batch));
+    }
+    let (z, zt) = z.split_tape();
+    let (gate, gt) = gate.split_tape();
+    let mut tape = zt.merge(gt);
+    let zh = to_host(&z);
+    let gh = to_host(&gate);
+    let block = positions * batch;
+    let mut out = zh.clone();
+    for_each_chunk(&mut out, block, |c, o| {
+        for (i, o) in o.iter_mut().enumerate() {
+            *o *= gh[c * batch + i % batch];
+        }
+    });
+    let y = upload(z.device(), &out, (rows, batch));
+    if T::OWNS_TAPE {
+        let yc = y.clone();
+        tape.add_backward_op(move |grads| {
+            let gy = take_grad(grads, &yc)?;
+            for_each_chunk(grad_mut(grads, &z)?, block, |c, a| {
+                for (i, a) in a.iter_mut().enumerate() {
+                    *a += gy[c * block + i] * gh[c * batch + i % batch];
+                }
+            });
+            let mut sums = vec![0.0f32; channels * batch];
+            for_each_chunk(&mut sums, batch, |c, s| {
+                for i in 0..block {
+                    s[i % batch] += gy[c * block + i] * zh[c * block + i];
+                }
+            });
+            for (a, s) in grad_mut(grads, &gate)?.iter_mut().zip(&sums) {
+                *a += s;
+            }
+            put_grad(grads, &yc, gy)
+        });
+    }
+    y.put_tape(tape)
+}
+
 /// dfdx's Adam update (`AdamConfig::try_update`, same f32 arithmetic, so
 /// the same bits) split over rayon threads in fixed chunks, followed in the
 /// same pass by the re-application of the parameter's mask, if any.

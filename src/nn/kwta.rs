@@ -32,11 +32,10 @@ fn winner_mask(values: &[f32], rows: usize, batch: usize, k: usize) -> Vec<f32> 
     let columns: Vec<Vec<usize>> = (0..batch)
         .into_par_iter()
         .map(|b| {
+            // One example's activations, contiguous, then a partial sort.
+            let column: Vec<f32> = (0..rows).map(|r| values[r * batch + b]).collect();
             let mut order: Vec<usize> = (0..rows).collect();
-            let by_value = |x: &usize, y: &usize| {
-                let (vx, vy) = (values[x * batch + b], values[y * batch + b]);
-                vy.total_cmp(&vx).then(x.cmp(y))
-            };
+            let by_value = |x: &usize, y: &usize| column[*y].total_cmp(&column[*x]).then(x.cmp(y));
             if k > 0 && k < rows {
                 order.select_nth_unstable_by(k - 1, by_value);
             }
