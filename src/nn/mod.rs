@@ -10,6 +10,7 @@
 //! the store.
 
 mod bench;
+mod binary;
 pub mod checkpoint;
 mod config;
 mod conv;
@@ -18,8 +19,10 @@ mod error;
 mod host;
 mod init;
 mod linear;
+mod metaplastic;
 mod model;
 mod network;
+mod norm;
 mod optim;
 mod param;
 mod train;
@@ -27,6 +30,7 @@ mod train;
 use dfdx::prelude::{NoneTape, Tensor};
 
 pub use bench::{bench_evaluation, bench_training};
+pub use binary::{BinaryConfig, BinaryNet};
 pub use config::{BiasInit, InitConfig, InputShape, ModelConfig, WeightInit};
 pub use device::cpu;
 #[cfg(feature = "cuda")]
@@ -37,6 +41,7 @@ pub use dfdx::prelude::{Cpu, Device};
 pub use error::{Error, Result};
 pub use model::Model;
 pub use network::Network;
+pub use norm::NormKind;
 pub use optim::{Optimizer, OptimizerConfig};
 pub use param::{Param, ParamInfo, ParamKind};
 pub use train::{evaluate, train_epoch, BatchProgress, EpochStats, EvalStats};

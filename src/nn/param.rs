@@ -25,12 +25,16 @@ pub enum ParamKind {
     OutputWeight,
     /// Bias vector of any layer, shape [out].
     Bias,
+    /// Scale γ or shift β of a normalization layer, shape [features]; a
+    /// binarized network's per-task state, never pruned or masked.
+    Norm,
 }
 
 impl ParamKind {
-    /// Whether this parameter may carry a mask (every weight; never a bias).
+    /// Whether this parameter may carry a mask (every weight; never a bias
+    /// or a normalization parameter).
     pub fn is_prunable(self) -> bool {
-        !matches!(self, ParamKind::Bias)
+        !matches!(self, ParamKind::Bias | ParamKind::Norm)
     }
 }
 
@@ -115,7 +119,7 @@ impl<D: Device<f32>> Param<D> {
         if !self.info.kind.is_prunable() {
             return Err(Error::Mask {
                 name: self.info.name.clone(),
-                reason: "biases cannot be masked".into(),
+                reason: "biases and normalization parameters cannot be masked".into(),
             });
         }
         self.check_len(mask.len())?;
@@ -172,7 +176,10 @@ impl<D: Device<f32>> Param<D> {
     /// value and re-apply the mask in one pass.
     pub(crate) fn value_and_mask_mut(
         &mut self,
-    ) -> (&mut Tensor<(usize,), f32, D>, Option<&Tensor<(usize,), f32, D>>) {
+    ) -> (
+        &mut Tensor<(usize,), f32, D>,
+        Option<&Tensor<(usize,), f32, D>>,
+    ) {
         (&mut self.value, self.mask.as_ref())
     }
 
