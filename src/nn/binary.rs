@@ -71,7 +71,7 @@ fn default_init_width() -> f32 {
 /// The normalization of one layer.
 #[derive(Debug, Clone)]
 enum Norm<D: Device<f32>> {
-    Batch(BatchNorm<D>),
+    Batch(Box<BatchNorm<D>>),
     Instance,
 }
 
@@ -149,7 +149,7 @@ impl<D: Device<f32>> BinaryNet<D> {
             };
             let values = init.weights(outputs * inputs, inputs, outputs);
             let norm = match config.norm {
-                NormKind::Batch => Norm::Batch(BatchNorm::new(&bn, outputs, dev)),
+                NormKind::Batch => Norm::Batch(Box::new(BatchNorm::new(&bn, outputs, dev))),
                 NormKind::Instance => Norm::Instance,
             };
             layers.push(Layer {
@@ -212,7 +212,7 @@ impl<D: Device<f32>> BinaryNet<D> {
 
     fn batch_norms_mut(&mut self) -> impl Iterator<Item = &mut BatchNorm<D>> {
         self.layers.iter_mut().filter_map(|l| match &mut l.norm {
-            Norm::Batch(bn) => Some(bn),
+            Norm::Batch(bn) => Some(&mut **bn),
             Norm::Instance => None,
         })
     }

@@ -56,6 +56,9 @@ impl ParamInfo {
     }
 }
 
+/// A flat tensor of `f32` on device `D`, as parameters and masks are stored.
+type Vector<D> = Tensor<(usize,), f32, D>;
+
 /// A learnable tensor (stored flat) with an optional 0/1 mask of the same size.
 #[derive(Debug, Clone)]
 pub struct Param<D: Device<f32>> {
@@ -174,12 +177,7 @@ impl<D: Device<f32>> Param<D> {
 
     /// The raw value and the mask together, for optimizers that update the
     /// value and re-apply the mask in one pass.
-    pub(crate) fn value_and_mask_mut(
-        &mut self,
-    ) -> (
-        &mut Tensor<(usize,), f32, D>,
-        Option<&Tensor<(usize,), f32, D>>,
-    ) {
+    pub(crate) fn value_and_mask_mut(&mut self) -> (&mut Vector<D>, Option<&Vector<D>>) {
         (&mut self.value, self.mask.as_ref())
     }
 
