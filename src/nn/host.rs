@@ -481,8 +481,9 @@ pub(crate) fn sign_ste<S: Shape, D: Device<f32>, T: Tape<f32, D>>(
 ) -> Tensor<S, f32, D, T> {
     const CHUNK: usize = 1 << 14;
     let (x, mut tape) = x.split_tape();
-    let xh = to_host(&x);
-    let mut yh = xh.clone();
+    let mut yh = to_host(&x);
+    // Only the clipped estimator's backward pass needs the input.
+    let kept = (clip && T::OWNS_TAPE).then(|| yh.clone());
     for_each_chunk(&mut yh, CHUNK, |_, c| {
         for v in c {
             *v = sign(*v);
@@ -490,8 +491,6 @@ pub(crate) fn sign_ste<S: Shape, D: Device<f32>, T: Tape<f32, D>>(
     });
     let out = upload(x.device(), &yh, *x.shape());
     if T::OWNS_TAPE {
-        // Only the clipped estimator needs the input in the backward pass.
-        let kept = clip.then_some(xh);
         let y = out.clone();
         tape.add_backward_op(move |grads| {
             let gy = take_grad(grads, &y)?;

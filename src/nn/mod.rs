@@ -3,7 +3,10 @@
 //!
 //! A `ModelConfig` plus an `InputShape` builds a `Network` (seeded by an
 //! `InitConfig`); `train_epoch` and `evaluate` drive any `Model` with an
-//! `Optimizer`; `checkpoint` saves and loads parameters and masks. Everything
+//! `Optimizer`; `checkpoint` saves and loads parameters and masks. A
+//! `BinaryConfig` builds a `BinaryNet`, the binarized network with per-task
+//! batch norm of the metaplasticity experiments, trained with the same loop
+//! and the `adam-meta` optimizer. Everything
 //! is generic over the dfdx device (`cpu()`, or `cuda()` with the `cuda`
 //! feature). Activations are feature-major, (features, batch). This module
 //! never reads files other than checkpoints, never prints and never touches
