@@ -47,6 +47,10 @@ pub enum Error {
     /// Training or evaluation data that does not fit the network.
     #[error("invalid data: {0}")]
     Data(String),
+    /// A configuration that is well-formed but cannot be used as given
+    /// (e.g. more metaplasticity values than weight tensors).
+    #[error("invalid configuration: {0}")]
+    Config(String),
     /// An optimizer whose state belongs to a different network.
     #[error("optimizer state does not match the network: {0}")]
     Optimizer(String),

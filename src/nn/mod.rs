@@ -3,7 +3,10 @@
 //!
 //! A `ModelConfig` plus an `InputShape` builds a `Network` (seeded by an
 //! `InitConfig`); `train_epoch` and `evaluate` drive any `Model` with an
-//! `Optimizer`; `checkpoint` saves and loads parameters and masks. Everything
+//! `Optimizer`; `checkpoint` saves and loads parameters and masks. A
+//! `BinaryConfig` builds a `BinaryNet`, the binarized network with per-task
+//! batch norm of the metaplasticity experiments, trained with the same loop
+//! and the `adam-meta` optimizer. Everything
 //! is generic over the dfdx device (`cpu()`, or `cuda()` with the `cuda`
 //! feature). Activations are feature-major, (features, batch). This module
 //! never reads files other than checkpoints, never prints and never touches
@@ -11,6 +14,7 @@
 
 mod active;
 mod bench;
+mod binary;
 pub mod checkpoint;
 mod config;
 mod conv;
@@ -21,8 +25,10 @@ mod host;
 mod init;
 mod kwta;
 mod linear;
+mod metaplastic;
 mod model;
 mod network;
+mod norm;
 mod optim;
 mod param;
 mod train;
@@ -31,6 +37,7 @@ use dfdx::prelude::{NoneTape, Tensor};
 
 pub use active::{ActiveNet, ActiveSpec};
 pub use bench::{bench_evaluation, bench_training};
+pub use binary::{BinaryConfig, BinaryNet};
 pub use config::{BiasInit, InitConfig, InputShape, ModelConfig, WeightInit};
 pub use device::cpu;
 #[cfg(feature = "cuda")]
@@ -41,6 +48,7 @@ pub use dfdx::prelude::{Cpu, Device};
 pub use error::{Error, Result};
 pub use model::Model;
 pub use network::Network;
+pub use norm::NormKind;
 pub use optim::{Optimizer, OptimizerConfig};
 pub use param::{Param, ParamInfo, ParamKind};
 pub use train::{evaluate, train_epoch, BatchProgress, EpochStats, EvalStats};

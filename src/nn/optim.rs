@@ -1,5 +1,5 @@
-//! Mask-aware optimizers: `Optimizer` applies Adam or SGD, configured by the
-//! serde type `OptimizerConfig`, to a model's `Param`s.
+//! Mask-aware optimizers: `Optimizer` applies Adam, SGD or metaplastic
+//! Adam, configured by the serde type `OptimizerConfig`, to a model's `Param`s.
 //!
 //! The per-element update is dfdx's fused, device-generic kernel
 //! (`AdamConfig::try_update`, `SgdConfig::try_update`, CPU and CUDA), which
@@ -8,7 +8,8 @@
 //! outside the square root. What dfdx's own optimizers lack is masks: after
 //! each update we re-apply every parameter's mask, so a pruned weight stays
 //! exactly 0.0 whatever the optimizer state holds. State lives on the device
-//! and is allocated on the first step; `reset` forgets it.
+//! and is allocated on the first step; `reset` forgets it. Metaplastic Adam
+//! (`metaplastic.rs`) keeps its moments on the host and updates there.
 
 use dfdx::optim::{Momentum, WeightDecay};
 use dfdx::prelude::*;
@@ -16,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{device_error, Error, Result};
 use super::host::{self, on_cpu};
+use super::metaplastic::adam_meta_update;
 use super::param::Param;
 
 /// Which optimizer to use and its hyperparameters.
@@ -47,6 +49,28 @@ pub enum OptimizerConfig {
         #[serde(default)]
         weight_decay: f64,
     },
+    /// The metaplastic Adam of Laborieux et al. 2021 (`Adam_meta`, written
+    /// `adam-meta`): Adam, except that for weight tensors (two or more
+    /// dimensions) an update that moves a hidden weight W_h toward zero
+    /// (sign(W_h) · m > 0, m the updated first moment) steps with m scaled
+    /// by 1 - tanh²(meta · |W_h|); the stored moment is not scaled. Normalization
+    /// parameters and biases get plain Adam; weight decay (L2) applies to all.
+    AdamMeta {
+        /// Learning rate.
+        lr: f64,
+        /// Decay rates of the first and second moments.
+        #[serde(default = "default_betas")]
+        betas: [f64; 2],
+        /// Added to the root of the second moment.
+        #[serde(default = "default_eps")]
+        eps: f64,
+        /// L2 penalty added to the gradient.
+        #[serde(default)]
+        weight_decay: f64,
+        /// Metaplasticity m per weight tensor, in parameter order, or one
+        /// value for all; 0 is plain Adam.
+        meta: Vec<f64>,
+    },
 }
 
 fn default_betas() -> [f64; 2] {
@@ -61,12 +85,29 @@ fn l2(weight_decay: f64) -> Option<WeightDecay> {
     (weight_decay != 0.0).then_some(WeightDecay::L2(weight_decay))
 }
 
-/// Device buffers of one parameter: Adam's two moments, or SGD's velocity.
+/// The optimizer state of one parameter of `len` elements.
 #[derive(Debug)]
 struct State<D: Device<f32>> {
     len: usize,
-    first: <D as Storage<f32>>::Vec,
-    second: <D as Storage<f32>>::Vec,
+    moments: Moments<D>,
+}
+
+/// Where a parameter's optimizer state lives.
+#[derive(Debug)]
+enum Moments<D: Device<f32>> {
+    /// Device buffers: Adam's two moments, or SGD's velocity (`first`).
+    Device {
+        first: <D as Storage<f32>>::Vec,
+        second: <D as Storage<f32>>::Vec,
+    },
+    /// Adam's two moments on the host, for metaplastic Adam.
+    Host { first: Vec<f32>, second: Vec<f32> },
+}
+
+/// The update rule of one step, from the configuration.
+enum Rule {
+    Adam(AdamConfig),
+    Sgd(SgdConfig),
 }
 
 /// An optimizer with its state, updating parameters in place.
@@ -92,7 +133,7 @@ impl<D: Device<f32>> Optimizer<D> {
         &self.config
     }
 
-    /// dfdx's Adam configuration (for `OptimizerConfig::Adam`).
+    /// dfdx's Adam configuration (for `Adam` and `AdamMeta`).
     fn adam_config(&self) -> AdamConfig {
         match self.config {
             OptimizerConfig::Adam {
@@ -100,6 +141,13 @@ impl<D: Device<f32>> Optimizer<D> {
                 betas,
                 eps,
                 weight_decay,
+            }
+            | OptimizerConfig::AdamMeta {
+                lr,
+                betas,
+                eps,
+                weight_decay,
+                ..
             } => AdamConfig {
                 lr,
                 betas,
@@ -108,6 +156,34 @@ impl<D: Device<f32>> Optimizer<D> {
             },
             OptimizerConfig::Sgd { .. } => unreachable!("not an Adam optimizer"),
         }
+    }
+
+    /// The metaplasticity of each parameter: `meta[k]` (or `meta[0]` for
+    /// all) for the k-th tensor of two or more dimensions, 0 for the others
+    /// and for every parameter of the other optimizers.
+    fn metas(&self, params: &[&mut Param<D>]) -> Result<Vec<f32>> {
+        let OptimizerConfig::AdamMeta { meta, .. } = &self.config else {
+            return Ok(vec![0.0; params.len()]);
+        };
+        let is_weight = |p: &Param<D>| p.info().shape.len() >= 2;
+        let weights = params.iter().filter(|p| is_weight(p)).count();
+        if meta.is_empty() || (meta.len() > 1 && meta.len() != weights) {
+            return Err(Error::Config(format!(
+                "adam-meta has {} meta values for {weights} weight tensors; give one value, or one per tensor",
+                meta.len()
+            )));
+        }
+        let mut k = 0;
+        Ok(params
+            .iter()
+            .map(|p| {
+                if !is_weight(p) {
+                    return 0.0;
+                }
+                k += 1;
+                meta[if meta.len() == 1 { 0 } else { k - 1 }] as f32
+            })
+            .collect())
     }
 
     /// Forgets all state (moments, velocities, step count), as creating a new
@@ -128,19 +204,28 @@ impl<D: Device<f32>> Optimizer<D> {
             return Ok(());
         };
         let dev = first.value().device().clone();
+        let metas = self.metas(params)?;
         if self.state.is_empty() {
             // dfdx's SGD kernel walks the velocity even without momentum, so it
             // always gets a full buffer; only Adam needs the second one.
-            let adam = matches!(self.config, OptimizerConfig::Adam { .. });
             for p in params.iter() {
                 let len = p.info().numel();
-                let second_len = if adam { len } else { 0 };
-                self.state.push(State {
-                    len,
-                    first: Storage::<f32>::try_alloc_len(&dev, len).map_err(device_error)?,
-                    second: Storage::<f32>::try_alloc_len(&dev, second_len)
-                        .map_err(device_error)?,
-                });
+                let alloc = |n| Storage::<f32>::try_alloc_len(&dev, n).map_err(device_error);
+                let moments = match self.config {
+                    OptimizerConfig::AdamMeta { .. } => Moments::Host {
+                        first: vec![0.0; len],
+                        second: vec![0.0; len],
+                    },
+                    OptimizerConfig::Adam { .. } => Moments::Device {
+                        first: alloc(len)?,
+                        second: alloc(len)?,
+                    },
+                    OptimizerConfig::Sgd { .. } => Moments::Device {
+                        first: alloc(len)?,
+                        second: alloc(0)?,
+                    },
+                };
+                self.state.push(State { len, moments });
             }
         }
         if self.state.len() != params.len()
@@ -157,59 +242,45 @@ impl<D: Device<f32>> Optimizer<D> {
             )));
         }
         self.steps = self.steps.saturating_add(1);
-        // On the CPU, Adam runs in parallel (`host::adam_update`).
-        let fast_adam = match self.config {
-            OptimizerConfig::Adam { .. } if on_cpu::<D>() => Some(self.adam_config()),
-            _ => None,
+        let rule = match self.config {
+            OptimizerConfig::Sgd {
+                lr,
+                momentum,
+                weight_decay,
+            } => Rule::Sgd(SgdConfig {
+                lr,
+                momentum: (momentum != 0.0).then_some(Momentum::Classic(momentum)),
+                weight_decay: l2(weight_decay),
+            }),
+            _ => Rule::Adam(self.adam_config()),
         };
-        for (p, s) in params.iter_mut().zip(&mut self.state) {
-            if let Some(cfg) = &fast_adam {
-                let (value, mask) = p.value_and_mask_mut();
-                host::adam_update(
-                    cfg,
-                    self.steps,
-                    value,
-                    mask,
-                    &mut s.first,
-                    &mut s.second,
-                    grads,
-                )
-                .map_err(device_error)?;
-                continue;
-            }
-            let grad = grads.get_or_alloc_mut(p.value()).map_err(device_error)?;
-            match self.config {
-                OptimizerConfig::Adam {
-                    lr,
-                    betas,
-                    eps,
-                    weight_decay,
-                } => AdamConfig {
-                    lr,
-                    betas,
-                    eps,
-                    weight_decay: l2(weight_decay),
+        for ((p, s), &meta) in params.iter_mut().zip(&mut self.state).zip(&metas) {
+            match (&rule, &mut s.moments) {
+                (Rule::Adam(cfg), Moments::Host { first, second }) => {
+                    adam_meta_update(cfg, self.steps, meta, p, first, second, grads)?;
                 }
-                .try_update(
-                    self.steps,
-                    p.value_mut(),
-                    &mut s.first,
-                    &mut s.second,
-                    grad,
-                ),
-                OptimizerConfig::Sgd {
-                    lr,
-                    momentum,
-                    weight_decay,
-                } => SgdConfig {
-                    lr,
-                    momentum: (momentum != 0.0).then_some(Momentum::Classic(momentum)),
-                    weight_decay: l2(weight_decay),
+                // On the CPU, Adam runs in parallel (`host::adam_update`).
+                (Rule::Adam(cfg), Moments::Device { first, second }) if on_cpu::<D>() => {
+                    let (value, mask) = p.value_and_mask_mut();
+                    host::adam_update(cfg, self.steps, value, mask, first, second, grads)
+                        .map_err(device_error)?;
                 }
-                .try_update(p.value_mut(), &mut s.first, grad),
+                (Rule::Adam(cfg), Moments::Device { first, second }) => {
+                    let grad = grads.get_or_alloc_mut(p.value()).map_err(device_error)?;
+                    cfg.try_update(self.steps, p.value_mut(), first, second, grad)
+                        .map_err(device_error)?;
+                    p.reapply_mask();
+                }
+                (Rule::Sgd(cfg), Moments::Device { first, .. }) => {
+                    let grad = grads.get_or_alloc_mut(p.value()).map_err(device_error)?;
+                    cfg.try_update(p.value_mut(), first, grad)
+                        .map_err(device_error)?;
+                    p.reapply_mask();
+                }
+                (Rule::Sgd(_), Moments::Host { .. }) => {
+                    unreachable!("only metaplastic Adam keeps its state on the host")
+                }
             }
-            .map_err(device_error)?;
-            p.reapply_mask();
         }
         Ok(())
     }
@@ -361,6 +432,7 @@ mod tests {
                 momentum: 0.9,
                 weight_decay: 0.01,
             },
+            adam_meta(0.1, 0.01, vec![1.0]),
         ] {
             let mut opt = Optimizer::new(config);
             let mut p = param(&dev, &[1.0, 2.0, 3.0, 4.0]);
@@ -405,5 +477,211 @@ mod tests {
             opt.step(&mut [&mut q], &mut grads),
             Err(Error::Optimizer(_))
         ));
+    }
+
+    fn shaped(
+        dev: &Cpu,
+        name: &str,
+        kind: ParamKind,
+        shape: Vec<usize>,
+        values: Vec<f32>,
+    ) -> Param<Cpu> {
+        Param::new(
+            ParamInfo {
+                name: name.into(),
+                kind,
+                shape,
+            },
+            values,
+            dev,
+        )
+    }
+
+    fn adam_meta(lr: f64, weight_decay: f64, meta: Vec<f64>) -> OptimizerConfig {
+        OptimizerConfig::AdamMeta {
+            lr,
+            betas: default_betas(),
+            eps: default_eps(),
+            weight_decay,
+            meta,
+        }
+    }
+
+    /// One step on the loss Σ_k sum(p_k² ⊙ c_k), whose gradients depend on the values.
+    fn quadratic_step(
+        opt: &mut Optimizer<Cpu>,
+        ps: &mut [Param<Cpu>],
+        cs: &[Tensor<(usize,), f32, Cpu>],
+    ) -> Result<()> {
+        let mut loss = None;
+        for (p, c) in ps.iter().zip(cs) {
+            let term =
+                (p.effective::<OwnedTape<f32, Cpu>>().square() * c.clone()).sum::<Rank0, _>();
+            loss = Some(match loss {
+                None => term,
+                Some(l) => l + term,
+            });
+        }
+        let mut grads = loss.expect("at least one parameter").backward();
+        let mut refs: Vec<&mut Param<Cpu>> = ps.iter_mut().collect();
+        opt.step(&mut refs, &mut grads)
+    }
+
+    #[test]
+    fn adam_meta_with_zero_meta_is_adam_bit_for_bit() {
+        let dev = Cpu::default();
+        // The weight is large enough for the parallel chunks.
+        let w: Tensor<(usize,), f32, Cpu> = dev.sample_normal_like(&(70_000,));
+        let make = || {
+            vec![
+                shaped(
+                    &dev,
+                    "fc1.weight",
+                    ParamKind::FcWeight,
+                    vec![350, 200],
+                    w.as_vec(),
+                ),
+                shaped(
+                    &dev,
+                    "bn1.weight",
+                    ParamKind::Norm,
+                    vec![5],
+                    vec![1.0, -0.5, 0.2, 0.0, 3.0],
+                ),
+            ]
+        };
+        let cs = [
+            dev.sample_normal_like(&(70_000,)),
+            dev.sample_normal_like(&(5,)),
+        ];
+        let (mut a, mut b) = (make(), make());
+        let mut adam = Optimizer::new(OptimizerConfig::Adam {
+            lr: 5e-3,
+            betas: default_betas(),
+            eps: default_eps(),
+            weight_decay: 1e-4,
+        });
+        let mut meta = Optimizer::new(adam_meta(5e-3, 1e-4, vec![0.0]));
+        let bits = |ps: &[Param<Cpu>]| -> Vec<u32> {
+            ps.iter()
+                .flat_map(|p| p.values())
+                .map(f32::to_bits)
+                .collect()
+        };
+        for t in 0..4 {
+            quadratic_step(&mut adam, &mut a, &cs).unwrap();
+            quadratic_step(&mut meta, &mut b, &cs).unwrap();
+            assert!(bits(&a) == bits(&b), "step {t}");
+        }
+        assert!(bits(&a) != bits(&make()));
+    }
+
+    #[test]
+    fn adam_meta_attenuates_only_steps_toward_zero() {
+        let dev = Cpu::default();
+        let (lr, b1, b2, eps, wd) = (0.1, 0.9, 0.999, 1e-8, 0.01);
+        let start = vec![0.5f32, -0.5, 0.0];
+        // Two weight tensors (meta 1.3 and 2.0) around a normalization vector.
+        let mut ps = vec![
+            shaped(
+                &dev,
+                "fc1.weight",
+                ParamKind::FcWeight,
+                vec![1, 3],
+                start.clone(),
+            ),
+            shaped(&dev, "bn1.bias", ParamKind::Norm, vec![3], start.clone()),
+            shaped(
+                &dev,
+                "out.weight",
+                ParamKind::OutputWeight,
+                vec![3, 1],
+                start.clone(),
+            ),
+        ];
+        let metas = [1.3, 0.0, 2.0];
+        let mut opt = Optimizer::new(adam_meta(lr, wd, vec![1.3, 2.0]));
+        let c = [1.0f32, 1.0, 1.0];
+        let mut w = vec![start.iter().map(|&x| x as f64).collect::<Vec<_>>(); 3];
+        let (mut m, mut v) = (vec![vec![0.0f64; 3]; 3], vec![vec![0.0f64; 3]; 3]);
+        for t in 1..=3 {
+            // The loss sum(p ⊙ c) over every parameter: gradient c.
+            let mut loss = None;
+            for p in &ps {
+                let cst = dev.tensor_from_vec(c.to_vec(), (3,));
+                let term = (p.effective::<OwnedTape<f32, Cpu>>() * cst).sum::<Rank0, _>();
+                loss = Some(match loss {
+                    None => term,
+                    Some(l) => l + term,
+                });
+            }
+            let mut grads = loss.unwrap().backward();
+            let before: Vec<Vec<f32>> = ps.iter().map(|p| p.values()).collect();
+            let mut refs: Vec<&mut Param<Cpu>> = ps.iter_mut().collect();
+            opt.step(&mut refs, &mut grads).unwrap();
+            for k in 0..3 {
+                for i in 0..3 {
+                    let g = c[i] as f64 + wd * w[k][i];
+                    m[k][i] = b1 * m[k][i] + (1.0 - b1) * g;
+                    v[k][i] = b2 * v[k][i] + (1.0 - b2) * g * g;
+                    let shrinks = w[k][i].signum() * m[k][i] > 0.0 && w[k][i] != 0.0;
+                    let f = if shrinks {
+                        1.0 - (metas[k] * w[k][i].abs()).tanh().powi(2)
+                    } else {
+                        1.0
+                    };
+                    let mh = f * m[k][i] / (1.0 - b1.powi(t));
+                    let vh = v[k][i] / (1.0 - b2.powi(t));
+                    w[k][i] -= lr * mh / (vh.sqrt() + eps);
+                }
+                // f32 bias corrections with lr 0.1: errors of ~1e-6.
+                for (a, b) in ps[k].values().iter().zip(&w[k]) {
+                    assert!((*a as f64 - b).abs() < 1e-5, "{k}: {a} vs {b}");
+                }
+            }
+            if t == 1 {
+                // The first step moves every entry by ~lr, except a weight
+                // being pulled toward zero: 0.5 in fc1 moves by lr·(1 - tanh²(0.65)).
+                let step = |k: usize, i: usize| (ps[k].values()[i] - before[k][i]).abs() as f64;
+                let f = 1.0 - 0.65f64.tanh().powi(2);
+                assert!((step(0, 0) - lr * f).abs() < 1e-5, "{}", step(0, 0));
+                for (k, i) in [(0, 1), (0, 2), (1, 0), (1, 1), (2, 1), (2, 2)] {
+                    assert!((step(k, i) - lr).abs() < 1e-5, "{k} {i}: {}", step(k, i));
+                }
+                assert!(step(2, 0) < step(0, 0), "meta 2.0 attenuates more than 1.3");
+            }
+        }
+    }
+
+    #[test]
+    fn adam_meta_config_and_its_errors() {
+        let c: OptimizerConfig =
+            serde_yaml::from_str("{type: adam-meta, lr: 0.005, meta: [1.35]}").unwrap();
+        assert_eq!(c, adam_meta(0.005, 0.0, vec![1.35]));
+        assert!(serde_yaml::from_str::<OptimizerConfig>("{type: adam-meta, lr: 0.005}").is_err());
+        let dev = Cpu::default();
+        let weights = |n: usize| -> Vec<Param<Cpu>> {
+            (0..n)
+                .map(|i| {
+                    shaped(
+                        &dev,
+                        &format!("fc{i}.weight"),
+                        ParamKind::FcWeight,
+                        vec![2, 1],
+                        vec![0.1, -0.1],
+                    )
+                })
+                .collect()
+        };
+        let cs = vec![dev.tensor_from_vec(vec![1.0f32, 1.0], (2,)); 3];
+        for bad in [vec![], vec![1.0, 2.0]] {
+            let mut opt = Optimizer::new(adam_meta(0.1, 0.0, bad));
+            let err = quadratic_step(&mut opt, &mut weights(3), &cs).unwrap_err();
+            assert!(matches!(err, Error::Config(_)), "{err}");
+        }
+        for good in [vec![1.0], vec![1.0, 2.0, 3.0]] {
+            let mut opt = Optimizer::new(adam_meta(0.1, 0.0, good));
+            quadratic_step(&mut opt, &mut weights(3), &cs).unwrap();
+        }
     }
 }

@@ -27,12 +27,16 @@ pub enum ParamKind {
     Bias,
     /// Dendritic segment weights, shape [units · segments, context].
     DendriteWeight,
+    /// Scale γ or shift β of a normalization layer, shape [features]; a
+    /// binarized network's per-task state, never pruned or masked.
+    Norm,
 }
 
 impl ParamKind {
-    /// Whether this parameter may carry a mask (every weight; never a bias).
+    /// Whether this parameter may carry a mask (every weight; never a bias
+    /// or a normalization parameter).
     pub fn is_prunable(self) -> bool {
-        !matches!(self, ParamKind::Bias)
+        !matches!(self, ParamKind::Bias | ParamKind::Norm)
     }
 }
 
@@ -53,6 +57,9 @@ impl ParamInfo {
         self.shape.iter().product()
     }
 }
+
+/// A flat tensor of `f32` on device `D`, as parameters and masks are stored.
+type Vector<D> = Tensor<(usize,), f32, D>;
 
 /// A learnable tensor (stored flat) with an optional 0/1 mask of the same size.
 #[derive(Debug, Clone)]
@@ -117,7 +124,7 @@ impl<D: Device<f32>> Param<D> {
         if !self.info.kind.is_prunable() {
             return Err(Error::Mask {
                 name: self.info.name.clone(),
-                reason: "biases cannot be masked".into(),
+                reason: "biases and normalization parameters cannot be masked".into(),
             });
         }
         self.check_len(mask.len())?;
@@ -172,12 +179,7 @@ impl<D: Device<f32>> Param<D> {
 
     /// The raw value and the mask together, for optimizers that update the
     /// value and re-apply the mask in one pass.
-    pub(crate) fn value_and_mask_mut(
-        &mut self,
-    ) -> (
-        &mut Tensor<(usize,), f32, D>,
-        Option<&Tensor<(usize,), f32, D>>,
-    ) {
+    pub(crate) fn value_and_mask_mut(&mut self) -> (&mut Vector<D>, Option<&Vector<D>>) {
         (&mut self.value, self.mask.as_ref())
     }
 

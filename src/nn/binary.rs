@@ -1,0 +1,589 @@
+//! `BinaryNet`: the binarized fully connected classifier of "Synaptic
+//! metaplasticity in binarized neural networks" (Laborieux et al. 2021),
+//! and its full-precision variant, built from a `BinaryConfig`.
+//!
+//! Every layer is FC (no bias) -> normalization; hidden layers then apply
+//! sign (ReLU in the full-precision variant); the output is FC -> norm,
+//! the logits. In the binary network the forward pass uses sign(W_h) of the
+//! hidden weights W_h, whose gradient is the binary weights' (identity
+//! straight-through estimator); activations are sign(x) with the hardtanh
+//! estimator (gradient only where |x| <= 1). sign(0) = 0, as `torch.sign`.
+//! Hidden weights are never clipped. Raw inputs stay real unless
+//! `binarize_input` (the paper's CIFAR-feature networks).
+//!
+//! With batch norm, γ/β are per-task state: `select_task(t)` stores the
+//! active γ/β under the current task and makes task t's active, restoring
+//! what t had when it was left, or keeping the current values if t is new
+//! (as the paper's code, which saves the BN state after each task and loads
+//! it to test that task). Only the active γ/β are in `params()`, hence seen
+//! by optimizers and checkpoints; the other tasks' live in the network.
+//! Optimizer moments follow parameter positions, not tasks: use a fresh
+//! optimizer (the paper creates one per task) after switching the task you
+//! train on.
+
+use std::collections::BTreeMap;
+
+use dfdx::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::config::{BiasInit, InitConfig, InputShape, WeightInit};
+use super::error::{Error, Result};
+use super::host::{self, on_cpu};
+use super::init::Initializer;
+use super::model::Model;
+use super::norm::{instance_norm, BatchNorm, NormKind};
+use super::param::{Param, ParamInfo, ParamKind};
+use super::Matrix;
+
+/// The architecture of a `BinaryNet`, e.g. in YAML
+/// `{hidden: [4096, 4096], binary: true, init_width: 0.1, norm: batch}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BinaryConfig {
+    /// Widths of the hidden layers, input side first (may be empty).
+    pub hidden: Vec<usize>,
+    /// Binary weights and sign activations; `false` gives the paper's
+    /// full-precision network (real weights, ReLU, same normalization).
+    #[serde(default = "default_binary")]
+    pub binary: bool,
+    /// Weights start U(-init_width/2, init_width/2) (the paper's `--init
+    /// uniform --init-width`).
+    #[serde(default = "default_init_width")]
+    pub init_width: f32,
+    /// The normalization after every layer.
+    #[serde(default)]
+    pub norm: NormKind,
+    /// Binarize the network's input too (the paper's code does for every
+    /// input that is not 784 MNIST pixels, e.g. 512-d CIFAR features);
+    /// only with `binary`.
+    #[serde(default)]
+    pub binarize_input: bool,
+}
+
+fn default_binary() -> bool {
+    true
+}
+
+fn default_init_width() -> f32 {
+    0.1
+}
+
+/// The normalization of one layer.
+#[derive(Debug, Clone)]
+enum Norm<D: Device<f32>> {
+    Batch(Box<BatchNorm<D>>),
+    Instance,
+}
+
+/// FC (weight [out, in], no bias) -> normalization.
+#[derive(Debug, Clone)]
+struct Layer<D: Device<f32>> {
+    weight: Param<D>,
+    norm: Norm<D>,
+    inputs: usize,
+    outputs: usize,
+}
+
+/// A binarized (or full-precision) fully connected classifier with a
+/// normalization after every layer and per-task batch-norm parameters.
+#[derive(Debug, Clone)]
+pub struct BinaryNet<D: Device<f32>> {
+    config: BinaryConfig,
+    shape: InputShape,
+    layers: Vec<Layer<D>>,
+    task: usize,
+    saved: BTreeMap<usize, Vec<BatchNorm<D>>>,
+    dev: D,
+}
+
+impl<D: Device<f32>> BinaryNet<D> {
+    /// Builds `config` for inputs of `shape`, drawing the weights layer by
+    /// layer from a ChaCha8 stream seeded with `seed`. The active task is 0.
+    pub fn new(config: &BinaryConfig, shape: InputShape, seed: u64, dev: &D) -> Result<Self> {
+        let fail = |reason: &str| Error::Config(format!("binary network: {reason}"));
+        if shape.features() == 0 || shape.classes == 0 {
+            return Err(fail(
+                "every input dimension and the class count must be positive",
+            ));
+        }
+        if config.hidden.contains(&0) {
+            return Err(fail("hidden layer widths must be positive"));
+        }
+        if !(config.init_width.is_finite() && config.init_width > 0.0) {
+            return Err(fail("init_width must be positive"));
+        }
+        if config.binarize_input && !config.binary {
+            return Err(fail("binarize_input needs binary: true"));
+        }
+        let mut init = Initializer::new(
+            InitConfig {
+                weight: WeightInit::Uniform {
+                    width: config.init_width / 2.0,
+                },
+                bias: BiasInit::Zeros,
+            },
+            seed,
+        );
+        let last = config.hidden.len();
+        let widths = config.hidden.iter().copied().chain([shape.classes]);
+        let mut inputs = shape.features();
+        let mut layers = Vec::new();
+        for (i, outputs) in widths.enumerate() {
+            let (fc, bn, kind) = if i == last {
+                (
+                    "out".to_string(),
+                    "bnout".to_string(),
+                    ParamKind::OutputWeight,
+                )
+            } else {
+                (
+                    format!("fc{}", i + 1),
+                    format!("bn{}", i + 1),
+                    ParamKind::FcWeight,
+                )
+            };
+            let info = ParamInfo {
+                name: format!("{fc}.weight"),
+                kind,
+                shape: vec![outputs, inputs],
+            };
+            let values = init.weights(outputs * inputs, inputs, outputs);
+            let norm = match config.norm {
+                NormKind::Batch => Norm::Batch(Box::new(BatchNorm::new(&bn, outputs, dev))),
+                NormKind::Instance => Norm::Instance,
+            };
+            layers.push(Layer {
+                weight: Param::new(info, values, dev),
+                norm,
+                inputs,
+                outputs,
+            });
+            inputs = outputs;
+        }
+        Ok(Self {
+            config: config.clone(),
+            shape,
+            layers,
+            task: 0,
+            saved: BTreeMap::new(),
+            dev: dev.clone(),
+        })
+    }
+
+    /// The configuration this network was built from.
+    pub fn config(&self) -> &BinaryConfig {
+        &self.config
+    }
+
+    /// The task whose normalization parameters are active.
+    pub fn task(&self) -> usize {
+        self.task
+    }
+
+    /// The weight matrix used by the forward pass: sign(W_h ⊙ M) with the
+    /// identity estimator in the binary network, W ⊙ M otherwise.
+    fn weight_matrix<T: Tape<f32, D>>(&self, layer: &Layer<D>) -> Matrix<D, T> {
+        let w = layer.weight.effective::<T>();
+        let w = if self.config.binary {
+            sign_ste(w, false)
+        } else {
+            w
+        };
+        w.reshape_like(&(layer.outputs, layer.inputs))
+    }
+
+    /// Normalization, then (for a hidden layer) the activation.
+    fn tail<T: Tape<f32, D>>(
+        &self,
+        layer: &Layer<D>,
+        z: Matrix<D, T>,
+        hidden: bool,
+    ) -> Matrix<D, T> {
+        let z = match &layer.norm {
+            Norm::Batch(bn) => bn.forward(z),
+            Norm::Instance => instance_norm(z),
+        };
+        match (hidden, self.config.binary) {
+            (false, _) => z,
+            (true, true) => sign_ste(z, true),
+            (true, false) => z.relu(),
+        }
+    }
+
+    fn batch_norms_mut(&mut self) -> impl Iterator<Item = &mut BatchNorm<D>> {
+        self.layers.iter_mut().filter_map(|l| match &mut l.norm {
+            Norm::Batch(bn) => Some(&mut **bn),
+            Norm::Instance => None,
+        })
+    }
+}
+
+impl<D: Device<f32>> Model<D> for BinaryNet<D> {
+    fn input_shape(&self) -> InputShape {
+        self.shape
+    }
+
+    /// Stores the active γ/β under the current task and activates `task`'s
+    /// (unchanged if `task` has none stored yet). Instance norm has no state.
+    fn select_task(&mut self, task: usize) {
+        if task == self.task {
+            return;
+        }
+        let incoming = self.saved.remove(&task);
+        let mut outgoing = Vec::new();
+        let mut incoming = incoming.into_iter().flatten();
+        for bn in self.batch_norms_mut() {
+            match incoming.next() {
+                Some(stored) => outgoing.push(std::mem::replace(bn, stored)),
+                None => outgoing.push(bn.clone()),
+            }
+        }
+        self.saved.insert(self.task, outgoing);
+        self.task = task;
+    }
+
+    fn device(&self) -> &D {
+        &self.dev
+    }
+
+    fn forward<T: Tape<f32, D>>(&self, x: Matrix<D>) -> Matrix<D, T> {
+        let x = if self.config.binarize_input {
+            sign_ste::<_, D, NoneTape>(x, false)
+        } else {
+            x
+        };
+        let last = self.layers.len() - 1;
+        // The input is data: on the CPU the first layer's backward skips its gradient.
+        let first = &self.layers[0];
+        let w = self.weight_matrix::<T>(first);
+        let z = if on_cpu::<D>() {
+            host::matmul_no_input_grad(w, x)
+        } else {
+            w.matmul(x)
+        };
+        let mut h = self.tail(first, z, last > 0);
+        for (i, layer) in self.layers.iter().enumerate().skip(1) {
+            let z = self.weight_matrix::<T>(layer).matmul(h);
+            h = self.tail(layer, z, i < last);
+        }
+        h
+    }
+
+    fn params(&self) -> Vec<&Param<D>> {
+        let mut out = Vec::new();
+        for l in &self.layers {
+            out.push(&l.weight);
+            if let Norm::Batch(bn) = &l.norm {
+                out.extend([&bn.weight, &bn.bias]);
+            }
+        }
+        out
+    }
+
+    fn params_mut(&mut self) -> Vec<&mut Param<D>> {
+        let mut out = Vec::new();
+        for l in &mut self.layers {
+            out.push(&mut l.weight);
+            if let Norm::Batch(bn) = &mut l.norm {
+                out.extend([&mut bn.weight, &mut bn.bias]);
+            }
+        }
+        out
+    }
+}
+
+/// sign(x) with a straight-through gradient (all of it, or with `clip`
+/// only where |x| <= 1): one host pass on the CPU, dfdx ops elsewhere.
+fn sign_ste<S: Shape, D: Device<f32>, T: Tape<f32, D>>(
+    x: Tensor<S, f32, D, T>,
+    clip: bool,
+) -> Tensor<S, f32, D, T> {
+    if on_cpu::<D>() {
+        host::sign_ste(x, clip)
+    } else {
+        sign_ste_generic(x, clip)
+    }
+}
+
+/// `sign_ste` from dfdx ops by the detach trick: s - s' + sign(x), where s
+/// (x, or hardtanh(x) with `clip`) carries the tape and its copy s' does
+/// not. s - s' is exactly 0, so the values are exactly sign(x).
+fn sign_ste_generic<S: Shape, D: Device<f32>, T: Tape<f32, D>>(
+    x: Tensor<S, f32, D, T>,
+    clip: bool,
+) -> Tensor<S, f32, D, T> {
+    let shape = *x.shape();
+    let dev = x.device().clone();
+    let ones = dev.ones_like(&shape);
+    let target = x.gt(0.0).choose(
+        ones.clone(),
+        x.lt(0.0).choose(-ones, dev.zeros_like(&shape)),
+    );
+    let s = if clip { x.clamp(-1.0, 1.0) } else { x };
+    // `+ 0.0` makes a new tensor: a retaped one would share s's gradient slot.
+    let detached = s.retaped::<NoneTape>() + 0.0;
+    (s - detached) + target
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nn::optim::{Optimizer, OptimizerConfig};
+    use crate::nn::train::tests::{adam, blobs, SHAPE};
+    use crate::nn::train::{evaluate, train_epoch};
+
+    fn config(hidden: Vec<usize>, binary: bool) -> BinaryConfig {
+        BinaryConfig {
+            hidden,
+            binary,
+            init_width: 0.1,
+            norm: NormKind::Batch,
+            binarize_input: false,
+        }
+    }
+
+    #[test]
+    fn config_reads_yaml_with_defaults() {
+        let c: BinaryConfig = serde_yaml::from_str("hidden: [64, 32]").unwrap();
+        assert_eq!(c, config(vec![64, 32], true));
+        let c: BinaryConfig =
+            serde_yaml::from_str("{hidden: [], binary: false, norm: instance, init_width: 0.2}")
+                .unwrap();
+        assert!(!c.binary && c.norm == NormKind::Instance && c.init_width == 0.2);
+        assert!(serde_yaml::from_str::<BinaryConfig>("{hidden: [], meta: 1}").is_err());
+        let dev = Cpu::default();
+        let bad = BinaryConfig {
+            binarize_input: true,
+            ..config(vec![4], false)
+        };
+        assert!(matches!(
+            BinaryNet::new(&bad, SHAPE, 0, &dev),
+            Err(Error::Config(_))
+        ));
+        assert!(BinaryNet::new(&config(vec![0], true), SHAPE, 0, &dev).is_err());
+    }
+
+    #[test]
+    fn layers_names_kinds_and_seeded_init() {
+        let dev = Cpu::default();
+        let net = BinaryNet::new(&config(vec![8, 6], true), SHAPE, 3, &dev).unwrap();
+        let infos = net.param_infos();
+        let names: Vec<_> = infos.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "fc1.weight",
+                "bn1.weight",
+                "bn1.bias",
+                "fc2.weight",
+                "bn2.weight",
+                "bn2.bias",
+                "out.weight",
+                "bnout.weight",
+                "bnout.bias"
+            ]
+        );
+        let kinds: Vec<_> = infos.iter().map(|i| i.kind).collect();
+        assert_eq!(kinds[0], ParamKind::FcWeight);
+        assert_eq!(kinds[1], ParamKind::Norm);
+        assert_eq!(kinds[6], ParamKind::OutputWeight);
+        assert_eq!(infos[3].shape, vec![6, 8]);
+        assert_eq!(infos[8].shape, vec![4]);
+        let w = net.param("fc1.weight").unwrap().values();
+        assert!(w.iter().all(|v| v.abs() <= 0.05));
+        assert!(w.iter().any(|v| v.abs() > 0.04));
+        assert_eq!(net.param("bn2.weight").unwrap().values(), vec![1.0; 6]);
+        let same = BinaryNet::new(&config(vec![8, 6], true), SHAPE, 3, &dev).unwrap();
+        assert_eq!(
+            same.param("out.weight").unwrap().values(),
+            net.param("out.weight").unwrap().values()
+        );
+        let other = BinaryNet::new(&config(vec![8, 6], true), SHAPE, 4, &dev).unwrap();
+        assert_ne!(other.param("fc1.weight").unwrap().values(), w);
+        assert!(net
+            .param("bn1.weight")
+            .unwrap()
+            .clone()
+            .set_mask(Some(&[1.0; 8]))
+            .is_err());
+    }
+
+    /// Gradients of sum(sign_ste(x) ⊙ r) on both paths.
+    #[test]
+    fn straight_through_estimators() {
+        let dev = Cpu::default();
+        let x = dev.tensor_from_vec(vec![-2.0f32, -1.0, -0.5, 0.0, 0.3, 1.0, 1.5], (7,));
+        let r = dev.tensor_from_vec(vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0], (7,));
+        for clip in [false, true] {
+            for generic in [false, true] {
+                let xt = x.retaped::<OwnedTape<f32, Cpu>>();
+                let y = if generic {
+                    sign_ste_generic(xt, clip)
+                } else {
+                    host::sign_ste(xt, clip)
+                };
+                assert_eq!(y.as_vec(), [-1.0, -1.0, -1.0, 0.0, 1.0, 1.0, 1.0]);
+                let g = (y * r.clone())
+                    .sum::<Rank0, _>()
+                    .backward()
+                    .get(&x)
+                    .as_vec();
+                let want = if clip {
+                    vec![0.0, 2.0, 3.0, 4.0, 5.0, 6.0, 0.0]
+                } else {
+                    r.as_vec()
+                };
+                assert_eq!(g, want, "clip {clip}, generic {generic}");
+            }
+        }
+    }
+
+    /// The hidden weights get the gradient of the binary weights they stand for.
+    #[test]
+    fn hidden_weights_get_the_binary_weights_gradient() {
+        let dev = Cpu::default();
+        let shape = InputShape {
+            channels: 1,
+            height: 1,
+            width: 3,
+            classes: 2,
+        };
+        let mut net = BinaryNet::new(&config(vec![], true), shape, 0, &dev).unwrap();
+        net.param_mut("out.weight")
+            .unwrap()
+            .set_values(&[0.01, -0.02, 0.0, 0.03, 0.04, -0.05])
+            .unwrap();
+        let x = dev.tensor_from_vec(vec![1.0f32, -1.0, 2.0, 0.5, 3.0, 1.0], (3, 2));
+        let r = dev.tensor_from_vec(vec![1.0f32, -2.0, 0.5, 3.0], (2, 2));
+        let y = net.forward::<OwnedTape<f32, Cpu>>(x.clone());
+        let g = (y * r.clone()).sum::<Rank0, _>().backward();
+        let gw = g.get(net.param("out.weight").unwrap().value()).as_vec();
+        // The same loss through a real-valued layer holding sign(W_h).
+        let mut real = BinaryNet::new(&config(vec![], false), shape, 0, &dev).unwrap();
+        real.param_mut("out.weight")
+            .unwrap()
+            .set_values(&[1.0, -1.0, 0.0, 1.0, 1.0, -1.0])
+            .unwrap();
+        let y = real.forward::<OwnedTape<f32, Cpu>>(x);
+        let g = (y * r).sum::<Rank0, _>().backward();
+        let want = g.get(real.param("out.weight").unwrap().value()).as_vec();
+        for (a, b) in gw.iter().zip(&want) {
+            assert!((a - b).abs() < 1e-6, "{gw:?} vs {want:?}");
+        }
+        assert!(gw.iter().any(|v| v.abs() > 1e-3));
+    }
+
+    #[test]
+    fn evaluation_uses_batch_statistics() {
+        let dev = Cpu::default();
+        let net = BinaryNet::new(&config(vec![16], true), SHAPE, 1, &dev).unwrap();
+        let (x, _) = blobs(6, 9);
+        let features = SHAPE.features();
+        let columns = |rows: &[usize]| {
+            let mut v = vec![0.0f32; features * rows.len()];
+            for (j, &i) in rows.iter().enumerate() {
+                for f in 0..features {
+                    v[f * rows.len() + j] = x[i * features + f];
+                }
+            }
+            dev.tensor_from_vec(v, (features, rows.len()))
+        };
+        let logits = |rows: &[usize]| net.forward::<NoneTape>(columns(rows)).as_vec();
+        // Example 0's logits depend on the rest of its batch...
+        let (a, b) = (logits(&[0, 1, 2]), logits(&[0, 3, 4]));
+        assert!((0..4).any(|c| a[c * 3] != b[c * 3]));
+        // ...and the output rows are normalized over the batch.
+        for c in 0..4 {
+            let row = &a[c * 3..c * 3 + 3];
+            let mean: f32 = row.iter().sum::<f32>() / 3.0;
+            assert!(mean.abs() < 1e-5, "{row:?}");
+        }
+    }
+
+    #[test]
+    fn each_task_keeps_its_own_batch_norm() {
+        let dev = Cpu::default();
+        let mut net = BinaryNet::new(&config(vec![5], true), SHAPE, 2, &dev).unwrap();
+        let (x, _) = blobs(8, 1);
+        let input = || {
+            let mut v = vec![0.0f32; x.len()];
+            for i in 0..8 {
+                for f in 0..20 {
+                    v[f * 8 + i] = x[i * 20 + f];
+                }
+            }
+            dev.tensor_from_vec(v, (20, 8))
+        };
+        let set = |net: &mut BinaryNet<Cpu>, v: f32| {
+            net.param_mut("bn1.bias")
+                .unwrap()
+                .set_values(&[v; 5])
+                .unwrap();
+            net.param_mut("bnout.weight")
+                .unwrap()
+                .set_values(&[v; 4])
+                .unwrap();
+        };
+        let bias = |net: &BinaryNet<Cpu>| net.param("bn1.bias").unwrap().values()[0];
+        set(&mut net, 0.5);
+        let out0 = net.forward::<NoneTape>(input()).as_vec();
+        net.select_task(1);
+        assert_eq!(net.task(), 1);
+        assert_eq!(bias(&net), 0.5, "a new task starts from the current values");
+        set(&mut net, -2.0);
+        let out1 = net.forward::<NoneTape>(input()).as_vec();
+        assert_ne!(out0, out1);
+        net.select_task(0);
+        assert_eq!(bias(&net), 0.5);
+        assert_eq!(net.forward::<NoneTape>(input()).as_vec(), out0);
+        net.select_task(2);
+        assert_eq!(bias(&net), 0.5);
+        net.select_task(1);
+        assert_eq!(bias(&net), -2.0);
+        assert_eq!(net.forward::<NoneTape>(input()).as_vec(), out1);
+        assert_eq!(net.params().len(), 6);
+    }
+
+    #[test]
+    fn binary_and_full_precision_nets_learn_separable_blobs() {
+        let (train_x, train_y) = blobs(1000, 1);
+        let (test_x, test_y) = blobs(500, 2);
+        let dev = Cpu::default();
+        for (binary, norm) in [
+            (true, NormKind::Batch),
+            (false, NormKind::Batch),
+            (true, NormKind::Instance),
+        ] {
+            let c = BinaryConfig {
+                norm,
+                ..config(vec![64], binary)
+            };
+            let mut net = BinaryNet::new(&c, SHAPE, 0, &dev).unwrap();
+            let mut opt = if binary {
+                Optimizer::new(OptimizerConfig::AdamMeta {
+                    lr: 5e-3,
+                    betas: [0.9, 0.999],
+                    eps: 1e-8,
+                    weight_decay: 1e-7,
+                    meta: vec![1.3],
+                })
+            } else {
+                adam(5e-3)
+            };
+            for epoch in 0..5 {
+                train_epoch(
+                    &mut net,
+                    &mut opt,
+                    &train_x,
+                    &train_y,
+                    50,
+                    epoch,
+                    &mut |_, _| {},
+                )
+                .unwrap();
+            }
+            let eval = evaluate(&net, &test_x, &test_y, 100).unwrap();
+            assert!(eval.accuracy > 0.9, "binary {binary}, {norm:?}: {eval:?}");
+        }
+    }
+}
