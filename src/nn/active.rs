@@ -419,10 +419,11 @@ mod tests {
         let z: Matrix<Cpu> = dev.sample_normal_like(&(3 * 4, 5));
         let g: Matrix<Cpu> = dev.sample_normal_like(&(3, 5));
         let r: Matrix<Cpu> = dev.sample_normal_like(&(3 * 4, 5));
-        let fast = gate_channels(z.retaped::<OwnedTape<f32, Cpu>>(), g.retaped(), 4);
-        let full = (3, 4, 5);
-        let slow = (z.retaped::<OwnedTape<f32, Cpu>>().reshape_like(&full)
-            * g.retaped().broadcast_like::<_, Axis<1>>(&full))
+        type Taped = OwnedTape<f32, Cpu>;
+        let fast = gate_channels(z.retaped::<Taped>(), g.retaped::<Taped>(), 4);
+        let full: (usize, usize, usize) = (3, 4, 5);
+        let slow = (z.retaped::<Taped>().reshape_like(&full)
+            * g.retaped::<Taped>().broadcast_like::<_, Axis<1>>(&full))
         .reshape_like(&(12, 5));
         let (fv, sv) = (fast.as_vec(), slow.as_vec());
         let fg = (fast * r.clone()).sum::<Rank0, _>().backward();
