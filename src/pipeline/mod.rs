@@ -193,7 +193,12 @@ impl Loader<'_> {
     }
 
     fn parse_stage(&self, name: &str, value: &Value) -> Result<RawStage, Error> {
-        serde_path_to_error::deserialize(value.clone()).map_err(|e| {
+        // YAML merge keys (`params: {<<: *base, lr: ...}`) share settings between stages.
+        let mut value = value.clone();
+        value
+            .apply_merge()
+            .map_err(|e| self.err(name, "", format!("invalid merge key (`<<`): {e}")))?;
+        serde_path_to_error::deserialize(value).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner().to_string();
             let mut key = if path == "." { String::new() } else { path };

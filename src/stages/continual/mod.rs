@@ -6,6 +6,9 @@
 //! epoch loop [`fit`] (early stopping on the task's validation examples when
 //! the dataset has a validation split), then test every task seen so far.
 //!
+//! With `eval_each_epoch` (Laborieux et al.'s protocol) every task seen so
+//! far is also tested after every epoch, into `epoch_accuracy.csv`.
+//!
 //! Outputs: `accuracy.csv` (the accuracy matrix, long form: after_task, task,
 //! accuracy: test accuracy on task j after training task i), `summary.csv`
 //! (per number of tasks trained: mean accuracy over them, latest task's
@@ -24,19 +27,23 @@ use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::nn::{checkpoint, evaluate, ActiveNet, Device, InputShape, Model, Optimizer, OptimizerConfig};
+use crate::data::Dataset;
+use crate::nn::{
+    checkpoint, evaluate, ActiveNet, BinaryNet, Device, InputShape, Model, Optimizer,
+    OptimizerConfig,
+};
 use crate::seeds;
 
 use super::dataset::load_input;
 use super::on_device::{on_device, OnDevice};
 use super::params::ParamError;
 use super::train::{
-    fit, nn_error, validate_training, write_json, EarlyStopping, FitPlan, Keep, Normalize,
-    Prepared,
+    fit, nn_error, validate_training, write_json, EarlyStopping, EpochRow, FitPlan, Keep,
+    Normalize, Prepared,
 };
 use super::{Error, Metrics, Result, StageContext, TypedStage};
 use context::Contexts;
-use tasks::TaskSet;
+use tasks::{Part, TaskSet};
 
 /// Params of a `continual` stage.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -66,12 +73,17 @@ pub struct ContinualParams {
     pub normalize: Option<Normalize>,
     /// Test the seen tasks after every n-th task (and always after the last).
     pub eval_every: usize,
+    /// Test every task after every epoch (into `epoch_accuracy.csv`).
+    pub eval_each_epoch: bool,
 }
 
 impl Default for ContinualParams {
     fn default() -> Self {
         ContinualParams {
-            tasks: TaskSpec::Permuted { count: 10 },
+            tasks: TaskSpec::Permuted {
+                count: 10,
+                permute_first: false,
+            },
             model: ContinualModel::default(),
             context: ContextKind::Prototype,
             optimizer: OptimizerConfig::Adam {
@@ -88,6 +100,7 @@ impl Default for ContinualParams {
             keep: Keep::Last,
             normalize: None,
             eval_every: 1,
+            eval_each_epoch: false,
         }
     }
 }
@@ -110,6 +123,12 @@ impl TypedStage for ContinualStage {
         if p.early_stopping.as_ref().is_some_and(|e| e.patience == 0) {
             return Err(ParamError::new("early_stopping.patience", "must be at least 1"));
         }
+        if p.eval_each_epoch && (p.early_stopping.is_some() || p.keep == Keep::Best) {
+            return Err(ParamError::new(
+                "eval_each_epoch",
+                "tests after every epoch of plain training: it cannot be combined with early_stopping or keep: best",
+            ));
+        }
         Ok(())
     }
 
@@ -127,35 +146,87 @@ impl OnDevice for Job<'_> {
     type Output = Metrics;
     fn run<D: Device<f32>>(self, dev: D) -> Result<Metrics> {
         let (p, ctx) = (self.params, self.ctx);
-        let ds = load_input(ctx)?;
-        let data = Prepared::new(&ds, p.normalize.as_ref())?;
-        if p.early_stopping.is_some() && data.validation.is_none() {
+        let sources = load_sources(p, ctx)?;
+        let first = &sources[0];
+        if p.early_stopping.is_some() && first.validation.is_none() {
             return Err(Error::InvalidInput(format!(
                 "stage `{}`: early_stopping needs a validation split; set `validation:` on the dataset stage",
                 ctx.stage
             )));
         }
-        let features = data.shape.features();
-        let tasks = TaskSet::new(&p.tasks, data.shape.classes, features, ctx.seed)
-            .map_err(Error::InvalidInput)?;
+        let features = first.shape.features();
+        let tasks = TaskSet::new(
+            &p.tasks,
+            first.shape.classes,
+            features,
+            first.train_y.len(),
+            ctx.seed,
+        )
+        .map_err(Error::InvalidInput)?;
         let shape = InputShape {
             classes: tasks.classes(),
-            ..data.shape
+            ..first.shape
         };
         let contexts = Contexts::new(p.context, features, tasks.len());
-        let spec = p.model.spec(tasks.len(), contexts.len());
-        let net = ActiveNet::new(&spec, shape, seeds::derive(ctx.seed, "init", 0), &dev)
-            .map_err(|e| Error::InvalidInput(e.to_string()))?;
-        let contexts = p.model.is_dendritic().then_some(contexts);
-        Learner { p, ctx, data: &data, tasks: &tasks, contexts }.run(net)
+        let seed = seeds::derive(ctx.seed, "init", 0);
+        let invalid = |e: crate::nn::Error| Error::InvalidInput(e.to_string());
+        let learner = Learner {
+            p,
+            ctx,
+            sources: &sources,
+            tasks: &tasks,
+            contexts: p.model.is_dendritic().then_some(contexts),
+        };
+        match (&p.model, p.model.spec(tasks.len(), p.context.len(features, tasks.len()))) {
+            (ContinualModel::Bnn(config), _) => {
+                learner.run(BinaryNet::new(config, shape, seed, &dev).map_err(invalid)?)
+            }
+            (_, Some(spec)) => learner.run(ActiveNet::new(&spec, shape, seed, &dev).map_err(invalid)?),
+            (_, None) => unreachable!("every model but bnn has an ActiveSpec"),
+        }
     }
+}
+
+/// The upstream datasets, normalized: the one `needs` names, or for
+/// `tasks: {datasets: [...]}` each named stage in order, all of one shape.
+fn load_sources(p: &ContinualParams, ctx: &StageContext) -> Result<Vec<Prepared>> {
+    let TaskSpec::Datasets(names) = &p.tasks else {
+        return Ok(vec![Prepared::new(&load_input(ctx)?, p.normalize.as_ref())?]);
+    };
+    let mut out: Vec<Prepared> = Vec::new();
+    for name in names {
+        // A dataset stage expanded by a matrix is `name@seed=0`: match its base name.
+        let base = |stage: &str| stage.split('@').next().unwrap_or(stage).to_string();
+        let input = ctx
+            .inputs
+            .values()
+            .find(|i| i.kind == "dataset" && (i.stage == *name || base(&i.stage) == *name))
+            .ok_or_else(|| {
+            Error::InvalidInput(format!(
+                "stage `{}`: tasks.datasets names `{name}`, which is not a dataset stage in its `needs`",
+                ctx.stage
+            ))
+        })?;
+        let ds = Dataset::load(&input.dir).map_err(|e| Error::InvalidInput(e.to_string()))?;
+        let prepared = Prepared::new(&ds, p.normalize.as_ref())?;
+        if let Some(first) = out.first() {
+            if first.shape != prepared.shape {
+                return Err(Error::InvalidInput(format!(
+                    "stage `{}`: dataset `{name}` is {}, the first is {}; sequential tasks need one shape",
+                    ctx.stage, prepared.shape, first.shape
+                )));
+            }
+        }
+        out.push(prepared);
+    }
+    Ok(out)
 }
 
 /// One pass through the task sequence.
 struct Learner<'a> {
     p: &'a ContinualParams,
     ctx: &'a StageContext<'a>,
-    data: &'a Prepared,
+    sources: &'a [Prepared],
     tasks: &'a TaskSet,
     contexts: Option<Contexts>,
 }
@@ -163,6 +234,8 @@ struct Learner<'a> {
 /// Test accuracy of every seen task after one task's training.
 struct Evaluation {
     after_task: usize,
+    /// 1-based epoch within the task (only with `eval_each_epoch`).
+    epoch: usize,
     accuracies: Vec<f64>,
     /// Fraction of test examples whose inferred prototype is their own task's.
     prototype_hits: Option<f64>,
@@ -170,63 +243,96 @@ struct Evaluation {
 
 impl Learner<'_> {
     fn run<D: Device<f32>, M: Model<D>>(mut self, mut net: M) -> Result<Metrics> {
-        let features = self.data.shape.features();
         let count = self.tasks.len();
         let mut opt = Optimizer::new(self.p.optimizer.clone());
         let mut evaluations = Vec::new();
-        let mut epochs: Vec<(usize, super::train::EpochRow)> = Vec::new();
+        let mut per_epoch = Vec::new();
+        let mut epochs: Vec<(usize, EpochRow)> = Vec::new();
         for t in 0..count {
-            net.select_task(t);
+            net.select_task(self.state_of(t));
             let task = self.task_data(t)?;
             if self.p.reset_optimizer {
                 opt.reset();
             }
-            let (p, ctx) = (self.p, self.ctx);
-            let history = fit(
-                &mut net,
-                &mut opt,
-                &task,
-                FitPlan {
-                    first_epoch: 1,
-                    epochs: p.epochs,
-                    batch_size: p.batch_size,
-                    eval_batch_size: p.eval_batch_size,
-                    early_stopping: p.early_stopping.as_ref(),
-                    keep: p.keep,
-                    seed: seeds::derive(ctx.seed, "task", t as u64),
-                    snapshot_at: None,
-                    progress: &mut |epoch, batch, batches| {
-                        let done = (t * p.epochs + epoch - 1) * batches + batch;
-                        ctx.progress.update(
-                            done as u64,
-                            (count * p.epochs * batches) as u64,
-                            &format!("task {}/{count} epoch {epoch}/{}", t + 1, p.epochs),
-                        );
-                    },
-                },
-            )?;
-            epochs.extend(history.rows.into_iter().map(|r| (t, r)));
+            // With per-epoch tests, one `fit` per epoch; otherwise one per task.
+            let (chunks, chunk) = match self.p.eval_each_epoch {
+                true => (self.p.epochs, 1),
+                false => (1, self.p.epochs),
+            };
+            for c in 0..chunks {
+                let history = self.fit_task(&mut net, &mut opt, &task, t, 1 + c * chunk, chunk)?;
+                epochs.extend(history.rows.into_iter().map(|r| (t, r)));
+                if self.p.eval_each_epoch {
+                    per_epoch.push(self.evaluate(&mut net, t, c + 1, t)?);
+                }
+            }
             if (t + 1) % self.p.eval_every == 0 || t + 1 == count {
-                evaluations.push(self.evaluate(&mut net, t, features)?);
+                evaluations.push(self.evaluate(&mut net, t, self.p.epochs, t)?);
             }
         }
         checkpoint::save(&net, &self.ctx.out_dir.join("weights.safetensors")).map_err(nn_error)?;
         write_json(&self.ctx.out_dir.join("tasks.json"), self.tasks)?;
-        self.write_tables(&evaluations, &epochs)?;
+        self.write_tables(&evaluations, &per_epoch, &epochs)?;
         Ok(metrics(&evaluations, &epochs))
+    }
+
+    /// Which per-task model state (e.g. normalization parameters) task `t`
+    /// uses: its own, except in a stream, where every part is the same task.
+    fn state_of(&self, t: usize) -> usize {
+        if self.tasks.shares_test() {
+            0
+        } else {
+            t
+        }
+    }
+
+    /// Trains task `t` for `epochs` epochs starting at epoch `first`.
+    fn fit_task<D: Device<f32>, M: Model<D>>(
+        &self,
+        net: &mut M,
+        opt: &mut Optimizer<D>,
+        task: &Prepared,
+        t: usize,
+        first: usize,
+        epochs: usize,
+    ) -> Result<super::train::History> {
+        let (p, ctx, count) = (self.p, self.ctx, self.tasks.len());
+        fit(
+            net,
+            opt,
+            task,
+            FitPlan {
+                first_epoch: first,
+                epochs,
+                batch_size: p.batch_size,
+                eval_batch_size: p.eval_batch_size,
+                early_stopping: p.early_stopping.as_ref(),
+                keep: p.keep,
+                seed: seeds::derive(ctx.seed, "task", t as u64),
+                snapshot_at: None,
+                progress: &mut |epoch, batch, batches| {
+                    let done = (t * p.epochs + epoch - 1) * batches + batch;
+                    ctx.progress.update(
+                        done as u64,
+                        (count * p.epochs * batches) as u64,
+                        &format!("task {}/{count} epoch {epoch}/{}", t + 1, p.epochs),
+                    );
+                },
+            },
+        )
     }
 
     /// Task `t`'s training data (with its context), its validation examples
     /// and its test examples (for per-epoch monitoring).
     fn task_data(&mut self, t: usize) -> Result<Prepared> {
-        let d = self.data;
+        let d = &self.sources[self.tasks.source(t)];
         let features = d.shape.features();
-        let train = self.tasks.task(t, &d.train_x, &d.train_y, features);
-        let test = self.tasks.task(t, &d.test_x, &d.test_y, features);
+        let train = self.tasks.task(t, Part::Train, &d.train_x, &d.train_y, features);
+        let test = self.tasks.task(t, Part::Held, &d.test_x, &d.test_y, features);
         let validation = d
             .validation
             .as_ref()
-            .map(|(x, y)| self.tasks.task(t, x, y, features));
+            .map(|(x, y)| self.tasks.task(t, Part::Held, x, y, features));
         if train.y.is_empty() || test.y.is_empty() {
             return Err(Error::InvalidInput(format!(
                 "task {t} has no training or no test examples"
@@ -248,19 +354,24 @@ impl Learner<'_> {
         })
     }
 
-    /// Tests tasks 0..=t, each with the context it would get at test time.
+    /// After `epoch` of task `t`, tests tasks 0..=last (only task 0 when
+    /// all tasks share one test set), each with the context it would get at
+    /// test time.
     fn evaluate<D: Device<f32>, M: Model<D>>(
         &self,
         net: &mut M,
         t: usize,
-        features: usize,
+        epoch: usize,
+        last: usize,
     ) -> Result<Evaluation> {
-        let d = self.data;
+        let last = if self.tasks.shares_test() { 0 } else { last };
         let mut accuracies = Vec::new();
         let (mut hits, mut total) = (0usize, 0usize);
-        for j in 0..=t {
-            net.select_task(j);
-            let test = self.tasks.task(j, &d.test_x, &d.test_y, features);
+        for j in 0..=last {
+            net.select_task(self.state_of(j));
+            let d = &self.sources[self.tasks.source(j)];
+            let features = d.shape.features();
+            let test = self.tasks.task(j, Part::Held, &d.test_x, &d.test_y, features);
             let x = match &self.contexts {
                 Some(c) => context::append(&test.x, features, |_, row| {
                     let (v, inferred) = c.infer(j, row);
@@ -273,9 +384,10 @@ impl Learner<'_> {
             let stats = evaluate(net, &x, &test.y, self.p.eval_batch_size).map_err(nn_error)?;
             accuracies.push(stats.accuracy);
         }
-        net.select_task(t);
+        net.select_task(self.state_of(t));
         Ok(Evaluation {
             after_task: t,
+            epoch,
             accuracies,
             prototype_hits: (total > 0).then(|| hits as f64 / total as f64),
         })
@@ -284,19 +396,15 @@ impl Learner<'_> {
     fn write_tables(
         &self,
         evaluations: &[Evaluation],
-        epochs: &[(usize, super::train::EpochRow)],
+        per_epoch: &[Evaluation],
+        epochs: &[(usize, EpochRow)],
     ) -> Result<()> {
         let out = &self.ctx.out_dir;
-        let (mut after, mut task, mut acc) = (Vec::new(), Vec::new(), Vec::new());
-        for e in evaluations {
-            for (j, &a) in e.accuracies.iter().enumerate() {
-                after.push(e.after_task as u32);
-                task.push(j as u32);
-                acc.push(a);
-            }
+        let mut matrix = long_table(evaluations);
+        if !per_epoch.is_empty() {
+            crate::table::write_csv(&out.join("epoch_accuracy.csv"), &mut long_table(per_epoch))
+                .map_err(Error::Failed)?;
         }
-        let mut matrix = df!("after_task" => after, "task" => task, "accuracy" => acc)
-            .expect("equal lengths");
         let mut summary = df!(
             "tasks_trained" => evaluations.iter().map(|e| e.after_task as u32 + 1).collect::<Vec<_>>(),
             "mean_accuracy" => evaluations.iter().map(|e| mean(&e.accuracies)).collect::<Vec<_>>(),
@@ -304,7 +412,7 @@ impl Learner<'_> {
             "first_task_accuracy" => evaluations.iter().map(|e| e.accuracies[0]).collect::<Vec<_>>(),
         )
         .expect("equal lengths");
-        let col = |f: fn(&super::train::EpochRow) -> f64| epochs.iter().map(|(_, r)| f(r)).collect::<Vec<f64>>();
+        let col = |f: fn(&EpochRow) -> f64| epochs.iter().map(|(_, r)| f(r)).collect::<Vec<f64>>();
         let mut per_epoch = df!(
             "task" => epochs.iter().map(|(t, _)| *t as u32).collect::<Vec<_>>(),
             "epoch" => epochs.iter().map(|(_, r)| r.epoch as u32).collect::<Vec<_>>(),
@@ -325,13 +433,28 @@ impl Learner<'_> {
     }
 }
 
+/// Evaluations in long form: after_task, epoch, task, accuracy.
+fn long_table(evaluations: &[Evaluation]) -> DataFrame {
+    let (mut after, mut epoch, mut task, mut acc) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for e in evaluations {
+        for (j, &a) in e.accuracies.iter().enumerate() {
+            after.push(e.after_task as u32);
+            epoch.push(e.epoch as u32);
+            task.push(j as u32);
+            acc.push(a);
+        }
+    }
+    df!("after_task" => after, "epoch" => epoch, "task" => task, "accuracy" => acc)
+        .expect("equal lengths")
+}
+
 fn mean(v: &[f64]) -> f64 {
     v.iter().sum::<f64>() / v.len().max(1) as f64
 }
 
 /// The manifest's metrics: final mean, latest and first-task accuracy, and
 /// the mean accuracy after each evaluated task.
-fn metrics(evaluations: &[Evaluation], epochs: &[(usize, super::train::EpochRow)]) -> Metrics {
+fn metrics(evaluations: &[Evaluation], epochs: &[(usize, EpochRow)]) -> Metrics {
     let last = evaluations.last().expect("the last task is always evaluated");
     let seconds: f64 = epochs.iter().map(|(_, r)| r.seconds).sum();
     Metrics::from([

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::nn::ActiveSpec;
+use crate::nn::{ActiveSpec, BinaryConfig};
 
 use super::super::ParamError;
 
@@ -98,6 +98,9 @@ pub enum ContinualModel {
         #[serde(default)]
         segments: Option<usize>,
     },
+    /// Laborieux et al.'s binarized network (`binary: false`: its
+    /// full-precision twin), meant for the `adam-meta` optimizer.
+    Bnn(BinaryConfig),
 }
 
 impl Default for ContinualModel {
@@ -126,7 +129,14 @@ impl ContinualModel {
                 ))
             }
         };
-        let spec = self.spec(1, 1);
+        let Some(spec) = self.spec(1, 1) else {
+            return match self {
+                ContinualModel::Bnn(c) if c.hidden.contains(&0) => {
+                    Err(ParamError::new("model.hidden", "widths must be positive"))
+                }
+                _ => Ok(()),
+            };
+        };
         if spec.hidden.contains(&0) || spec.conv.contains(&0) {
             return Err(ParamError::new("model.hidden", "widths must be positive"));
         }
@@ -153,8 +163,9 @@ impl ContinualModel {
         )
     }
 
-    /// The architecture for `tasks` tasks and a context of length `context`.
-    pub fn spec(&self, tasks: usize, context: usize) -> ActiveSpec {
+    /// The architecture for `tasks` tasks and a context of length `context`
+    /// (`None` for the binarized network, which is not an `ActiveNet`).
+    pub fn spec(&self, tasks: usize, context: usize) -> Option<ActiveSpec> {
         let plain = |conv: &[usize], hidden: &[usize]| ActiveSpec {
             conv: conv.to_vec(),
             hidden: hidden.to_vec(),
@@ -165,7 +176,8 @@ impl ContinualModel {
             segments: 0,
             context: 0,
         };
-        match self {
+        Some(match self {
+            ContinualModel::Bnn(_) => return None,
             ContinualModel::Mlp { hidden } => plain(&[], hidden),
             ContinualModel::Cnn { conv, hidden } => plain(conv, hidden),
             ContinualModel::Sparse {
@@ -220,6 +232,6 @@ impl ContinualModel {
                 context,
                 ..plain(conv, hidden)
             },
-        }
+        })
     }
 }

@@ -82,6 +82,17 @@ pub fn sections(ctx: &StageContext, inputs: &[&Input]) -> Result<(Vec<Section>, 
             }
             heatmaps.push(Panel::Heatmap(heatmap(base, runs[0])?));
         }
+        // A run with one evaluation (e.g. the whole training set at once) is
+        // drawn as a level line across the others.
+        let longest = mean_series.iter().map(|s| s.points.len()).max().unwrap_or(0);
+        for series in [&mut mean_series, &mut latest_series] {
+            for s in series.iter_mut() {
+                if s.points.len() == 1 && longest > 1 {
+                    let y = s.points[0].y;
+                    *s = Series::reference(s.name.clone(), y, 1.0, longest as f64);
+                }
+            }
+        }
         let chart = |title: &str, series: Vec<Series>| {
             Panel::Line(LineChart {
                 title: title.into(),
@@ -116,21 +127,93 @@ pub fn sections(ctx: &StageContext, inputs: &[&Input]) -> Result<(Vec<Section>, 
             rows,
         );
         sections.push(
-            Section::new(format!("Continual learning (Bain 2022 Figs. 8–9): {tasks}"))
+            Section::new(format!("Continual learning: {tasks}"))
                 .paragraph(
                     "After each task, the test accuracy averaged over every task trained so far, \
                      and the accuracy on the task just trained, for each network (mean ± std across \
-                     seeds). Forgetting shows as a falling mean while the newest task stays high.",
+                     seeds): Bain 2022 Figs. 8-9 for the active-dendrite networks. Forgetting shows \
+                     as a falling mean while the newest task stays high. In a stream every subset \
+                     is tested on the whole test set, so both panels show that accuracy.",
                 )
                 .figure(FigureRef::from_stem(&format!("figures/{stem}"), "Accuracy against tasks trained"))
                 .figure(FigureRef::from_stem(&format!("figures/{matrix_stem}"), "Accuracy matrices"))
                 .table(table),
         );
     }
+    if let Some(section) = per_epoch_section(ctx, inputs)? {
+        sections.push(section);
+    }
     Ok((sections, ours))
 }
 
-/// "permuted, 10 tasks" or "split, 5 tasks of 2 classes" from the `tasks` params.
+/// Laborieux et al. Fig. 2: each task's test accuracy after every epoch of
+/// the whole sequence, one panel per network (first seed), for the runs made
+/// with `eval_each_epoch`.
+fn per_epoch_section(ctx: &StageContext, inputs: &[&Input]) -> Result<Option<Section>> {
+    let mut panels = Vec::new();
+    let mut used = Vec::new();
+    for (base, runs) in by_base(inputs) {
+        let run = runs[0];
+        if !run.dir.join("epoch_accuracy.csv").exists() {
+            continue;
+        }
+        let frame = read_table(run, "epoch_accuracy.csv")?;
+        let after = column(&frame, "after_task")?;
+        let epoch = column(&frame, "epoch")?;
+        let task = column(&frame, "task")?;
+        let acc = column(&frame, "accuracy")?;
+        let per_task = run.params["epochs"].as_f64().unwrap_or(1.0);
+        let mut lines: BTreeMap<u64, Vec<Point>> = BTreeMap::new();
+        for i in 0..after.len() {
+            let x = after[i] * per_task + epoch[i];
+            lines.entry(task[i] as u64).or_default().push(Point::new(x, acc[i] * 100.0));
+        }
+        panels.push(Panel::Line(LineChart {
+            title: format!("{base} ({})", optimizer_label(run)),
+            x_label: "epoch of the whole sequence".into(),
+            y_label: "test accuracy (%)".into(),
+            y_range: Some((0.0, 100.0)),
+            series: lines
+                .into_iter()
+                .map(|(t, points)| Series::new(format!("task {}", t + 1), points).color(t as usize))
+                .collect(),
+            ..LineChart::default()
+        }));
+        used.push(run);
+    }
+    if panels.is_empty() {
+        return Ok(None);
+    }
+    let stem = "continual_epochs";
+    let columns = panels.len().min(2);
+    let fig = Figure::new(panels, columns)
+        .title("Test accuracy of every task learned so far, after every epoch")
+        .provenance(&provenance(ctx, &used));
+    render(&fig, &ctx.out_dir.join("figures"), stem).map_err(|e| Error::Failed(e.to_string()))?;
+    Ok(Some(
+        Section::new("Accuracy of each task through the sequence (Laborieux et al. 2021, Fig. 2)")
+            .paragraph(
+                "Each line is one task's test accuracy, from the epoch its training starts to the \
+                 end of the sequence (first seed). A non-metaplastic network (m = 0) forgets: early \
+                 tasks fall as later ones are learned. Metaplasticity (m > 0) keeps them higher.",
+            )
+            .figure(FigureRef::from_stem(&format!("figures/{stem}"), "Per-task accuracy through the sequence")),
+    ))
+}
+
+/// `adam-meta, m = [1.35]` or the optimizer's type.
+fn optimizer_label(input: &Input) -> String {
+    let opt = &input.params["optimizer"];
+    let kind = opt["type"].as_str().unwrap_or("?");
+    match opt.get("meta") {
+        Some(m) => format!("{kind}, m = {m}"),
+        None => kind.to_string(),
+    }
+}
+
+/// "permuted, 10 tasks", "split, 5 tasks of 2 classes", "stream learning"
+/// (every subset count together, so the whole-set run sits beside the
+/// stream) or "datasets mnist → fmnist", from the `tasks` params.
 fn describe_tasks(tasks: &serde_json::Value) -> String {
     if let Some(p) = tasks.get("permuted") {
         return format!("permuted, {} tasks", p["count"]);
@@ -138,6 +221,13 @@ fn describe_tasks(tasks: &serde_json::Value) -> String {
     if let Some(s) = tasks.get("split") {
         let count = s.get("count").filter(|c| !c.is_null()).map_or("all".into(), |c| c.to_string());
         return format!("split, {count} tasks of {} classes", s["classes_per_task"]);
+    }
+    if tasks.get("stream").is_some() {
+        return "stream learning (subsets of one training set, one after another)".into();
+    }
+    if let Some(serde_json::Value::Array(names)) = tasks.get("datasets") {
+        let names: Vec<&str> = names.iter().filter_map(|n| n.as_str()).collect();
+        return format!("datasets in sequence: {}", names.join(" → "));
     }
     tasks.to_string()
 }

@@ -87,6 +87,11 @@ pub struct Reference {
     /// (e.g. "no loss of accuracy": a ticket better than dense also reproduces it).
     #[serde(default)]
     pub at_most: bool,
+    /// The paper's value holds only at the published settings (e.g. an
+    /// accuracy after 10 MNIST tasks): under a profile that `reduced` them
+    /// the verdict is "not comparable at this scale".
+    #[serde(default)]
+    pub published_scale: bool,
 }
 
 /// Params of a `report` stage.
@@ -159,7 +164,14 @@ impl TypedStage for ReportStage {
             ours.extend(values);
         }
         for r in &params.references {
-            comparisons.push(comparison(r, claim_value(&ours, r)));
+            let mut c = comparison(r, claim_value(&ours, r));
+            if r.published_scale && !params.reduced.is_empty() {
+                c.verdict = report::Verdict::NotComparable(
+                    "the paper's value is for its published settings; this run reduced them (see Provenance)".into(),
+                );
+                c.explanation = "not comparable at this scale".into();
+            }
+            comparisons.push(c);
         }
         let noise: Vec<&Input> = ctx.inputs_of_kind("noise-eval");
         for input in noise {
