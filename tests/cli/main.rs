@@ -2,11 +2,13 @@
 //!
 //! - `validation`: invalid pipelines and arguments (exit 2, messages);
 //! - `caching`: what reruns when something changes, and why;
+//! - `continual`: dendrites and metaplasticity, quick profiles and small settings;
 //! - `science`: pruning and noise robustness on small settings;
 //! - `store`: integrity, locking, gc;
 //! - `training`: the train stage: accuracy, determinism, dependants, crashes.
 
 mod caching;
+mod continual;
 mod science;
 mod store;
 mod training;

@@ -123,6 +123,20 @@ impl TypedStage for ContinualStage {
         if p.early_stopping.as_ref().is_some_and(|e| e.patience == 0) {
             return Err(ParamError::new("early_stopping.patience", "must be at least 1"));
         }
+        if let (ContinualModel::Bnn(net), OptimizerConfig::AdamMeta { meta, .. }) =
+            (&p.model, &p.optimizer)
+        {
+            let layers = net.hidden.len() + 1;
+            if meta.len() != 1 && meta.len() != layers {
+                return Err(ParamError::new(
+                    "optimizer.meta",
+                    format!(
+                        "give one value for all layers or {layers} values (one per weight layer); got {}",
+                        meta.len()
+                    ),
+                ));
+            }
+        }
         if p.eval_each_epoch && (p.early_stopping.is_some() || p.keep == Keep::Best) {
             return Err(ParamError::new(
                 "eval_each_epoch",

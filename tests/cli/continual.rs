@@ -1,0 +1,141 @@
+//! Continual learning: the dendrites and metaplasticity pipelines' quick
+//! profiles end to end, and what the continual stage measures on small settings.
+
+use serde_json::Value;
+
+use crate::util::{stderr, with_status, Project};
+
+const DENDRITES: &str = include_str!("../../pipelines/dendrites.yaml");
+const METAPLASTICITY: &str = include_str!("../../pipelines/metaplasticity.yaml");
+
+fn manifest(p: &Project, pipeline: &str, profile: &str, stage: &str) -> Value {
+    let out = p.run(&["show", pipeline, "--profile", profile, stage, "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Rows of a CSV output (header first).
+fn csv(m: &Value, file: &str) -> Vec<Vec<String>> {
+    let dir = std::path::PathBuf::from(m["output_dir"].as_str().unwrap());
+    std::fs::read_to_string(dir.join(file))
+        .unwrap()
+        .lines()
+        .map(|l| l.split(',').map(String::from).collect())
+        .collect()
+}
+
+#[test]
+fn dendrites_quick_profile_trains_every_network_and_reports_the_accuracy_matrix() {
+    let p = Project::new();
+    p.file("dendrites.yaml", DENDRITES);
+    let run = ["run", "dendrites.yaml", "--profile", "quick", "--json"];
+    let ran = p.statuses(&run);
+    for stage in ["adn_10@seed=0", "sparse_10@seed=0", "mlp_10@seed=0", "cnn@seed=0", "adn_cnn@seed=0", "report"] {
+        assert!(with_status(&ran, "ran").contains(&stage.to_string()), "{stage}: {ran:?}");
+    }
+    // Two permuted tasks: the matrix is lower-triangular (3 entries), one summary row per task.
+    let adn = manifest(&p, "dendrites.yaml", "quick", "adn_10@seed=0");
+    let matrix = csv(&adn, "accuracy.csv");
+    assert_eq!(matrix[0], ["after_task", "epoch", "task", "accuracy"]);
+    let cells: Vec<(String, String)> = matrix[1..].iter().map(|r| (r[0].clone(), r[2].clone())).collect();
+    assert_eq!(cells, [("0", "0"), ("1", "0"), ("1", "1")].map(|(a, b)| (a.into(), b.into())));
+    assert_eq!(csv(&adn, "summary.csv").len(), 3);
+    let m = &adn["metrics"];
+    let prototypes = m["prototype_inference_accuracy"].as_f64().unwrap();
+    assert!(prototypes > 0.9, "prototype inference {prototypes}");
+    assert!(m["final_mean_accuracy"].as_f64().unwrap() > 0.2);
+    // The split CNN learned 2 tasks (tiny settings: its accuracy means nothing).
+    let cnn = manifest(&p, "dendrites.yaml", "quick", "cnn@seed=0");
+    assert_eq!(cnn["metrics"]["tasks"], 2);
+    // The report: figures exist and the page links only files that exist.
+    let dir = p.path().join("reports/dendrites");
+    for f in ["continual_0.png", "continual_0.svg", "continual_1_matrix.png"] {
+        assert!(dir.join("figures").join(f).is_file(), "{f}");
+    }
+    let html = std::fs::read_to_string(dir.join("index.html")).unwrap();
+    for link in html.split("src=\"").skip(1).chain(html.split("href=\"").skip(1)) {
+        let target = link.split('"').next().unwrap();
+        if !target.starts_with("data:") && !target.starts_with('#') && !target.starts_with("http") {
+            assert!(dir.join(target).exists(), "index.html links a missing {target}");
+        }
+    }
+    // Same pipeline, same seed: the same bytes.
+    let again = Project::new();
+    again.file("dendrites.yaml", DENDRITES);
+    again.statuses(&run);
+    let other = manifest(&again, "dendrites.yaml", "quick", "adn_10@seed=0");
+    assert_eq!(adn["output"], other["output"]);
+}
+
+#[test]
+fn metaplasticity_quick_profile_tests_every_task_after_every_epoch() {
+    let p = Project::new();
+    p.file("metaplasticity.yaml", METAPLASTICITY);
+    let ran = p.statuses(&["run", "metaplasticity.yaml", "--profile", "quick", "--json"]);
+    assert!(with_status(&ran, "ran").contains(&"report".to_string()));
+    // 2 tasks x 2 epochs, tested on the tasks seen so far: 2 + 2 x 2 = 6 rows.
+    let bnn = manifest(&p, "metaplasticity.yaml", "quick", "pmnist_m135@seed=0");
+    assert_eq!(csv(&bnn, "epoch_accuracy.csv").len(), 1 + 6);
+    // A dataset sequence: one task per dataset.
+    let seq = manifest(&p, "metaplasticity.yaml", "quick", "seq_m0@seed=0");
+    assert_eq!(seq["metrics"]["tasks"], 2);
+    // A stream of 4 parts is tested on the one test set after each part.
+    let stream = manifest(&p, "metaplasticity.yaml", "quick", "stream_m0@seed=0");
+    let summary = csv(&stream, "summary.csv");
+    assert_eq!(summary.len(), 1 + 4);
+    assert!(summary[1..].iter().all(|r| r[1] == r[2]), "{summary:?}");
+    assert!(p.path().join("reports/metaplasticity/figures/continual_epochs.svg").is_file());
+}
+
+const SMALL: &str = "name: small
+seed: 0
+stages:
+  data:
+    kind: dataset
+    params: { name: fashion-mnist, train_limit: 3000, test_limit: 1000 }
+  mlp:
+    kind: continual
+    needs: [data]
+    params:
+      tasks: { permuted: { count: 2 } }
+      model: { type: mlp, hidden: [64] }
+      optimizer: { type: adam, lr: 0.003 }
+      epochs: 3
+      batch_size: 32
+";
+
+/// Catastrophic forgetting, measured: an MLP that learns a second permutation
+/// loses much of the first.
+#[test]
+fn an_mlp_forgets_the_first_permuted_task() {
+    let p = Project::new();
+    p.file("p.yaml", SMALL);
+    p.statuses(&["run", "p.yaml", "--json"]);
+    let out = p.run(&["show", "p.yaml", "mlp", "--json"]);
+    let m: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = csv(&m, "accuracy.csv");
+    let first_alone: f64 = rows[1][3].parse().unwrap();
+    let first_after: f64 = rows[2][3].parse().unwrap();
+    assert!(first_alone > 0.7, "task 1 learned: {first_alone}");
+    assert!(first_after < first_alone - 0.1, "{first_alone} -> {first_after}");
+}
+
+#[test]
+fn bad_continual_params_exit_2_naming_the_key() {
+    let p = Project::new();
+    let model = "model: { type: mlp, hidden: [64] }";
+    let optimizer = "optimizer: { type: adam, lr: 0.003 }";
+    for (from, bad, key) in [
+        (model, "model: { type: dendritic, hidden: [8], percent_on: 2.0, weight_sparsity: 0.5 }", "model.percent_on"),
+        ("tasks: { permuted: { count: 2 } }", "tasks: { permuted: { count: 0 } }", "tasks.permuted.count"),
+        (optimizer, "optimizer: { type: adam-meta, lr: 0.005, meta: [1.0, 1.0, 1.0] }", "optimizer.meta"),
+    ] {
+        let text = SMALL.replace(from, bad).replace(model, "model: { type: bnn, hidden: [8] }");
+        let text = if key == "model.percent_on" { SMALL.replace(from, bad) } else { text };
+        p.file("bad.yaml", &text);
+        let out = p.run(&["run", "bad.yaml"]);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {}", stderr(&out));
+        assert!(stderr(&out).contains(key), "{bad}: {}", stderr(&out));
+    }
+    assert!(!p.path().join("store/objects").exists() || std::fs::read_dir(p.path().join("store/objects")).unwrap().next().is_none());
+}
