@@ -1,5 +1,6 @@
-//! Continual learning: the dendrites and metaplasticity pipelines' quick
-//! profiles end to end, and what the continual stage measures on small settings.
+//! Continual learning and the whole-paper pipeline: the dendrites,
+//! metaplasticity and paper pipelines' quick profiles end to end, and what the
+//! continual stage measures on small settings.
 
 use serde_json::Value;
 
@@ -7,6 +8,18 @@ use crate::util::{stderr, with_status, Project};
 
 const DENDRITES: &str = include_str!("../../pipelines/dendrites.yaml");
 const METAPLASTICITY: &str = include_str!("../../pipelines/metaplasticity.yaml");
+const PAPER: &str = include_str!("../../pipelines/paper.yaml");
+
+/// Every `src`/`href` of a report's index.html that is not inline names a file that exists.
+fn assert_links_exist(dir: &std::path::Path) {
+    let html = std::fs::read_to_string(dir.join("index.html")).unwrap();
+    for link in html.split("src=\"").skip(1).chain(html.split("href=\"").skip(1)) {
+        let target = link.split('"').next().unwrap();
+        if !target.starts_with("data:") && !target.starts_with('#') && !target.starts_with("http") {
+            assert!(dir.join(target).exists(), "index.html links a missing {target}");
+        }
+    }
+}
 
 fn manifest(p: &Project, pipeline: &str, profile: &str, stage: &str) -> Value {
     let out = p.run(&["show", pipeline, "--profile", profile, stage, "--json"]);
@@ -52,13 +65,7 @@ fn dendrites_quick_profile_trains_every_network_and_reports_the_accuracy_matrix(
     for f in ["continual_0.png", "continual_0.svg", "continual_1_matrix.png"] {
         assert!(dir.join("figures").join(f).is_file(), "{f}");
     }
-    let html = std::fs::read_to_string(dir.join("index.html")).unwrap();
-    for link in html.split("src=\"").skip(1).chain(html.split("href=\"").skip(1)) {
-        let target = link.split('"').next().unwrap();
-        if !target.starts_with("data:") && !target.starts_with('#') && !target.starts_with("http") {
-            assert!(dir.join(target).exists(), "index.html links a missing {target}");
-        }
-    }
+    assert_links_exist(&dir);
     // Same pipeline, same seed: the same bytes.
     let again = Project::new();
     again.file("dendrites.yaml", DENDRITES);
@@ -138,4 +145,24 @@ fn bad_continual_params_exit_2_naming_the_key() {
         assert!(stderr(&out).contains(key), "{bad}: {}", stderr(&out));
     }
     assert!(!p.path().join("store/objects").exists() || std::fs::read_dir(p.path().join("store/objects")).unwrap().next().is_none());
+}
+
+#[test]
+fn paper_quick_profile_runs_every_experiment_into_one_report() {
+    let p = Project::new();
+    p.file("paper.yaml", PAPER);
+    let ran = p.statuses(&["run", "paper.yaml", "--profile", "quick", "--json"]);
+    let kinds = ["fc1@seed=0", "noise", "adn_cnn@seed=0", "pmnist_m135@seed=0", "stream_m0@seed=0", "report"];
+    for stage in kinds {
+        assert!(with_status(&ran, "ran").contains(&stage.to_string()), "{stage}: {ran:?}");
+    }
+    let dir = p.path().join("reports/paper");
+    for f in ["lottery_accuracy.svg", "noise_noise.svg", "continual_0.svg", "continual_epochs.svg"] {
+        let svg = std::fs::read_to_string(dir.join("figures").join(f)).unwrap();
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"), "{f}");
+    }
+    assert_links_exist(&dir);
+    // Nothing left to do on a second run.
+    let again = p.statuses(&["run", "paper.yaml", "--profile", "quick", "--json"]);
+    assert!(with_status(&again, "ran").is_empty(), "{again:?}");
 }
