@@ -429,7 +429,10 @@ mod tests {
         let fg = (fast * r.clone()).sum::<Rank0, _>().backward();
         let sg = (slow * r).sum::<Rank0, _>().backward();
         let close = |a: Vec<f32>, b: Vec<f32>| {
-            assert!(a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-5), "{a:?} vs {b:?}");
+            assert!(
+                a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-5),
+                "{a:?} vs {b:?}"
+            );
         };
         close(fv, sv);
         close(fg.get(&z).as_vec(), sg.get(&z).as_vec());

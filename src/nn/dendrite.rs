@@ -115,10 +115,10 @@ mod tests {
                 let acts: Vec<f32> = (0..4)
                     .map(|s| (0..5).map(|k| w[(u * 4 + s) * 5 + k] * c[k * 2 + b]).sum())
                     .collect();
-                let best =
-                    acts.iter()
-                        .copied()
-                        .fold(0.0f32, |m, a| if a.abs() > m.abs() { a } else { m });
+                let best = acts
+                    .iter()
+                    .copied()
+                    .fold(0.0f32, |m, a| if a.abs() > m.abs() { a } else { m });
                 let want = 1.0 / (1.0 + (-best).exp());
                 assert!((gate[u * 2 + b] - want).abs() < 1e-5);
             }

@@ -13,10 +13,17 @@ const PAPER: &str = include_str!("../../pipelines/paper.yaml");
 /// Every `src`/`href` of a report's index.html that is not inline names a file that exists.
 fn assert_links_exist(dir: &std::path::Path) {
     let html = std::fs::read_to_string(dir.join("index.html")).unwrap();
-    for link in html.split("src=\"").skip(1).chain(html.split("href=\"").skip(1)) {
+    for link in html
+        .split("src=\"")
+        .skip(1)
+        .chain(html.split("href=\"").skip(1))
+    {
         let target = link.split('"').next().unwrap();
         if !target.starts_with("data:") && !target.starts_with('#') && !target.starts_with("http") {
-            assert!(dir.join(target).exists(), "index.html links a missing {target}");
+            assert!(
+                dir.join(target).exists(),
+                "index.html links a missing {target}"
+            );
         }
     }
 }
@@ -43,15 +50,31 @@ fn dendrites_quick_profile_trains_every_network_and_reports_the_accuracy_matrix(
     p.file("dendrites.yaml", DENDRITES);
     let run = ["run", "dendrites.yaml", "--profile", "quick", "--json"];
     let ran = p.statuses(&run);
-    for stage in ["adn_10@seed=0", "sparse_10@seed=0", "mlp_10@seed=0", "cnn@seed=0", "adn_cnn@seed=0", "report"] {
-        assert!(with_status(&ran, "ran").contains(&stage.to_string()), "{stage}: {ran:?}");
+    for stage in [
+        "adn_10@seed=0",
+        "sparse_10@seed=0",
+        "mlp_10@seed=0",
+        "cnn@seed=0",
+        "adn_cnn@seed=0",
+        "report",
+    ] {
+        assert!(
+            with_status(&ran, "ran").contains(&stage.to_string()),
+            "{stage}: {ran:?}"
+        );
     }
     // Two permuted tasks: the matrix is lower-triangular (3 entries), one summary row per task.
     let adn = manifest(&p, "dendrites.yaml", "quick", "adn_10@seed=0");
     let matrix = csv(&adn, "accuracy.csv");
     assert_eq!(matrix[0], ["after_task", "epoch", "task", "accuracy"]);
-    let cells: Vec<(String, String)> = matrix[1..].iter().map(|r| (r[0].clone(), r[2].clone())).collect();
-    assert_eq!(cells, [("0", "0"), ("1", "0"), ("1", "1")].map(|(a, b)| (a.into(), b.into())));
+    let cells: Vec<(String, String)> = matrix[1..]
+        .iter()
+        .map(|r| (r[0].clone(), r[2].clone()))
+        .collect();
+    assert_eq!(
+        cells,
+        [("0", "0"), ("1", "0"), ("1", "1")].map(|(a, b)| (a.into(), b.into()))
+    );
     assert_eq!(csv(&adn, "summary.csv").len(), 3);
     let m = &adn["metrics"];
     let prototypes = m["prototype_inference_accuracy"].as_f64().unwrap();
@@ -62,7 +85,11 @@ fn dendrites_quick_profile_trains_every_network_and_reports_the_accuracy_matrix(
     assert_eq!(cnn["metrics"]["tasks"], 2);
     // The report: figures exist and the page links only files that exist.
     let dir = p.path().join("reports/dendrites");
-    for f in ["continual_0.png", "continual_0.svg", "continual_1_matrix.png"] {
+    for f in [
+        "continual_0.png",
+        "continual_0.svg",
+        "continual_1_matrix.png",
+    ] {
         assert!(dir.join("figures").join(f).is_file(), "{f}");
     }
     assert_links_exist(&dir);
@@ -91,7 +118,10 @@ fn metaplasticity_quick_profile_tests_every_task_after_every_epoch() {
     let summary = csv(&stream, "summary.csv");
     assert_eq!(summary.len(), 1 + 4);
     assert!(summary[1..].iter().all(|r| r[1] == r[2]), "{summary:?}");
-    assert!(p.path().join("reports/metaplasticity/figures/continual_epochs.svg").is_file());
+    assert!(p
+        .path()
+        .join("reports/metaplasticity/figures/continual_epochs.svg")
+        .is_file());
 }
 
 const SMALL: &str = "name: small
@@ -124,7 +154,10 @@ fn an_mlp_forgets_the_first_permuted_task() {
     let first_alone: f64 = rows[1][3].parse().unwrap();
     let first_after: f64 = rows[2][3].parse().unwrap();
     assert!(first_alone > 0.7, "task 1 learned: {first_alone}");
-    assert!(first_after < first_alone - 0.1, "{first_alone} -> {first_after}");
+    assert!(
+        first_after < first_alone - 0.1,
+        "{first_alone} -> {first_after}"
+    );
 }
 
 #[test]
@@ -133,18 +166,42 @@ fn bad_continual_params_exit_2_naming_the_key() {
     let model = "model: { type: mlp, hidden: [64] }";
     let optimizer = "optimizer: { type: adam, lr: 0.003 }";
     for (from, bad, key) in [
-        (model, "model: { type: dendritic, hidden: [8], percent_on: 2.0, weight_sparsity: 0.5 }", "model.percent_on"),
-        ("tasks: { permuted: { count: 2 } }", "tasks: { permuted: { count: 0 } }", "tasks.permuted.count"),
-        (optimizer, "optimizer: { type: adam-meta, lr: 0.005, meta: [1.0, 1.0, 1.0] }", "optimizer.meta"),
+        (
+            model,
+            "model: { type: dendritic, hidden: [8], percent_on: 2.0, weight_sparsity: 0.5 }",
+            "model.percent_on",
+        ),
+        (
+            "tasks: { permuted: { count: 2 } }",
+            "tasks: { permuted: { count: 0 } }",
+            "tasks.permuted.count",
+        ),
+        (
+            optimizer,
+            "optimizer: { type: adam-meta, lr: 0.005, meta: [1.0, 1.0, 1.0] }",
+            "optimizer.meta",
+        ),
     ] {
-        let text = SMALL.replace(from, bad).replace(model, "model: { type: bnn, hidden: [8] }");
-        let text = if key == "model.percent_on" { SMALL.replace(from, bad) } else { text };
+        let text = SMALL
+            .replace(from, bad)
+            .replace(model, "model: { type: bnn, hidden: [8] }");
+        let text = if key == "model.percent_on" {
+            SMALL.replace(from, bad)
+        } else {
+            text
+        };
         p.file("bad.yaml", &text);
         let out = p.run(&["run", "bad.yaml"]);
         assert_eq!(out.status.code(), Some(2), "{bad}: {}", stderr(&out));
         assert!(stderr(&out).contains(key), "{bad}: {}", stderr(&out));
     }
-    assert!(!p.path().join("store/objects").exists() || std::fs::read_dir(p.path().join("store/objects")).unwrap().next().is_none());
+    assert!(
+        !p.path().join("store/objects").exists()
+            || std::fs::read_dir(p.path().join("store/objects"))
+                .unwrap()
+                .next()
+                .is_none()
+    );
 }
 
 #[test]
@@ -152,14 +209,32 @@ fn paper_quick_profile_runs_every_experiment_into_one_report() {
     let p = Project::new();
     p.file("paper.yaml", PAPER);
     let ran = p.statuses(&["run", "paper.yaml", "--profile", "quick", "--json"]);
-    let kinds = ["fc1@seed=0", "noise", "adn_cnn@seed=0", "pmnist_m135@seed=0", "stream_m0@seed=0", "report"];
+    let kinds = [
+        "fc1@seed=0",
+        "noise",
+        "adn_cnn@seed=0",
+        "pmnist_m135@seed=0",
+        "stream_m0@seed=0",
+        "report",
+    ];
     for stage in kinds {
-        assert!(with_status(&ran, "ran").contains(&stage.to_string()), "{stage}: {ran:?}");
+        assert!(
+            with_status(&ran, "ran").contains(&stage.to_string()),
+            "{stage}: {ran:?}"
+        );
     }
     let dir = p.path().join("reports/paper");
-    for f in ["lottery_accuracy.svg", "noise_noise.svg", "continual_0.svg", "continual_epochs.svg"] {
+    for f in [
+        "lottery_accuracy.svg",
+        "noise_noise.svg",
+        "continual_0.svg",
+        "continual_epochs.svg",
+    ] {
         let svg = std::fs::read_to_string(dir.join("figures").join(f)).unwrap();
-        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"), "{f}");
+        assert!(
+            svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"),
+            "{f}"
+        );
     }
     assert_links_exist(&dir);
     // Nothing left to do on a second run.

@@ -90,12 +90,10 @@ impl Contexts {
                         .map(|(a, b)| ((a - b) as f64).powi(2))
                         .sum()
                 };
-                let (best, _) = self
-                    .prototypes
-                    .iter()
-                    .map(distance)
-                    .enumerate()
-                    .fold((0, f64::INFINITY), |acc, (i, d)| if d < acc.1 { (i, d) } else { acc });
+                let (best, _) = self.prototypes.iter().map(distance).enumerate().fold(
+                    (0, f64::INFINITY),
+                    |acc, (i, d)| if d < acc.1 { (i, d) } else { acc },
+                );
                 (self.prototypes[best].clone(), best)
             }
             ContextKind::Onehot => (self.onehot(t), t),
@@ -111,7 +109,11 @@ impl Contexts {
 }
 
 /// `x` (N × features) with `context(i)` appended to example i.
-pub fn append(x: &[f32], features: usize, mut context: impl FnMut(usize, &[f32]) -> Vec<f32>) -> Vec<f32> {
+pub fn append(
+    x: &[f32],
+    features: usize,
+    mut context: impl FnMut(usize, &[f32]) -> Vec<f32>,
+) -> Vec<f32> {
     let n = x.len() / features;
     let mut out = Vec::with_capacity(x.len() + n);
     for (i, row) in x.chunks(features).enumerate() {

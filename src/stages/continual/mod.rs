@@ -121,7 +121,10 @@ impl TypedStage for ContinualStage {
             return Err(ParamError::new("eval_every", "must be at least 1"));
         }
         if p.early_stopping.as_ref().is_some_and(|e| e.patience == 0) {
-            return Err(ParamError::new("early_stopping.patience", "must be at least 1"));
+            return Err(ParamError::new(
+                "early_stopping.patience",
+                "must be at least 1",
+            ));
         }
         if let (ContinualModel::Bnn(net), OptimizerConfig::AdamMeta { meta, .. }) =
             (&p.model, &p.optimizer)
@@ -191,11 +194,17 @@ impl OnDevice for Job<'_> {
             tasks: &tasks,
             contexts: p.model.is_dendritic().then_some(contexts),
         };
-        match (&p.model, p.model.spec(tasks.len(), p.context.len(features, tasks.len()))) {
+        match (
+            &p.model,
+            p.model
+                .spec(tasks.len(), p.context.len(features, tasks.len())),
+        ) {
             (ContinualModel::Bnn(config), _) => {
                 learner.run(BinaryNet::new(config, shape, seed, &dev).map_err(invalid)?)
             }
-            (_, Some(spec)) => learner.run(ActiveNet::new(&spec, shape, seed, &dev).map_err(invalid)?),
+            (_, Some(spec)) => {
+                learner.run(ActiveNet::new(&spec, shape, seed, &dev).map_err(invalid)?)
+            }
             (_, None) => unreachable!("every model but bnn has an ActiveSpec"),
         }
     }
@@ -205,7 +214,10 @@ impl OnDevice for Job<'_> {
 /// `tasks: {datasets: [...]}` each named stage in order, all of one shape.
 fn load_sources(p: &ContinualParams, ctx: &StageContext) -> Result<Vec<Prepared>> {
     let TaskSpec::Datasets(names) = &p.tasks else {
-        return Ok(vec![Prepared::new(&load_input(ctx)?, p.normalize.as_ref())?]);
+        return Ok(vec![Prepared::new(
+            &load_input(ctx)?,
+            p.normalize.as_ref(),
+        )?]);
     };
     let mut out: Vec<Prepared> = Vec::new();
     for name in names {
@@ -341,8 +353,12 @@ impl Learner<'_> {
     fn task_data(&mut self, t: usize) -> Result<Prepared> {
         let d = &self.sources[self.tasks.source(t)];
         let features = d.shape.features();
-        let train = self.tasks.task(t, Part::Train, &d.train_x, &d.train_y, features);
-        let test = self.tasks.task(t, Part::Held, &d.test_x, &d.test_y, features);
+        let train = self
+            .tasks
+            .task(t, Part::Train, &d.train_x, &d.train_y, features);
+        let test = self
+            .tasks
+            .task(t, Part::Held, &d.test_x, &d.test_y, features);
         let validation = d
             .validation
             .as_ref()
@@ -385,7 +401,9 @@ impl Learner<'_> {
             net.select_task(self.state_of(j));
             let d = &self.sources[self.tasks.source(j)];
             let features = d.shape.features();
-            let test = self.tasks.task(j, Part::Held, &d.test_x, &d.test_y, features);
+            let test = self
+                .tasks
+                .task(j, Part::Held, &d.test_x, &d.test_y, features);
             let x = match &self.contexts {
                 Some(c) => context::append(&test.x, features, |_, row| {
                     let (v, inferred) = c.infer(j, row);
@@ -449,7 +467,8 @@ impl Learner<'_> {
 
 /// Evaluations in long form: after_task, epoch, task, accuracy.
 fn long_table(evaluations: &[Evaluation]) -> DataFrame {
-    let (mut after, mut epoch, mut task, mut acc) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut after, mut epoch, mut task, mut acc) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for e in evaluations {
         for (j, &a) in e.accuracies.iter().enumerate() {
             after.push(e.after_task as u32);
@@ -469,19 +488,33 @@ fn mean(v: &[f64]) -> f64 {
 /// The manifest's metrics: final mean, latest and first-task accuracy, and
 /// the mean accuracy after each evaluated task.
 fn metrics(evaluations: &[Evaluation], epochs: &[(usize, EpochRow)]) -> Metrics {
-    let last = evaluations.last().expect("the last task is always evaluated");
+    let last = evaluations
+        .last()
+        .expect("the last task is always evaluated");
     let seconds: f64 = epochs.iter().map(|(_, r)| r.seconds).sum();
     Metrics::from([
         ("test_accuracy".into(), json!(mean(&last.accuracies))),
         ("final_mean_accuracy".into(), json!(mean(&last.accuracies))),
-        ("final_latest_accuracy".into(), json!(last.accuracies.last())),
-        ("final_first_task_accuracy".into(), json!(last.accuracies[0])),
+        (
+            "final_latest_accuracy".into(),
+            json!(last.accuracies.last()),
+        ),
+        (
+            "final_first_task_accuracy".into(),
+            json!(last.accuracies[0]),
+        ),
         ("tasks".into(), json!(last.after_task + 1)),
         (
             "mean_accuracy_by_tasks".into(),
-            json!(evaluations.iter().map(|e| mean(&e.accuracies)).collect::<Vec<_>>()),
+            json!(evaluations
+                .iter()
+                .map(|e| mean(&e.accuracies))
+                .collect::<Vec<_>>()),
         ),
-        ("prototype_inference_accuracy".into(), json!(last.prototype_hits)),
+        (
+            "prototype_inference_accuracy".into(),
+            json!(last.prototype_hits),
+        ),
         ("training_seconds".into(), json!(seconds)),
     ])
 }

@@ -125,7 +125,10 @@ impl ContinualModel {
             } else {
                 Err(ParamError::new(
                     format!("model.{key}"),
-                    format!("must be in (0, 1{}, got {v}", if open_top { ")" } else { "]" }),
+                    format!(
+                        "must be in (0, 1{}, got {v}",
+                        if open_top { ")" } else { "]" }
+                    ),
                 ))
             }
         };
@@ -149,7 +152,16 @@ impl ContinualModel {
         if spec.weight_sparsity != 0.0 {
             fraction("weight_sparsity", spec.weight_sparsity, true)?;
         }
-        if matches!(self, ContinualModel::Dendritic { segments: Some(0), .. } | ContinualModel::DendriticCnn { segments: Some(0), .. }) {
+        if matches!(
+            self,
+            ContinualModel::Dendritic {
+                segments: Some(0),
+                ..
+            } | ContinualModel::DendriticCnn {
+                segments: Some(0),
+                ..
+            }
+        ) {
             return Err(ParamError::new("model.segments", "must be at least 1"));
         }
         Ok(())

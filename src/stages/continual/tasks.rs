@@ -56,12 +56,14 @@ impl TaskSpec {
     /// Checks what can be checked without the dataset.
     pub fn validate(&self) -> Result<(), ParamError> {
         match self {
-            TaskSpec::Permuted { count: 0, .. } => {
-                Err(ParamError::new("tasks.permuted.count", "must be at least 1"))
-            }
-            TaskSpec::Stream { subsets: 0 } => {
-                Err(ParamError::new("tasks.stream.subsets", "must be at least 1"))
-            }
+            TaskSpec::Permuted { count: 0, .. } => Err(ParamError::new(
+                "tasks.permuted.count",
+                "must be at least 1",
+            )),
+            TaskSpec::Stream { subsets: 0 } => Err(ParamError::new(
+                "tasks.stream.subsets",
+                "must be at least 1",
+            )),
             TaskSpec::Datasets(d) if d.is_empty() => Err(ParamError::new(
                 "tasks.datasets",
                 "must name at least one dataset stage",
@@ -142,7 +144,9 @@ impl TaskSet {
                     ));
                 }
                 let mut order: Vec<u32> = (0..train_len as u32).collect();
-                order.shuffle(&mut ChaCha8Rng::seed_from_u64(seeds::derive(seed, "stream", 0)));
+                order.shuffle(&mut ChaCha8Rng::seed_from_u64(seeds::derive(
+                    seed, "stream", 0,
+                )));
                 let size = train_len / subsets;
                 let parts = (0..subsets)
                     .map(|i| order[i * size..(i + 1) * size].to_vec())
@@ -250,7 +254,8 @@ impl TaskSet {
                     };
                     for &i in &parts[t] {
                         let i = i as usize;
-                        out.x.extend_from_slice(&x[i * features..(i + 1) * features]);
+                        out.x
+                            .extend_from_slice(&x[i * features..(i + 1) * features]);
                         out.y.push(y[i]);
                     }
                     out
@@ -311,7 +316,10 @@ mod tests {
         sorted.sort_by(f32::total_cmp);
         assert_eq!(sorted, [0.0, 1.0, 2.0, 3.0]);
         // Both examples get the same permutation, different per task.
-        assert_eq!(t1.x[4..].iter().map(|v| v - 10.0).collect::<Vec<_>>(), t1.x[..4]);
+        assert_eq!(
+            t1.x[4..].iter().map(|v| v - 10.0).collect::<Vec<_>>(),
+            t1.x[..4]
+        );
         assert_ne!(t1.x, t2.x);
         assert_eq!(set, TaskSet::new(&spec, 10, 4, 2, 7).unwrap());
     }

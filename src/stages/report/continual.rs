@@ -23,7 +23,11 @@ pub fn sections(ctx: &StageContext, inputs: &[&Input]) -> Result<(Vec<Section>, 
     // One figure per task sequence (same `tasks` params and dataset).
     let mut sequences: BTreeMap<String, Vec<(String, Vec<&Input>)>> = BTreeMap::new();
     for (base, runs) in by_base(inputs) {
-        let tasks = runs[0].params.get("tasks").map(describe_tasks).unwrap_or_default();
+        let tasks = runs[0]
+            .params
+            .get("tasks")
+            .map(describe_tasks)
+            .unwrap_or_default();
         sequences.entry(tasks).or_default().push((base, runs));
     }
     let mut sections = Vec::new();
@@ -33,7 +37,8 @@ pub fn sections(ctx: &StageContext, inputs: &[&Input]) -> Result<(Vec<Section>, 
         let mut rows = Vec::new();
         let mut heatmaps = Vec::new();
         for (color, (base, runs)) in networks.iter().enumerate() {
-            let mut by_tasks: BTreeMap<u64, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
+            // Per number of tasks trained: [mean accuracies, latest accuracies] over seeds.
+            let mut by_tasks: BTreeMap<u64, [Vec<f64>; 2]> = BTreeMap::new();
             let mut finals: BTreeMap<Claim, Vec<f64>> = BTreeMap::new();
             for run in runs {
                 let summary = read_table(run, "summary.csv")?;
@@ -43,28 +48,37 @@ pub fn sections(ctx: &StageContext, inputs: &[&Input]) -> Result<(Vec<Section>, 
                 let first = column(&summary, "first_task_accuracy")?;
                 for i in 0..trained.len() {
                     let e = by_tasks.entry(trained[i] as u64).or_default();
-                    e.0.push(mean[i] * 100.0);
-                    e.1.push(latest[i] * 100.0);
+                    e[0].push(mean[i] * 100.0);
+                    e[1].push(latest[i] * 100.0);
                 }
                 let last = trained.len().checked_sub(1).ok_or_else(|| {
                     Error::Failed(format!("stage `{}`: summary.csv is empty", run.stage))
                 })?;
-                finals.entry(Claim::FinalMeanAccuracy).or_default().push(mean[last] * 100.0);
-                finals.entry(Claim::FinalFirstTaskAccuracy).or_default().push(first[last] * 100.0);
-                finals.entry(Claim::FinalLatestAccuracy).or_default().push(latest[last] * 100.0);
+                finals
+                    .entry(Claim::FinalMeanAccuracy)
+                    .or_default()
+                    .push(mean[last] * 100.0);
+                finals
+                    .entry(Claim::FinalFirstTaskAccuracy)
+                    .or_default()
+                    .push(first[last] * 100.0);
+                finals
+                    .entry(Claim::FinalLatestAccuracy)
+                    .or_default()
+                    .push(latest[last] * 100.0);
             }
-            let line = |pick: fn(&(Vec<f64>, Vec<f64>)) -> &Vec<f64>| {
+            let line = |which: usize| {
                 by_tasks
                     .iter()
                     .map(|(&t, v)| {
-                        let (m, s) = mean_std(pick(v));
+                        let (m, s) = mean_std(&v[which]);
                         Point::with_std(t as f64, m, s)
                     })
                     .collect::<Vec<_>>()
             };
             let label = model_label(runs[0]);
-            mean_series.push(Series::new(format!("{base} ({label})"), line(|v| &v.0)).color(color));
-            latest_series.push(Series::new(format!("{base} ({label})"), line(|v| &v.1)).color(color));
+            mean_series.push(Series::new(format!("{base} ({label})"), line(0)).color(color));
+            latest_series.push(Series::new(format!("{base} ({label})"), line(1)).color(color));
             let cell = |c: Claim| {
                 let (m, s) = mean_std(&finals[&c]);
                 format!("{} ± {}", format_number(m), format_number(s))
@@ -84,7 +98,11 @@ pub fn sections(ctx: &StageContext, inputs: &[&Input]) -> Result<(Vec<Section>, 
         }
         // A run with one evaluation (e.g. the whole training set at once) is
         // drawn as a level line across the others.
-        let longest = mean_series.iter().map(|s| s.points.len()).max().unwrap_or(0);
+        let longest = mean_series
+            .iter()
+            .map(|s| s.points.len())
+            .max()
+            .unwrap_or(0);
         for series in [&mut mean_series, &mut latest_series] {
             for s in series.iter_mut() {
                 if s.points.len() == 1 && longest > 1 {
@@ -102,7 +120,10 @@ pub fn sections(ctx: &StageContext, inputs: &[&Input]) -> Result<(Vec<Section>, 
                 ..LineChart::default()
             })
         };
-        let all: Vec<&Input> = networks.iter().flat_map(|(_, r)| r.iter().copied()).collect();
+        let all: Vec<&Input> = networks
+            .iter()
+            .flat_map(|(_, r)| r.iter().copied())
+            .collect();
         let figures = ctx.out_dir.join("figures");
         let stem = format!("continual_{n}");
         let fig = Figure::new(
@@ -117,13 +138,21 @@ pub fn sections(ctx: &StageContext, inputs: &[&Input]) -> Result<(Vec<Section>, 
         render(&fig, &figures, &stem).map_err(|e| Error::Failed(e.to_string()))?;
         let columns = heatmaps.len().min(3);
         let matrix_stem = format!("{stem}_matrix");
-        let fig = Figure::new(heatmaps, columns)
-            .title("Accuracy matrix: test accuracy (%) on task j after training task i (first seed)");
+        let fig = Figure::new(heatmaps, columns).title(
+            "Accuracy matrix: test accuracy (%) on task j after training task i (first seed)",
+        );
         render(&fig, &figures, &matrix_stem).map_err(|e| Error::Failed(e.to_string()))?;
         let table = Table::new(
-            ["stage", "network", "seeds", "final mean acc. (%)", "first task at end (%)", "newest task (%)"]
-                .map(String::from)
-                .to_vec(),
+            [
+                "stage",
+                "network",
+                "seeds",
+                "final mean acc. (%)",
+                "first task at end (%)",
+                "newest task (%)",
+            ]
+            .map(String::from)
+            .to_vec(),
             rows,
         );
         sections.push(
@@ -166,7 +195,10 @@ fn per_epoch_section(ctx: &StageContext, inputs: &[&Input]) -> Result<Option<Sec
         let mut lines: BTreeMap<u64, Vec<Point>> = BTreeMap::new();
         for i in 0..after.len() {
             let x = after[i] * per_task + epoch[i];
-            lines.entry(task[i] as u64).or_default().push(Point::new(x, acc[i] * 100.0));
+            lines
+                .entry(task[i] as u64)
+                .or_default()
+                .push(Point::new(x, acc[i] * 100.0));
         }
         panels.push(Panel::Line(LineChart {
             title: format!("{base} ({})", optimizer_label(run)),
@@ -219,7 +251,10 @@ fn describe_tasks(tasks: &serde_json::Value) -> String {
         return format!("permuted, {} tasks", p["count"]);
     }
     if let Some(s) = tasks.get("split") {
-        let count = s.get("count").filter(|c| !c.is_null()).map_or("all".into(), |c| c.to_string());
+        let count = s
+            .get("count")
+            .filter(|c| !c.is_null())
+            .map_or("all".into(), |c| c.to_string());
         return format!("split, {count} tasks of {} classes", s["classes_per_task"]);
     }
     if tasks.get("stream").is_some() {
@@ -234,7 +269,10 @@ fn describe_tasks(tasks: &serde_json::Value) -> String {
 
 /// The model's `type` and, for dendritic ones, the context.
 fn model_label(input: &Input) -> String {
-    let kind = input.params["model"]["type"].as_str().unwrap_or("?").to_string();
+    let kind = input.params["model"]["type"]
+        .as_str()
+        .unwrap_or("?")
+        .to_string();
     if kind.starts_with("dendritic") {
         let context = input.params["context"].as_str().unwrap_or("?");
         format!("{kind}, {context} context")

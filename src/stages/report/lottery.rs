@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use crate::report::{render, Figure, FigureRef, LineChart, Panel, Point, Section, Series, Table};
 
-use super::{mean_std, by_base, column, provenance, read_table, text_column, Claim, ReportParams};
+use super::{by_base, column, mean_std, provenance, read_table, text_column, Claim, ReportParams};
 use crate::stages::{Error, Input, Result, StageContext};
 
 /// One seed's rounds table.
