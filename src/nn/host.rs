@@ -525,7 +525,6 @@ pub(crate) fn adam_update<D: Device<f32>>(
     moment2: &mut <D as Storage<f32>>::Vec,
     grads: &mut Gradients<f32, D>,
 ) -> Result<(), D::Err> {
-    const CHUNK: usize = 1 << 14;
     let (m, v) = (cpu_vec::<D>(moment1), cpu_vec::<D>(moment2));
     let g = grad_mut(grads, value)?;
     let mut p = to_host(value);
@@ -544,7 +543,7 @@ pub(crate) fn adam_update<D: Device<f32>>(
     };
     let c1 = (1.0 - b1.powi(t)).recip();
     let c2 = (1.0 - b2.powi(t)).recip();
-    let update = |i: usize, p: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32]| {
+    let update = |p: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32]| {
         for (((p, m), v), &g) in p.iter_mut().zip(m).zip(v).zip(g) {
             let g = g + l2 * *p;
             *m = *m * b1 + g * (1.0 - b1);
@@ -553,25 +552,45 @@ pub(crate) fn adam_update<D: Device<f32>>(
             let v_hat = *v * c2;
             *p -= lr * m_hat / (v_hat.sqrt() + eps) + decoupled * *p;
         }
-        // As `Param::reapply_mask`: the masked entries become (±)0.0 again.
-        if let Some(mask) = &mask {
+    };
+    for_each_moment_chunk(&mut p, m, v, g, mask.as_deref(), update);
+    value.copy_from(&p);
+    Ok(())
+}
+
+/// Runs an Adam-style `update(p, m, v, g)` over values `p`, moments `m`, `v`
+/// and gradient `g` in fixed chunks (in parallel when large), then zeroes
+/// the masked entries again as `Param::reapply_mask` would (a weight pushed
+/// by stale state becomes ±0.0). The chunks never depend on the thread count.
+pub(crate) fn for_each_moment_chunk<F>(
+    p: &mut [f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    g: &[f32],
+    mask: Option<&[f32]>,
+    update: F,
+) where
+    F: Fn(&mut [f32], &mut [f32], &mut [f32], &[f32]) + Sync,
+{
+    const CHUNK: usize = 1 << 14;
+    let chunk = |i: usize, p: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32]| {
+        update(p, m, v, g);
+        if let Some(mask) = mask {
             for (p, &k) in p.iter_mut().zip(&mask[i * CHUNK..]) {
                 *p *= k;
             }
         }
     };
     if p.len() < PAR_MIN {
-        update(0, &mut p, m, v, g);
+        chunk(0, p, m, v, g);
     } else {
         p.par_chunks_mut(CHUNK)
             .zip(m.par_chunks_mut(CHUNK))
             .zip(v.par_chunks_mut(CHUNK))
             .zip(g.par_chunks(CHUNK))
             .enumerate()
-            .for_each(|(i, (((p, m), v), g))| update(i, p, m, v, g));
+            .for_each(|(i, (((p, m), v), g))| chunk(i, p, m, v, g));
     }
-    value.copy_from(&p);
-    Ok(())
 }
 
 /// sign(x), with sign(0) = 0 as `torch.sign`.

@@ -12,10 +12,9 @@
 
 use dfdx::optim::{AdamConfig, WeightDecay};
 use dfdx::prelude::*;
-use rayon::prelude::*;
 
 use super::error::{device_error, Result};
-use super::host::{to_host, PAR_MIN};
+use super::host::{for_each_moment_chunk, to_host};
 use super::param::Param;
 
 /// One metaplastic Adam step of `param` at step `t` (1-based) with
@@ -29,7 +28,6 @@ pub(crate) fn adam_meta_update<D: Device<f32>>(
     v: &mut [f32],
     grads: &mut Gradients<f32, D>,
 ) -> Result<()> {
-    const CHUNK: usize = 1 << 14;
     let (value, mask) = param.value_and_mask_mut();
     grads.try_alloc_for(value).map_err(device_error)?;
     let g = to_host(&grads.get(value));
@@ -43,7 +41,7 @@ pub(crate) fn adam_meta_update<D: Device<f32>>(
     };
     let c1 = (1.0 - b1.powi(t)).recip();
     let c2 = (1.0 - b2.powi(t)).recip();
-    let update = |i: usize, p: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32]| {
+    let update = |p: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32]| {
         for (((p, m), v), &g) in p.iter_mut().zip(m).zip(v).zip(g) {
             let g = g + l2 * *p;
             *m = *m * b1 + g * (1.0 - b1);
@@ -59,22 +57,8 @@ pub(crate) fn adam_meta_update<D: Device<f32>>(
             let v_hat = *v * c2;
             *p -= lr * m_hat / (v_hat.sqrt() + eps);
         }
-        if let Some(mask) = &mask {
-            for (p, &k) in p.iter_mut().zip(&mask[i * CHUNK..]) {
-                *p *= k;
-            }
-        }
     };
-    if p.len() < PAR_MIN {
-        update(0, &mut p, m, v, &g);
-    } else {
-        p.par_chunks_mut(CHUNK)
-            .zip(m.par_chunks_mut(CHUNK))
-            .zip(v.par_chunks_mut(CHUNK))
-            .zip(g.par_chunks(CHUNK))
-            .enumerate()
-            .for_each(|(i, (((p, m), v), g))| update(i, p, m, v, g));
-    }
+    for_each_moment_chunk(&mut p, m, v, &g, mask.as_deref(), update);
     value.copy_from(&p);
     Ok(())
 }
