@@ -119,6 +119,28 @@ pub fn load_into<D: Device<f32>, M: Model<D>>(model: &mut M, path: &Path) -> Res
     Ok(())
 }
 
+/// Every F32 tensor in the file at `path` by name (masks included), for
+/// reports that look at weights without rebuilding the model.
+pub fn read_tensors(path: &Path) -> Result<BTreeMap<String, Vec<f32>>> {
+    let bytes = std::fs::read(path).map_err(|source| Error::Io {
+        path: path.into(),
+        source,
+    })?;
+    let fail = |reason: String| Error::Checkpoint {
+        path: path.into(),
+        reason,
+    };
+    let file = SafeTensors::deserialize(&bytes).map_err(|e| fail(e.to_string()))?;
+    let mut out = BTreeMap::new();
+    for (name, view) in file.tensors() {
+        if view.dtype() == StDtype::F32 {
+            let values = read_f32(&file, &name, view.shape()).map_err(fail)?;
+            out.insert(name, values);
+        }
+    }
+    Ok(out)
+}
+
 fn le_bytes(values: &[f32]) -> Vec<u8> {
     values.iter().flat_map(|v| v.to_le_bytes()).collect()
 }

@@ -8,8 +8,8 @@
 use std::collections::BTreeMap;
 
 use crate::report::{
-    format_number, render, Figure, FigureRef, Heatmap, LineChart, Panel, Point, Section, Series,
-    Table,
+    format_number, render, Figure, FigureRef, Heatmap, Histogram, HistogramSeries, LineChart,
+    Panel, Point, Section, Series, Table,
 };
 use crate::stages::{Error, Input, Result, StageContext};
 
@@ -172,6 +172,9 @@ pub fn sections(ctx: &StageContext, inputs: &[&Input]) -> Result<(Vec<Section>, 
     if let Some(section) = per_epoch_section(ctx, inputs)? {
         sections.push(section);
     }
+    if let Some(section) = hidden_weights_section(ctx, inputs)? {
+        sections.push(section);
+    }
     Ok((sections, ours))
 }
 
@@ -230,6 +233,64 @@ fn per_epoch_section(ctx: &StageContext, inputs: &[&Input]) -> Result<Option<Sec
                  tasks fall as later ones are learned. Metaplasticity (m > 0) keeps them higher.",
             )
             .figure(FigureRef::from_stem(&format!("figures/{stem}"), "Per-task accuracy through the sequence")),
+    ))
+}
+
+/// Laborieux et al. Fig. 2g-h: the distribution of the hidden weights W_h
+/// of each layer at the end of the sequence, one panel per binarized
+/// network (first seed). Metaplastic networks grow heavier tails.
+fn hidden_weights_section(ctx: &StageContext, inputs: &[&Input]) -> Result<Option<Section>> {
+    let mut panels = Vec::new();
+    let mut used = Vec::new();
+    for (base, runs) in by_base(inputs) {
+        let run = runs[0];
+        if run.params["model"]["type"].as_str() != Some("bnn") {
+            continue;
+        }
+        let path = run.dir.join("weights.safetensors");
+        let tensors =
+            crate::nn::checkpoint::read_tensors(&path).map_err(|e| Error::Failed(e.to_string()))?;
+        let series = tensors
+            .iter()
+            .filter(|(name, _)| name.ends_with(".weight") && !name.starts_with("bn"))
+            .enumerate()
+            .map(|(i, (name, values))| HistogramSeries {
+                name: name.trim_end_matches(".weight").to_string(),
+                values: values.iter().map(|&v| v as f64).collect(),
+                color: Some(i),
+            })
+            .collect();
+        panels.push(Panel::Histogram(Histogram {
+            title: format!("{base} ({})", optimizer_label(run)),
+            x_label: "hidden weight W_h".into(),
+            y_label: "density".into(),
+            series,
+            bins: 60,
+            range: None,
+            density: true,
+        }));
+        used.push(run);
+    }
+    if panels.is_empty() {
+        return Ok(None);
+    }
+    let stem = "hidden_weights";
+    let columns = panels.len().min(3);
+    let fig = Figure::new(panels, columns)
+        .title("Hidden weights of each layer after the last task")
+        .provenance(&provenance(ctx, &used));
+    render(&fig, &ctx.out_dir.join("figures"), stem).map_err(|e| Error::Failed(e.to_string()))?;
+    Ok(Some(
+        Section::new("Hidden-weight distributions (Laborieux et al. 2021, Fig. 2g-h)")
+            .paragraph(
+                "The binarized networks use sign(W_h); W_h itself is the metaplastic variable. \
+                 With m > 0, updates that would shrink a large |W_h| are attenuated, so the \
+                 distributions grow wider tails: those weights are consolidated.",
+            )
+            .figure(FigureRef::from_stem(
+                &format!("figures/{stem}"),
+                "Distribution of W_h per layer",
+            )),
     ))
 }
 
