@@ -127,7 +127,7 @@ pub struct ReportStage;
 
 impl TypedStage for ReportStage {
     const NAME: &'static str = "report";
-    const VERSION: u32 = 2;
+    const VERSION: u32 = 3;
     type Params = ReportParams;
 
     fn validate(p: &ReportParams) -> std::result::Result<(), ParamError> {
