@@ -73,22 +73,16 @@ pub fn load<D: Device<f32>>(
 /// Replaces every parameter and mask of `model` with those in the file at
 /// `path`; the file must hold exactly the model's tensors.
 pub fn load_into<D: Device<f32>, M: Model<D>>(model: &mut M, path: &Path) -> Result<()> {
-    let bytes = std::fs::read(path).map_err(|source| Error::Io {
-        path: path.into(),
-        source,
-    })?;
-    let fail = |reason: String| Error::Checkpoint {
-        path: path.into(),
-        reason,
-    };
+    let bytes = read_file(path)?;
+    let fail = corrupt(path);
     let file = SafeTensors::deserialize(&bytes).map_err(|e| fail(e.to_string()))?;
     let mut expected = 0;
     for p in model.params_mut() {
         let info = p.info().clone();
-        let values = read_f32(&file, &info.name, &info.shape).map_err(fail)?;
+        let values = read_f32(&file, &info.name, &info.shape).map_err(&fail)?;
         let mask_name = format!("{}{MASK_SUFFIX}", info.name);
         let mask = match file.tensor(&mask_name) {
-            Ok(_) => Some(read_f32(&file, &mask_name, &info.shape).map_err(fail)?),
+            Ok(_) => Some(read_f32(&file, &mask_name, &info.shape).map_err(&fail)?),
             Err(_) => None,
         };
         expected += 1 + usize::from(mask.is_some());
@@ -122,23 +116,33 @@ pub fn load_into<D: Device<f32>, M: Model<D>>(model: &mut M, path: &Path) -> Res
 /// Every F32 tensor in the file at `path` by name (masks included), for
 /// reports that look at weights without rebuilding the model.
 pub fn read_tensors(path: &Path) -> Result<BTreeMap<String, Vec<f32>>> {
-    let bytes = std::fs::read(path).map_err(|source| Error::Io {
-        path: path.into(),
-        source,
-    })?;
-    let fail = |reason: String| Error::Checkpoint {
-        path: path.into(),
-        reason,
-    };
+    let bytes = read_file(path)?;
+    let fail = corrupt(path);
     let file = SafeTensors::deserialize(&bytes).map_err(|e| fail(e.to_string()))?;
     let mut out = BTreeMap::new();
     for (name, view) in file.tensors() {
         if view.dtype() == StDtype::F32 {
-            let values = read_f32(&file, &name, view.shape()).map_err(fail)?;
+            let values = read_f32(&file, &name, view.shape()).map_err(&fail)?;
             out.insert(name, values);
         }
     }
     Ok(out)
+}
+
+/// The bytes of the checkpoint file at `path`.
+fn read_file(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|source| Error::Io {
+        path: path.into(),
+        source,
+    })
+}
+
+/// Turns a reason into the error for an unusable checkpoint at `path`.
+fn corrupt(path: &Path) -> impl Fn(String) -> Error + '_ {
+    move |reason| Error::Checkpoint {
+        path: path.into(),
+        reason,
+    }
 }
 
 fn le_bytes(values: &[f32]) -> Vec<u8> {

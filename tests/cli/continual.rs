@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::util::{stderr, with_status, Project};
+use crate::util::{output_csv as csv, stderr, with_status, Project};
 
 const DENDRITES: &str = include_str!("../../pipelines/dendrites.yaml");
 const METAPLASTICITY: &str = include_str!("../../pipelines/metaplasticity.yaml");
@@ -32,16 +32,6 @@ fn manifest(p: &Project, pipeline: &str, profile: &str, stage: &str) -> Value {
     let out = p.run(&["show", pipeline, "--profile", profile, stage, "--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
     serde_json::from_slice(&out.stdout).unwrap()
-}
-
-/// Rows of a CSV output (header first).
-fn csv(m: &Value, file: &str) -> Vec<Vec<String>> {
-    let dir = std::path::PathBuf::from(m["output_dir"].as_str().unwrap());
-    std::fs::read_to_string(dir.join(file))
-        .unwrap()
-        .lines()
-        .map(|l| l.split(',').map(String::from).collect())
-        .collect()
 }
 
 #[test]
@@ -164,36 +154,26 @@ fn an_mlp_forgets_the_first_permuted_task() {
 fn bad_continual_params_exit_2_naming_the_key() {
     let p = Project::new();
     let model = "model: { type: mlp, hidden: [64] }";
+    let dendritic =
+        "model: { type: dendritic, hidden: [8], percent_on: 2.0, weight_sparsity: 0.5 }";
+    let bnn = "model: { type: bnn, hidden: [8] }";
     let optimizer = "optimizer: { type: adam, lr: 0.003 }";
-    for (from, bad, key) in [
+    let meta = "optimizer: { type: adam-meta, lr: 0.005, meta: [1.0, 1.0, 1.0] }";
+    for (text, key) in [
+        (SMALL.replace(model, dendritic), "model.percent_on"),
         (
-            model,
-            "model: { type: dendritic, hidden: [8], percent_on: 2.0, weight_sparsity: 0.5 }",
-            "model.percent_on",
-        ),
-        (
-            "tasks: { permuted: { count: 2 } }",
-            "tasks: { permuted: { count: 0 } }",
+            SMALL.replace("count: 2", "count: 0"),
             "tasks.permuted.count",
         ),
         (
-            optimizer,
-            "optimizer: { type: adam-meta, lr: 0.005, meta: [1.0, 1.0, 1.0] }",
+            SMALL.replace(model, bnn).replace(optimizer, meta),
             "optimizer.meta",
         ),
     ] {
-        let text = SMALL
-            .replace(from, bad)
-            .replace(model, "model: { type: bnn, hidden: [8] }");
-        let text = if key == "model.percent_on" {
-            SMALL.replace(from, bad)
-        } else {
-            text
-        };
         p.file("bad.yaml", &text);
         let out = p.run(&["run", "bad.yaml"]);
-        assert_eq!(out.status.code(), Some(2), "{bad}: {}", stderr(&out));
-        assert!(stderr(&out).contains(key), "{bad}: {}", stderr(&out));
+        assert_eq!(out.status.code(), Some(2), "{key}: {}", stderr(&out));
+        assert!(stderr(&out).contains(key), "{key}: {}", stderr(&out));
     }
     assert!(
         !p.path().join("store/objects").exists()

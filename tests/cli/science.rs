@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::util::{json_lines, stderr, with_status, Project};
+use crate::util::{json_lines, output_csv, stderr, with_status, Project};
 
 const LOTTERY: &str = "name: lt
 seed: 1
@@ -37,17 +37,7 @@ fn manifest(p: &Project, stage: &str) -> Value {
 }
 
 fn csv(p: &Project, stage: &str, file: &str) -> Vec<Vec<String>> {
-    let dir = std::path::PathBuf::from(
-        manifest(p, stage)["output_dir"]
-            .as_str()
-            .unwrap()
-            .to_string(),
-    );
-    std::fs::read_to_string(dir.join(file))
-        .unwrap()
-        .lines()
-        .map(|l| l.split(',').map(String::from).collect())
-        .collect()
+    output_csv(&manifest(p, stage), file)
 }
 
 #[test]

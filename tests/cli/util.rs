@@ -85,3 +85,14 @@ pub fn with_status(statuses: &[(String, String)], status: &str) -> Vec<String> {
     v.sort();
     v
 }
+
+/// Rows (header first) of the CSV file `file` in the output of the stage whose
+/// `repro show --json` manifest is `manifest`.
+pub fn output_csv(manifest: &Value, file: &str) -> Vec<Vec<String>> {
+    let dir = PathBuf::from(manifest["output_dir"].as_str().expect("output_dir"));
+    std::fs::read_to_string(dir.join(file))
+        .unwrap()
+        .lines()
+        .map(|l| l.split(',').map(String::from).collect())
+        .collect()
+}
