@@ -32,7 +32,6 @@ pub(crate) fn adam_meta_update<D: Device<f32>>(
     grads.try_alloc_for(value).map_err(device_error)?;
     let g = to_host(&grads.get(value));
     let mut p = to_host(value);
-    let mask = mask.map(to_host);
     let [b1, b2] = cfg.betas.map(|b| b as f32);
     let (eps, lr) = (cfg.eps as f32, cfg.lr as f32);
     let l2 = match cfg.weight_decay {
@@ -41,24 +40,32 @@ pub(crate) fn adam_meta_update<D: Device<f32>>(
     };
     let c1 = (1.0 - b1.powi(t)).recip();
     let c2 = (1.0 - b2.powi(t)).recip();
-    let update = |p: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32]| {
-        for (((p, m), v), &g) in p.iter_mut().zip(m).zip(v).zip(g) {
-            let g = g + l2 * *p;
-            *m = *m * b1 + g * (1.0 - b1);
-            *v = *v * b2 + g * g * (1.0 - b2);
-            let toward_zero = (*p > 0.0 && *m > 0.0) || (*p < 0.0 && *m < 0.0);
-            let m_used = if toward_zero {
-                let th = (meta * p.abs()).tanh();
-                *m * (1.0 - th * th)
-            } else {
-                *m
-            };
-            let m_hat = m_used * c1;
-            let v_hat = *v * c2;
-            *p -= lr * m_hat / (v_hat.sqrt() + eps);
-        }
-    };
-    for_each_moment_chunk(&mut p, m, v, &g, mask.as_deref(), update);
+    // Inlined into `for_each_moment_chunk`'s AVX2 copy.
+    for_each_moment_chunk(
+        &mut p,
+        m,
+        v,
+        &g,
+        mask,
+        #[inline(always)]
+        |p: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32]| {
+            for (((p, m), v), &g) in p.iter_mut().zip(m).zip(v).zip(g) {
+                let g = g + l2 * *p;
+                *m = *m * b1 + g * (1.0 - b1);
+                *v = *v * b2 + g * g * (1.0 - b2);
+                let toward_zero = (*p > 0.0 && *m > 0.0) || (*p < 0.0 && *m < 0.0);
+                let m_used = if toward_zero {
+                    let th = (meta * p.abs()).tanh();
+                    *m * (1.0 - th * th)
+                } else {
+                    *m
+                };
+                let m_hat = m_used * c1;
+                let v_hat = *v * c2;
+                *p -= lr * m_hat / (v_hat.sqrt() + eps);
+            }
+        },
+    );
     value.copy_from(&p);
     Ok(())
 }

@@ -7,6 +7,8 @@
 //! no optimizer state can revive them. Values cross to the host as `Vec<f32>`
 //! (row-major, PyTorch layout) for the pruning stage.
 
+use std::sync::Arc;
+
 use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -66,7 +68,15 @@ type Vector<D> = Tensor<(usize,), f32, D>;
 pub struct Param<D: Device<f32>> {
     info: ParamInfo,
     value: Tensor<(usize,), f32, D>,
-    mask: Option<Tensor<(usize,), f32, D>>,
+    mask: Option<Mask<D>>,
+}
+
+/// A 0/1 mask on the device (for dfdx's element-wise ops) and on the host
+/// (read by the CPU fast paths and the host optimizers without a copy per step).
+#[derive(Debug, Clone)]
+struct Mask<D: Device<f32>> {
+    device: Tensor<(usize,), f32, D>,
+    host: Arc<Vec<f32>>,
 }
 
 impl<D: Device<f32>> Param<D> {
@@ -96,7 +106,7 @@ impl<D: Device<f32>> Param<D> {
         self.check_len(values.len())?;
         let mut values = values.to_vec();
         if let Some(mask) = &self.mask {
-            for (v, m) in values.iter_mut().zip(mask.as_vec()) {
+            for (v, &m) in values.iter_mut().zip(mask.host.iter()) {
                 if m == 0.0 {
                     *v = 0.0;
                 }
@@ -111,7 +121,7 @@ impl<D: Device<f32>> Param<D> {
 
     /// The mask, or `None` while the parameter is dense.
     pub fn mask(&self) -> Option<Vec<f32>> {
-        self.mask.as_ref().map(|m| m.as_vec())
+        self.mask.as_ref().map(|m| m.host.to_vec())
     }
 
     /// Sets (or with `None` removes) the mask. Every entry must be 0.0 or 1.0;
@@ -144,16 +154,23 @@ impl<D: Device<f32>> Param<D> {
             .map(|(&v, &m)| if m == 0.0 { 0.0 } else { v })
             .collect();
         self.value = dev.tensor_from_vec(values, (n,));
-        self.mask = Some(dev.tensor_from_vec(mask.to_vec(), (n,)));
+        self.mask = Some(Mask {
+            device: dev.tensor_from_vec(mask.to_vec(), (n,)),
+            host: Arc::new(mask.to_vec()),
+        });
         Ok(())
     }
 
     /// The value as used by the forward pass (W ⊙ M when masked), on tape `T`.
+    ///
+    /// Masked entries of the value are exactly ±0.0 at all times, so W ⊙ M has
+    /// the bits of W: on the CPU the forward pass uses W as it is and only the
+    /// gradient is multiplied by M (in place, after every other contribution).
     pub(crate) fn effective<T: Tape<f32, D>>(&self) -> Tensor<(usize,), f32, D, T> {
         let value = self.value.retaped::<T>();
         match &self.mask {
-            Some(mask) if on_cpu::<D>() => host::mul_mask(value, host::to_host(mask)),
-            Some(mask) => value * mask.clone(),
+            Some(mask) if on_cpu::<D>() => host::mask_gradient(value, Arc::clone(&mask.host)),
+            Some(mask) => value * mask.device.clone(),
             None => value,
         }
     }
@@ -173,14 +190,17 @@ impl<D: Device<f32>> Param<D> {
     /// pushed negative becomes -0.0, which compares equal to 0.0.
     pub(crate) fn reapply_mask(&mut self) {
         if let Some(mask) = &self.mask {
-            self.value = self.value.clone() * mask.clone();
+            self.value = self.value.clone() * mask.device.clone();
         }
     }
 
-    /// The raw value and the mask together, for optimizers that update the
-    /// value and re-apply the mask in one pass.
-    pub(crate) fn value_and_mask_mut(&mut self) -> (&mut Vector<D>, Option<&Vector<D>>) {
-        (&mut self.value, self.mask.as_ref())
+    /// The raw value and the host mask together, for optimizers that update
+    /// the value and re-apply the mask in one pass on the host.
+    pub(crate) fn value_and_mask_mut(&mut self) -> (&mut Vector<D>, Option<&[f32]>) {
+        (
+            &mut self.value,
+            self.mask.as_ref().map(|m| m.host.as_slice()),
+        )
     }
 
     fn check_len(&self, got: usize) -> Result<()> {
@@ -234,5 +254,21 @@ mod tests {
             &dev,
         );
         assert!(bias.set_mask(Some(&[1.0])).is_err());
+    }
+
+    #[test]
+    fn masked_gradient_is_zero_with_several_consumers_and_values_unchanged() {
+        let dev = Cpu::default();
+        let mut p = weight(&dev);
+        p.set_mask(Some(&[1.0, 0.0, 1.0, 0.0])).unwrap();
+        let c: Tensor<(usize,), f32, Cpu> = dev.tensor_from_vec(vec![0.5, -1.5, 2.0, -3.0], (4,));
+        // Two uses of the weight on one tape: x·c + x², as a layer used twice.
+        let x = p.effective::<OwnedTape<f32, Cpu>>();
+        assert_eq!(x.as_vec(), vec![1.0, 0.0, 3.0, 0.0]);
+        let y = p.effective::<OwnedTape<f32, Cpu>>();
+        let loss = (x * c.clone()).sum::<Rank0, _>() + (y.square()).sum::<Rank0, _>();
+        let grads = loss.backward();
+        // d/dx = c + 2x where unmasked, 0 where masked.
+        assert_eq!(grads.get(p.value()).as_vec(), vec![2.5, 0.0, 8.0, 0.0]);
     }
 }

@@ -288,6 +288,8 @@ impl From<Histogram> for Panel {
 /// Where a figure's numbers come from; rendered as its caption.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Provenance {
+    /// The datasets the numbers were computed on (e.g. `fashion-mnist`).
+    pub datasets: Vec<String>,
     /// Pipeline name.
     pub pipeline: String,
     /// `(stage name, stage key)`; keys are shortened to 8 characters.
@@ -297,9 +299,13 @@ pub struct Provenance {
 }
 
 impl Provenance {
-    /// One line: `pipeline P · stages a (1a2b3c4d), b (...) · seeds 0, 1, 2`.
+    /// One line: `data D · pipeline P · stages a (1a2b3c4d), b (...) · seeds 0, 1, 2`.
     pub fn caption(&self) -> String {
-        let mut parts = vec![format!("pipeline {}", self.pipeline)];
+        let mut parts = Vec::new();
+        if !self.datasets.is_empty() {
+            parts.push(format!("data {}", self.datasets.join(", ")));
+        }
+        parts.push(format!("pipeline {}", self.pipeline));
         if !self.stages.is_empty() {
             let stages: Vec<String> = self
                 .stages

@@ -107,6 +107,7 @@ fn sample_figure() -> Figure {
         density: true,
     };
     let prov = Provenance {
+        datasets: vec!["fashion-mnist (train 3000)".into()],
         pipeline: "lottery-quick".into(),
         stages: vec![
             ("dense@seed=0".into(), "3fa2c1d94e5b".into()),
@@ -149,7 +150,9 @@ fn png_and_svg_are_valid_deterministic_and_labelled() {
         );
     }
     assert!(
-        svg.contains("lottery-quick") && svg.contains("3fa2c1d9"),
+        svg.contains("lottery-quick")
+            && svg.contains("3fa2c1d9")
+            && svg.contains("data fashion-mnist (train 3000)"),
         "provenance missing"
     );
     assert_eq!(

@@ -12,7 +12,8 @@ use std::time::Instant;
 use crate::device::DeviceChoice;
 use crate::pipeline::{Pipeline, Stage};
 use crate::provenance::Host;
-use crate::stages::{Input, Progress, StageContext};
+use crate::stages::dataset::DatasetStage;
+use crate::stages::{Input, Progress, StageContext, TypedStage};
 use crate::store::object::{object_file, publish, remove_tree};
 use crate::store::record::{write_record, write_ref, Manifest, StageRecord};
 use crate::store::{io_err, Store};
@@ -37,6 +38,43 @@ impl Progress for ChannelProgress<'_> {
                 length,
                 message: message.to_string(),
             });
+    }
+}
+
+/// The datasets stage `name` depends on, itself included, described by their
+/// `name` param and any limits, so a report can say which data each figure used.
+fn datasets_behind(pipeline: &Pipeline, name: &str) -> Vec<String> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut todo = vec![name.to_string()];
+    let mut out = Vec::new();
+    while let Some(current) = todo.pop() {
+        if !seen.insert(current.clone()) {
+            continue;
+        }
+        let Some(stage) = pipeline.stages.iter().find(|s| s.name == current) else {
+            continue;
+        };
+        if stage.kind.name() == DatasetStage::NAME {
+            out.push(describe_dataset(&stage.params));
+        }
+        todo.extend(stage.needs.iter().cloned());
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// `fashion-mnist`, with `(train N, test M)` when the params limit the splits.
+fn describe_dataset(params: &serde_json::Value) -> String {
+    let name = params["name"].as_str().unwrap_or("dataset").to_string();
+    let limits: Vec<String> = [("train", "train_limit"), ("test", "test_limit")]
+        .iter()
+        .filter_map(|(label, key)| params[*key].as_u64().map(|n| format!("{label} {n}")))
+        .collect();
+    if limits.is_empty() {
+        name
+    } else {
+        format!("{name} ({})", limits.join(", "))
     }
 }
 
@@ -92,6 +130,7 @@ pub fn execute(
                     params: r.fields.params.clone(),
                     seed: r.fields.seed,
                     metrics: r.manifest.metrics.clone(),
+                    datasets: datasets_behind(env.pipeline, name),
                 },
             )
         })

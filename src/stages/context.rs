@@ -37,6 +37,9 @@ pub struct Input {
     pub seed: u64,
     /// Its metrics.
     pub metrics: Metrics,
+    /// The datasets it was computed from, directly or through its own inputs,
+    /// described for captions (e.g. `fashion-mnist (train 3000, test 1000)`).
+    pub datasets: Vec<String>,
 }
 
 /// Everything a stage's `run` may use.

@@ -215,6 +215,10 @@ fn paper_quick_profile_runs_every_experiment_into_one_report() {
             svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"),
             "{f}"
         );
+        assert!(
+            svg.contains("data fashion-mnist (train "),
+            "{f} names no dataset"
+        );
     }
     assert_links_exist(&dir);
     // Nothing left to do on a second run.

@@ -127,7 +127,7 @@ pub struct ReportStage;
 
 impl TypedStage for ReportStage {
     const NAME: &'static str = "report";
-    const VERSION: u32 = 3;
+    const VERSION: u32 = 4;
     type Params = ReportParams;
 
     fn validate(p: &ReportParams) -> std::result::Result<(), ParamError> {
@@ -291,7 +291,11 @@ fn provenance(ctx: &StageContext, inputs: &[&Input]) -> Provenance {
     let mut seeds: Vec<u64> = inputs.iter().map(|i| i.seed).collect();
     seeds.sort();
     seeds.dedup();
+    let mut datasets: Vec<String> = inputs.iter().flat_map(|i| i.datasets.clone()).collect();
+    datasets.sort();
+    datasets.dedup();
     Provenance {
+        datasets,
         pipeline,
         stages: inputs
             .iter()
