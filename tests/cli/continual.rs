@@ -220,6 +220,11 @@ fn paper_quick_profile_runs_every_experiment_into_one_report() {
             "{f} names no dataset"
         );
     }
+    let page = std::fs::read_to_string(dir.join("index.html")).unwrap();
+    assert!(
+        page.matches("(data: fashion-mnist (train ").count() >= 4,
+        "figure captions name no dataset"
+    );
     assert_links_exist(&dir);
     // Nothing left to do on a second run.
     let again = p.statuses(&["run", "paper.yaml", "--profile", "quick", "--json"]);

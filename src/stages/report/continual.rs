@@ -8,13 +8,13 @@
 use std::collections::BTreeMap;
 
 use crate::report::{
-    format_number, render, Figure, FigureRef, Heatmap, Histogram, HistogramSeries, LineChart,
-    Panel, Point, Section, Series, Table,
+    format_number, render, Figure, Heatmap, Histogram, HistogramSeries, LineChart, Panel, Point,
+    Section, Series, Table,
 };
 use crate::stages::{Error, Input, Result, StageContext};
 
 use super::lottery::ClaimValues;
-use super::{by_base, column, mean_std, provenance, read_table, Claim};
+use super::{by_base, column, figure_ref, mean_std, provenance, read_table, Claim};
 
 /// The sections for the `continual` inputs, and our value of each claim per
 /// stage base name (one value per seed).
@@ -126,6 +126,7 @@ pub fn sections(ctx: &StageContext, inputs: &[&Input]) -> Result<(Vec<Section>, 
             .collect();
         let figures = ctx.out_dir.join("figures");
         let stem = format!("continual_{n}");
+        let prov = provenance(ctx, &all);
         let fig = Figure::new(
             vec![
                 chart("Mean accuracy over the tasks seen", mean_series),
@@ -134,13 +135,15 @@ pub fn sections(ctx: &StageContext, inputs: &[&Input]) -> Result<(Vec<Section>, 
             2,
         )
         .title(format!("Continual learning: {tasks}"))
-        .provenance(&provenance(ctx, &all));
+        .provenance(&prov);
         render(&fig, &figures, &stem).map_err(|e| Error::Failed(e.to_string()))?;
         let columns = heatmaps.len().min(3);
         let matrix_stem = format!("{stem}_matrix");
-        let fig = Figure::new(heatmaps, columns).title(
-            "Accuracy matrix: test accuracy (%) on task j after training task i (first seed)",
-        );
+        let fig = Figure::new(heatmaps, columns)
+            .title(
+                "Accuracy matrix: test accuracy (%) on task j after training task i (first seed)",
+            )
+            .provenance(&prov);
         render(&fig, &figures, &matrix_stem).map_err(|e| Error::Failed(e.to_string()))?;
         let table = Table::new(
             [
@@ -164,8 +167,8 @@ pub fn sections(ctx: &StageContext, inputs: &[&Input]) -> Result<(Vec<Section>, 
                      as a falling mean while the newest task stays high. In a stream every subset \
                      is tested on the whole test set, so both panels show that accuracy.",
                 )
-                .figure(FigureRef::from_stem(&format!("figures/{stem}"), "Accuracy against tasks trained"))
-                .figure(FigureRef::from_stem(&format!("figures/{matrix_stem}"), "Accuracy matrices"))
+                .figure(figure_ref(&format!("figures/{stem}"), "Accuracy against tasks trained", &prov))
+                .figure(figure_ref(&format!("figures/{matrix_stem}"), "Accuracy matrices", &prov))
                 .table(table),
         );
     }
@@ -220,10 +223,11 @@ fn per_epoch_section(ctx: &StageContext, inputs: &[&Input]) -> Result<Option<Sec
         return Ok(None);
     }
     let stem = "continual_epochs";
+    let prov = provenance(ctx, &used);
     let columns = panels.len().min(2);
     let fig = Figure::new(panels, columns)
         .title("Test accuracy of every task learned so far, after every epoch")
-        .provenance(&provenance(ctx, &used));
+        .provenance(&prov);
     render(&fig, &ctx.out_dir.join("figures"), stem).map_err(|e| Error::Failed(e.to_string()))?;
     Ok(Some(
         Section::new("Accuracy of each task through the sequence (Laborieux et al. 2021, Fig. 2)")
@@ -232,7 +236,7 @@ fn per_epoch_section(ctx: &StageContext, inputs: &[&Input]) -> Result<Option<Sec
                  end of the sequence (first seed). A non-metaplastic network (m = 0) forgets: early \
                  tasks fall as later ones are learned. Metaplasticity (m > 0) keeps them higher.",
             )
-            .figure(FigureRef::from_stem(&format!("figures/{stem}"), "Per-task accuracy through the sequence")),
+            .figure(figure_ref(&format!("figures/{stem}"), "Per-task accuracy through the sequence", &prov)),
     ))
 }
 
@@ -275,10 +279,11 @@ fn hidden_weights_section(ctx: &StageContext, inputs: &[&Input]) -> Result<Optio
         return Ok(None);
     }
     let stem = "hidden_weights";
+    let prov = provenance(ctx, &used);
     let columns = panels.len().min(3);
     let fig = Figure::new(panels, columns)
         .title("Hidden weights of each layer after the last task")
-        .provenance(&provenance(ctx, &used));
+        .provenance(&prov);
     render(&fig, &ctx.out_dir.join("figures"), stem).map_err(|e| Error::Failed(e.to_string()))?;
     Ok(Some(
         Section::new("Hidden-weight distributions (Laborieux et al. 2021, Fig. 2g-h)")
@@ -287,9 +292,10 @@ fn hidden_weights_section(ctx: &StageContext, inputs: &[&Input]) -> Result<Optio
                  With m > 0, updates that would shrink a large |W_h| are attenuated, so the \
                  distributions grow wider tails: those weights are consolidated.",
             )
-            .figure(FigureRef::from_stem(
+            .figure(figure_ref(
                 &format!("figures/{stem}"),
                 "Distribution of W_h per layer",
+                &prov,
             )),
     ))
 }

@@ -4,9 +4,11 @@
 
 use std::collections::BTreeMap;
 
-use crate::report::{render, Figure, FigureRef, LineChart, Panel, Point, Section, Series, Table};
+use crate::report::{render, Figure, LineChart, Panel, Point, Section, Series, Table};
 
-use super::{by_base, column, mean_std, provenance, read_table, text_column, Claim, ReportParams};
+use super::{
+    by_base, column, figure_ref, mean_std, provenance, read_table, text_column, Claim, ReportParams,
+};
 use crate::stages::{Error, Input, Result, StageContext};
 
 /// One seed's rounds table.
@@ -177,26 +179,29 @@ pub fn section(
         }
         section = section.table(rounds_table(&base, &seeds));
     }
+    let prov = provenance(ctx, prune);
     let cols = accuracy_panels.len().min(3);
     let fig = Figure::new(accuracy_panels, cols)
         .title("Test accuracy vs weights remaining")
-        .provenance(&provenance(ctx, prune));
+        .provenance(&prov);
     render(&fig, &ctx.out_dir.join("figures"), "lottery_accuracy")
         .map_err(|e| Error::Failed(e.to_string()))?;
-    section = section.figure(FigureRef::from_stem(
+    section = section.figure(figure_ref(
         "figures/lottery_accuracy",
         "Winning vs random tickets (Bain Fig. 6)",
+        &prov,
     ));
     if !early_panels.is_empty() {
         let cols = early_panels.len().min(3);
         let fig = Figure::new(early_panels, cols)
             .title("Early-stop iteration vs weights remaining")
-            .provenance(&provenance(ctx, prune));
+            .provenance(&prov);
         render(&fig, &ctx.out_dir.join("figures"), "lottery_early_stop")
             .map_err(|e| Error::Failed(e.to_string()))?;
-        section = section.figure(FigureRef::from_stem(
+        section = section.figure(figure_ref(
             "figures/lottery_early_stop",
             "Iteration of minimum validation loss per round",
+            &prov,
         ));
     }
     for ((base, claim), v) in &ours {

@@ -127,7 +127,7 @@ pub struct ReportStage;
 
 impl TypedStage for ReportStage {
     const NAME: &'static str = "report";
-    const VERSION: u32 = 4;
+    const VERSION: u32 = 5;
     type Params = ReportParams;
 
     fn validate(p: &ReportParams) -> std::result::Result<(), ParamError> {
@@ -303,6 +303,16 @@ fn provenance(ctx: &StageContext, inputs: &[&Input]) -> Provenance {
             .collect(),
         seeds,
     }
+}
+
+/// A link to a rendered figure whose caption ends with the data it was computed on.
+fn figure_ref(stem: &str, caption: &str, prov: &Provenance) -> report::FigureRef {
+    let caption = if prov.datasets.is_empty() {
+        caption.to_string()
+    } else {
+        format!("{caption} (data: {})", prov.datasets.join(", "))
+    };
+    report::FigureRef::from_stem(stem, caption)
 }
 
 /// Inputs grouped by their stage's base name (`fc1@seed=0` -> `fc1`).

@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 
 use crate::data::idx;
 use crate::report::{
-    render, Figure, FigureRef, Image, ImageGrid, LineChart, Panel, Point, Section, Series, Table,
+    render, Figure, Image, ImageGrid, LineChart, Panel, Point, Section, Series, Table,
 };
 
-use super::{column, provenance, read_table, text_column};
+use super::{column, figure_ref, provenance, read_table, text_column};
 use crate::stages::{Error, Input, Result, StageContext};
 
 /// The section for one `noise-eval` stage.
@@ -50,10 +50,11 @@ pub fn section(ctx: &StageContext, input: &Input) -> Result<Section> {
         .collect();
     let figures = ctx.out_dir.join("figures");
     let stem = format!("noise_{}", input.stage.replace(['@', '=', ','], "_"));
+    let prov = provenance(ctx, &[input]);
     let cols = panels.len().min(2);
     let fig = Figure::new(panels, cols)
         .title("Accuracy under image noise")
-        .provenance(&provenance(ctx, &[input]));
+        .provenance(&prov);
     render(&fig, &figures, &stem).map_err(|e| Error::Failed(e.to_string()))?;
     let mut s = Section::new(format!("Noise robustness (Bain 2022, Fig. 7): stage `{}`", input.stage))
         .paragraph(
@@ -62,14 +63,17 @@ pub fn section(ctx: &StageContext, input: &Input) -> Result<Section> {
              training seeds (each the mean over noise draws). Bain's noise sets a random fraction of \
              pixel values to 2·std of the dataset (the paper's text says \"2 std above the mean\").",
         )
-        .figure(FigureRef::from_stem(&format!("figures/{stem}"), "Accuracy vs noise level"));
+        .figure(figure_ref(&format!("figures/{stem}"), "Accuracy vs noise level", &prov));
     if let Some(grid) = examples(input)? {
-        let fig = Figure::single(grid).title("Example noisy test images");
+        let fig = Figure::single(grid)
+            .title("Example noisy test images")
+            .provenance(&prov);
         let stem = format!("{stem}_examples");
         render(&fig, &figures, &stem).map_err(|e| Error::Failed(e.to_string()))?;
-        s = s.figure(FigureRef::from_stem(
+        s = s.figure(figure_ref(
             &format!("figures/{stem}"),
             "One row per noise level (Bain Fig. 2)",
+            &prov,
         ));
     }
     let verdicts = read_table(input, "verdict.csv")?;
