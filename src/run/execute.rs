@@ -51,7 +51,7 @@ fn datasets_behind(pipeline: &Pipeline, name: &str) -> Vec<String> {
         if !seen.insert(current.clone()) {
             continue;
         }
-        let Some(stage) = pipeline.stages.iter().find(|s| s.name == current) else {
+        let Some(stage) = pipeline.stage(&current) else {
             continue;
         };
         if stage.kind.name() == DatasetStage::NAME {
@@ -198,4 +198,40 @@ pub fn execute(
         let _ = remove_tree(&scratch);
     }
     Ok(record)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::Selection;
+
+    #[test]
+    fn a_stage_is_traced_back_to_every_dataset_behind_it_with_its_limits() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.yaml");
+        let text = "name: lineage
+stages:
+  small:
+    kind: dataset
+    params: { name: synthetic, train_size: 300, test_size: 100, train_limit: 200 }
+  whole:
+    kind: dataset
+    params: { name: synthetic, train_size: 300, test_size: 100 }
+  net:
+    kind: train
+    needs: [small]
+    params: { model: { type: mlp, hidden: [8] }, epochs: 1 }
+  report:
+    kind: report
+    needs: [net, whole]
+";
+        std::fs::write(&path, text).unwrap();
+        let p = Pipeline::load(&path, &Selection::default()).unwrap();
+        assert_eq!(datasets_behind(&p, "net"), ["synthetic (train 200)"]);
+        assert_eq!(datasets_behind(&p, "small"), ["synthetic (train 200)"]);
+        assert_eq!(
+            datasets_behind(&p, "report"),
+            ["synthetic", "synthetic (train 200)"]
+        );
+    }
 }
