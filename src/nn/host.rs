@@ -275,6 +275,76 @@ pub(crate) fn max_pool2<D: Device<f32>, T: Tape<f32, D>>(
     out.put_tape(tape)
 }
 
+/// Whether `host::matmul` can use the AVX-512 kernel on this device and CPU.
+fn fast_matmul<D: Device<f32>>() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        on_cpu::<D>() && super::sgemm::available()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// `w · x` for a layer: W (out, in) row-major, x (in, batch). On a CPU with
+/// AVX-512 the products forward and backward (dW += dY·xᵀ, dx += Wᵀ·dY) run
+/// on our kernel, without transposing; elsewhere dfdx's `matmul`.
+pub(crate) fn matmul<D: Device<f32>, T, R>(w: Matrix<D, T>, x: Matrix<D, R>) -> Matrix<D, T>
+where
+    T: Tape<f32, D> + Merge<R>,
+    R: Tape<f32, D>,
+{
+    #[cfg(target_arch = "x86_64")]
+    if fast_matmul::<D>() {
+        use super::sgemm::{sgemm, Operand};
+        let ((out, inputs), batch) = (*w.shape(), x.shape().1);
+        let (w, wt) = w.split_tape();
+        let (x, xt) = x.split_tape();
+        let mut tape = wt.merge(xt);
+        let (wh, xh) = (to_host(&w), to_host(&x));
+        let mut z = vec![0.0f32; out * batch];
+        sgemm(
+            (out, batch, inputs),
+            Operand::row_major(&wh, inputs),
+            Operand::row_major(&xh, batch),
+            &mut z,
+            batch,
+            false,
+        );
+        let y = upload(w.device(), &z, (out, batch));
+        if T::OWNS_TAPE {
+            let yc = y.clone();
+            tape.add_backward_op(move |grads| {
+                let gy = take_grad(grads, &yc)?;
+                // dW += dY · xᵀ: xᵀ is x read column-major.
+                let xt = Operand::col_major(&xh, batch);
+                sgemm(
+                    (out, inputs, batch),
+                    Operand::row_major(&gy, batch),
+                    xt,
+                    grad_mut(grads, &w)?,
+                    inputs,
+                    true,
+                );
+                // dx += Wᵀ · dY: Wᵀ is W read column-major.
+                let wt = Operand::col_major(&wh, inputs);
+                sgemm(
+                    (inputs, batch, out),
+                    wt,
+                    Operand::row_major(&gy, batch),
+                    grad_mut(grads, &x)?,
+                    batch,
+                    true,
+                );
+                put_grad(grads, &yc, gy)
+            });
+        }
+        return y.put_tape(tape);
+    }
+    w.matmul(x)
+}
+
 /// `w · x` where only `w` (which carries the tape) needs a gradient: the
 /// backward computes dW = dY · xᵀ and skips dfdx's unneeded dX = Wᵀ · dY.
 /// For the first layer, whose input is data.
@@ -282,6 +352,40 @@ pub(crate) fn matmul_no_input_grad<D: Device<f32>, T: Tape<f32, D>>(
     w: Matrix<D, T>,
     x: Matrix<D>,
 ) -> Matrix<D, T> {
+    #[cfg(target_arch = "x86_64")]
+    if fast_matmul::<D>() {
+        use super::sgemm::{sgemm, Operand};
+        let ((out, inputs), batch) = (*w.shape(), x.shape().1);
+        let (w, mut tape) = w.split_tape();
+        let (wh, xh) = (to_host(&w), to_host(&x));
+        let mut z = vec![0.0f32; out * batch];
+        sgemm(
+            (out, batch, inputs),
+            Operand::row_major(&wh, inputs),
+            Operand::row_major(&xh, batch),
+            &mut z,
+            batch,
+            false,
+        );
+        let y = upload(w.device(), &z, (out, batch));
+        if T::OWNS_TAPE {
+            let yc = y.clone();
+            tape.add_backward_op(move |grads| {
+                let gy = take_grad(grads, &yc)?;
+                let xt = Operand::col_major(&xh, batch);
+                sgemm(
+                    (out, inputs, batch),
+                    Operand::row_major(&gy, batch),
+                    xt,
+                    grad_mut(grads, &w)?,
+                    inputs,
+                    true,
+                );
+                put_grad(grads, &yc, gy)
+            });
+        }
+        return y.put_tape(tape);
+    }
     let (w, mut tape) = w.split_tape();
     let out = w.clone().matmul(x.clone());
     if T::OWNS_TAPE {

@@ -73,7 +73,7 @@ impl<D: Device<f32>> Linear<D> {
         T: Tape<f32, D> + Merge<R>,
         R: Tape<f32, D>,
     {
-        let z = self.weight_matrix::<T>().matmul(x);
+        let z = host::matmul(self.weight_matrix::<T>(), x);
         host::bias_act(z, self.bias.effective::<T>(), relu)
     }
 

@@ -31,6 +31,8 @@ mod network;
 mod norm;
 mod optim;
 mod param;
+#[cfg(target_arch = "x86_64")]
+mod sgemm;
 mod train;
 
 use dfdx::prelude::{NoneTape, Tensor};
