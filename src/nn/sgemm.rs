@@ -13,6 +13,10 @@
 //! for any number of threads. They differ from `gemm`'s (another summation
 //! order), so switching kernels changes trained networks' bits.
 
+// Register tiles and packed panels are indexed by row and lane, as in the
+// layouts described above; iterator chains would hide them.
+#![allow(clippy::needless_range_loop)]
+
 use std::arch::x86_64::*;
 
 use rayon::prelude::*;
@@ -271,6 +275,7 @@ unsafe fn transpose16(r: &mut [__m512; 16]) {
 
 /// Pack B[pc..pc+kc, jc..jc+nc] into micro-panels of NR columns: panel q holds
 /// dst[q*kc*NR + p*NR + jj] = B[pc+p, jc+q*NR+jj], zero-padded past nc.
+#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f")]
 unsafe fn pack_b(
     kc: usize,
