@@ -33,6 +33,7 @@ use super::init::Initializer;
 use super::model::Model;
 use super::norm::{instance_norm, BatchNorm, NormKind};
 use super::param::{Param, ParamInfo, ParamKind};
+use super::product;
 use super::Matrix;
 
 /// The architecture of a `BinaryNet`, e.g. in YAML
@@ -192,6 +193,12 @@ impl<D: Device<f32>> BinaryNet<D> {
         w.reshape_like(&(layer.outputs, layer.inputs))
     }
 
+    /// The parameter whose values `weight_matrix` uses as they are: the weight
+    /// of a full-precision network, none for a binarized one.
+    fn real_weight<'a>(&self, layer: &'a Layer<D>) -> Option<&'a Param<D>> {
+        (!self.config.binary).then_some(&layer.weight)
+    }
+
     /// Normalization, then (for a hidden layer) the activation.
     fn tail<T: Tape<f32, D>>(
         &self,
@@ -256,14 +263,10 @@ impl<D: Device<f32>> Model<D> for BinaryNet<D> {
         // The input is data: on the CPU the first layer's backward skips its gradient.
         let first = &self.layers[0];
         let w = self.weight_matrix::<T>(first);
-        let z = if on_cpu::<D>() {
-            host::matmul_no_input_grad(w, x)
-        } else {
-            w.matmul(x)
-        };
+        let z = product::matmul_no_input_grad(w, self.real_weight(first), x);
         let mut h = self.tail(first, z, last > 0);
         for (i, layer) in self.layers.iter().enumerate().skip(1) {
-            let z = self.weight_matrix::<T>(layer).matmul(h);
+            let z = product::matmul(self.weight_matrix::<T>(layer), self.real_weight(layer), h);
             h = self.tail(layer, z, i < last);
         }
         h

@@ -16,6 +16,7 @@ use dfdx::prelude::*;
 use super::host::{self, on_cpu, ConvGeom};
 use super::init::Initializer;
 use super::param::{Param, ParamInfo, ParamKind};
+use super::product;
 use super::Matrix;
 
 /// Channels, height and width of a feature map.
@@ -132,8 +133,12 @@ impl<D: Device<f32>> Conv2d<D> {
             return if relu { y.relu() } else { y };
         }
         let batch = x.shape().1;
-        let cols = host::im2col(x, self.geom());
-        let z = self.kernel_matrix::<T>().matmul(cols);
+        let z = product::conv_product(
+            self.kernel_matrix::<T>(),
+            Some(&self.weight),
+            x,
+            self.geom(),
+        );
         let y = host::bias_act(z, self.bias.effective::<T>(), relu);
         y.reshape_like(&(self.output.len(), batch))
     }
@@ -146,8 +151,12 @@ impl<D: Device<f32>> Conv2d<D> {
             return self.forward_act(x, relu);
         }
         let batch = x.shape().1;
-        let cols = host::im2col(x, self.geom());
-        let z = host::matmul_no_input_grad(self.kernel_matrix::<T>(), cols);
+        let z = product::conv_product(
+            self.kernel_matrix::<T>(),
+            Some(&self.weight),
+            x,
+            self.geom(),
+        );
         let y = host::bias_act(z, self.bias.effective::<T>(), relu);
         y.reshape_like(&(self.output.len(), batch))
     }

@@ -7,9 +7,10 @@
 
 use dfdx::prelude::*;
 
-use super::host::{matmul_no_input_grad, on_cpu, pick_in_groups, to_host};
+use super::host::{pick_in_groups, to_host};
 use super::init::Initializer;
 use super::param::{Param, ParamInfo, ParamKind};
+use super::product::matmul_no_input_grad;
 use super::Matrix;
 
 /// The segments of one layer's units.
@@ -56,12 +57,8 @@ impl<D: Device<f32>> Dendrites<D> {
             .weight
             .effective::<T>()
             .reshape_like(&(self.units * self.segments, self.context));
-        // The context is data: on the CPU skip its gradient.
-        let activations = if on_cpu::<D>() {
-            matmul_no_input_grad(w, context)
-        } else {
-            w.matmul(context)
-        };
+        // The context is data: skip its gradient.
+        let activations = matmul_no_input_grad(w, Some(&self.weight), context);
         let batch = activations.shape().1;
         let choice = strongest(&to_host(&activations), self.segments, batch);
         pick_in_groups(activations, self.segments, &choice).sigmoid()

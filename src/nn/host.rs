@@ -31,7 +31,7 @@ pub(crate) const PAR_MIN: usize = 1 << 16;
 
 /// `f(i, chunk)` for the `chunk`-sized pieces of `data`, in parallel when
 /// `data` is large. Each call writes only its own chunk.
-fn for_each_chunk<F>(data: &mut [f32], chunk: usize, f: F)
+pub(super) fn for_each_chunk<F>(data: &mut [f32], chunk: usize, f: F)
 where
     F: Fn(usize, &mut [f32]) + Sync,
 {
@@ -86,7 +86,7 @@ fn cpu_tensor<S: Shape, D: Device<f32>>(t: &Tensor<S, f32, D>) -> &Tensor<S, f32
 /// The gradient buffer of `t` (allocated zeroed if absent) on the host.
 /// `try_alloc_for` is called generically first, so allocation errors come
 /// back as `D::Err`; the lookup after it cannot fail.
-fn grad_mut<'a, S: Shape, D: Device<f32>>(
+pub(super) fn grad_mut<'a, S: Shape, D: Device<f32>>(
     grads: &'a mut Gradients<f32, D>,
     t: &Tensor<S, f32, D>,
 ) -> Result<&'a mut Vec<f32>, D::Err> {
@@ -99,14 +99,14 @@ fn grad_mut<'a, S: Shape, D: Device<f32>>(
 
 /// Takes the gradient of `t` out of `grads` (for reading while another
 /// gradient is written); give it back with `put_grad`.
-fn take_grad<S: Shape, D: Device<f32>>(
+pub(super) fn take_grad<S: Shape, D: Device<f32>>(
     grads: &mut Gradients<f32, D>,
     t: &Tensor<S, f32, D>,
 ) -> Result<Vec<f32>, D::Err> {
     Ok(std::mem::take(grad_mut(grads, t)?))
 }
 
-fn put_grad<S: Shape, D: Device<f32>>(
+pub(super) fn put_grad<S: Shape, D: Device<f32>>(
     grads: &mut Gradients<f32, D>,
     t: &Tensor<S, f32, D>,
     g: Vec<f32>,
@@ -134,7 +134,7 @@ impl ConvGeom {
 }
 
 /// im2col of a (C·H·W, B) batch: rows (c, ky, kx), columns (oy, ox, b).
-fn im2col_kernel(x: &[f32], g: ConvGeom, batch: usize) -> Vec<f32> {
+pub(super) fn im2col_kernel(x: &[f32], g: ConvGeom, batch: usize) -> Vec<f32> {
     let (k, out) = (g.kernel, g.output);
     let row = out.height * out.width * batch;
     let plane = g.input.height * g.input.width * batch;
@@ -156,7 +156,7 @@ fn im2col_kernel(x: &[f32], g: ConvGeom, batch: usize) -> Vec<f32> {
 }
 
 /// col2im, accumulated into `gx`: the adjoint of `im2col_kernel`.
-fn col2im_kernel(gcols: &[f32], gx: &mut [f32], g: ConvGeom, batch: usize) {
+pub(super) fn col2im_kernel(gcols: &[f32], gx: &mut [f32], g: ConvGeom, batch: usize) {
     let (k, out) = (g.kernel, g.output);
     let row = out.height * out.width * batch;
     let plane = g.input.height * g.input.width * batch;
@@ -269,137 +269,6 @@ pub(crate) fn max_pool2<D: Device<f32>, T: Tape<f32, D>>(
         tape.add_backward_op(move |grads| {
             let gy = take_grad(grads, &y)?;
             pool_backward(&xh, &yh, &gy, grad_mut(grads, &x)?, input, batch);
-            put_grad(grads, &y, gy)
-        });
-    }
-    out.put_tape(tape)
-}
-
-/// Whether `host::matmul` can use the AVX-512 kernel on this device and CPU.
-fn fast_matmul<D: Device<f32>>() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        on_cpu::<D>() && super::sgemm::available()
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
-/// `w · x` for a layer: W (out, in) row-major, x (in, batch). On a CPU with
-/// AVX-512 the products forward and backward (dW += dY·xᵀ, dx += Wᵀ·dY) run
-/// on our kernel, without transposing; elsewhere dfdx's `matmul`.
-pub(crate) fn matmul<D: Device<f32>, T, R>(w: Matrix<D, T>, x: Matrix<D, R>) -> Matrix<D, T>
-where
-    T: Tape<f32, D> + Merge<R>,
-    R: Tape<f32, D>,
-{
-    #[cfg(target_arch = "x86_64")]
-    if fast_matmul::<D>() {
-        use super::sgemm::{sgemm, Operand};
-        let ((out, inputs), batch) = (*w.shape(), x.shape().1);
-        let (w, wt) = w.split_tape();
-        let (x, xt) = x.split_tape();
-        let mut tape = wt.merge(xt);
-        let (wh, xh) = (to_host(&w), to_host(&x));
-        let mut z = vec![0.0f32; out * batch];
-        sgemm(
-            (out, batch, inputs),
-            Operand::row_major(&wh, inputs),
-            Operand::row_major(&xh, batch),
-            &mut z,
-            batch,
-            false,
-        );
-        let y = upload(w.device(), &z, (out, batch));
-        if T::OWNS_TAPE {
-            let yc = y.clone();
-            tape.add_backward_op(move |grads| {
-                let gy = take_grad(grads, &yc)?;
-                // dW += dY · xᵀ: xᵀ is x read column-major.
-                let xt = Operand::col_major(&xh, batch);
-                sgemm(
-                    (out, inputs, batch),
-                    Operand::row_major(&gy, batch),
-                    xt,
-                    grad_mut(grads, &w)?,
-                    inputs,
-                    true,
-                );
-                // dx += Wᵀ · dY: Wᵀ is W read column-major.
-                let wt = Operand::col_major(&wh, inputs);
-                sgemm(
-                    (inputs, batch, out),
-                    wt,
-                    Operand::row_major(&gy, batch),
-                    grad_mut(grads, &x)?,
-                    batch,
-                    true,
-                );
-                put_grad(grads, &yc, gy)
-            });
-        }
-        return y.put_tape(tape);
-    }
-    w.matmul(x)
-}
-
-/// `w · x` where only `w` (which carries the tape) needs a gradient: the
-/// backward computes dW = dY · xᵀ and skips dfdx's unneeded dX = Wᵀ · dY.
-/// For the first layer, whose input is data.
-pub(crate) fn matmul_no_input_grad<D: Device<f32>, T: Tape<f32, D>>(
-    w: Matrix<D, T>,
-    x: Matrix<D>,
-) -> Matrix<D, T> {
-    #[cfg(target_arch = "x86_64")]
-    if fast_matmul::<D>() {
-        use super::sgemm::{sgemm, Operand};
-        let ((out, inputs), batch) = (*w.shape(), x.shape().1);
-        let (w, mut tape) = w.split_tape();
-        let (wh, xh) = (to_host(&w), to_host(&x));
-        let mut z = vec![0.0f32; out * batch];
-        sgemm(
-            (out, batch, inputs),
-            Operand::row_major(&wh, inputs),
-            Operand::row_major(&xh, batch),
-            &mut z,
-            batch,
-            false,
-        );
-        let y = upload(w.device(), &z, (out, batch));
-        if T::OWNS_TAPE {
-            let yc = y.clone();
-            tape.add_backward_op(move |grads| {
-                let gy = take_grad(grads, &yc)?;
-                let xt = Operand::col_major(&xh, batch);
-                sgemm(
-                    (out, inputs, batch),
-                    Operand::row_major(&gy, batch),
-                    xt,
-                    grad_mut(grads, &w)?,
-                    inputs,
-                    true,
-                );
-                put_grad(grads, &yc, gy)
-            });
-        }
-        return y.put_tape(tape);
-    }
-    let (w, mut tape) = w.split_tape();
-    let out = w.clone().matmul(x.clone());
-    if T::OWNS_TAPE {
-        let y = out.clone();
-        tape.add_backward_op(move |grads| {
-            let gy = take_grad(grads, &y)?;
-            let gy_t = upload(x.device(), &gy, *y.shape());
-            let gw = to_host(&gy_t.matmul(x.clone().permute::<_, Axes2<1, 0>>()));
-            let acc = grad_mut(grads, &w)?;
-            for_each_chunk(acc, PAR_MIN, |i, a| {
-                for (a, b) in a.iter_mut().zip(&gw[i * PAR_MIN..]) {
-                    *a += b;
-                }
-            });
             put_grad(grads, &y, gy)
         });
     }
@@ -642,12 +511,15 @@ pub(crate) fn gate_channels<D: Device<f32>, T: Tape<f32, D>>(
 }
 
 /// dfdx's Adam update (`AdamConfig::try_update`, same f32 arithmetic, so
-/// the same bits) split over rayon threads in fixed chunks, followed in the
-/// same pass by the re-application of the parameter's mask, if any.
+/// the same bits) of the host values `p` of `value`, split over rayon
+/// threads in fixed chunks, followed in the same pass by the re-application
+/// of the parameter's mask, if any.
+#[allow(clippy::too_many_arguments)] // Adam's state, spelled out as dfdx does
 pub(crate) fn adam_update<D: Device<f32>>(
     cfg: &AdamConfig,
     t: i32,
-    value: &mut Tensor<(usize,), f32, D>,
+    value: &Tensor<(usize,), f32, D>,
+    p: &mut [f32],
     mask: Option<&[f32]>,
     moment1: &mut <D as Storage<f32>>::Vec,
     moment2: &mut <D as Storage<f32>>::Vec,
@@ -655,7 +527,6 @@ pub(crate) fn adam_update<D: Device<f32>>(
 ) -> Result<(), D::Err> {
     let (m, v) = (cpu_vec::<D>(moment1), cpu_vec::<D>(moment2));
     let g = grad_mut(grads, value)?;
-    let mut p = to_host(value);
     let [b1, b2] = cfg.betas.map(|b| b as f32);
     let (eps, lr) = (cfg.eps as f32, cfg.lr as f32);
     // Branch-free so that the loop vectorizes: a weight decay that is off is
@@ -672,7 +543,7 @@ pub(crate) fn adam_update<D: Device<f32>>(
     let c2 = (1.0 - b2.powi(t)).recip();
     // Inlined into `for_each_moment_chunk`'s AVX2 copy.
     for_each_moment_chunk(
-        &mut p,
+        p,
         m,
         v,
         g,
@@ -689,7 +560,6 @@ pub(crate) fn adam_update<D: Device<f32>>(
             }
         },
     );
-    value.copy_from(&p);
     Ok(())
 }
 

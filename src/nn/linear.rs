@@ -7,9 +7,10 @@
 
 use dfdx::prelude::*;
 
-use super::host::{self, on_cpu};
+use super::host;
 use super::init::Initializer;
 use super::param::{Param, ParamInfo, ParamKind};
+use super::product;
 use super::Matrix;
 
 /// A fully connected layer `y = (W ⊙ M) x + b`.
@@ -73,17 +74,14 @@ impl<D: Device<f32>> Linear<D> {
         T: Tape<f32, D> + Merge<R>,
         R: Tape<f32, D>,
     {
-        let z = host::matmul(self.weight_matrix::<T>(), x);
+        let z = product::matmul(self.weight_matrix::<T>(), Some(&self.weight), x);
         host::bias_act(z, self.bias.effective::<T>(), relu)
     }
 
     /// `forward_act` for the first layer: the input is data, so on the CPU
     /// the backward computes only the weight and bias gradients.
     pub(crate) fn forward_first<T: Tape<f32, D>>(&self, x: Matrix<D>, relu: bool) -> Matrix<D, T> {
-        if !on_cpu::<D>() {
-            return self.forward_act(x, relu);
-        }
-        let z = host::matmul_no_input_grad(self.weight_matrix::<T>(), x);
+        let z = product::matmul_no_input_grad(self.weight_matrix::<T>(), Some(&self.weight), x);
         host::bias_act(z, self.bias.effective::<T>(), relu)
     }
 

@@ -31,6 +31,7 @@ mod network;
 mod norm;
 mod optim;
 mod param;
+mod product;
 #[cfg(target_arch = "x86_64")]
 mod sgemm;
 mod train;

@@ -261,9 +261,12 @@ impl<D: Device<f32>> Optimizer<D> {
                 }
                 // On the CPU, Adam runs in parallel (`host::adam_update`).
                 (Rule::Adam(cfg), Moments::Device { first, second }) if on_cpu::<D>() => {
-                    let (value, mask) = p.value_and_mask_mut();
-                    host::adam_update(cfg, self.steps, value, mask, first, second, grads)
-                        .map_err(device_error)?;
+                    p.update_on_host(|value, values, mask| {
+                        host::adam_update(
+                            cfg, self.steps, value, values, mask, first, second, grads,
+                        )
+                    })
+                    .map_err(device_error)?;
                 }
                 (Rule::Adam(cfg), Moments::Device { first, second }) => {
                     let grad = grads.get_or_alloc_mut(p.value()).map_err(device_error)?;
@@ -378,7 +381,9 @@ mod tests {
             grads.get_or_alloc_mut(&a).unwrap().copy_from_slice(&g);
             let g = grads.get_or_alloc_mut(&a).unwrap().clone();
             cfg.try_update(t, &mut b, &mut bm1, &mut bm2, &g).unwrap();
-            host::adam_update(&cfg, t, &mut a, None, &mut am1, &mut am2, &mut grads).unwrap();
+            let mut p = a.as_vec();
+            host::adam_update(&cfg, t, &a, &mut p, None, &mut am1, &mut am2, &mut grads).unwrap();
+            a.copy_from(&p);
             let bits = |t: &Tensor<(usize,), f32, Cpu>| -> Vec<u32> {
                 t.as_vec().into_iter().map(f32::to_bits).collect()
             };

@@ -6,8 +6,12 @@
 //! entries, and the optimizer re-applies the mask after every update so that
 //! no optimizer state can revive them. Values cross to the host as `Vec<f32>`
 //! (row-major, PyTorch layout) for the pruning stage.
+//!
+//! A `Param` also keeps a host copy of its values once asked for one: the
+//! CPU matrix products read it, and the host optimizers update it in place
+//! and upload the result, so no step copies a weight matrix off its tensor.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -69,6 +73,9 @@ pub struct Param<D: Device<f32>> {
     info: ParamInfo,
     value: Tensor<(usize,), f32, D>,
     mask: Option<Mask<D>>,
+    /// The values on the host, equal to `value`'s whenever set; cleared by
+    /// every change made to `value` other than through `update_on_host`.
+    host: OnceLock<Arc<Vec<f32>>>,
 }
 
 /// A 0/1 mask on the device (for dfdx's element-wise ops) and on the host
@@ -88,6 +95,7 @@ impl<D: Device<f32>> Param<D> {
             info,
             value: dev.tensor_from_vec(values, (n,)),
             mask: None,
+            host: OnceLock::new(),
         }
     }
 
@@ -116,6 +124,7 @@ impl<D: Device<f32>> Param<D> {
             .value
             .device()
             .tensor_from_vec(values, (self.info.numel(),));
+        self.host = OnceLock::new();
         Ok(())
     }
 
@@ -154,6 +163,7 @@ impl<D: Device<f32>> Param<D> {
             .map(|(&v, &m)| if m == 0.0 { 0.0 } else { v })
             .collect();
         self.value = dev.tensor_from_vec(values, (n,));
+        self.host = OnceLock::new();
         self.mask = Some(Mask {
             device: dev.tensor_from_vec(mask.to_vec(), (n,)),
             host: Arc::new(mask.to_vec()),
@@ -177,7 +187,16 @@ impl<D: Device<f32>> Param<D> {
 
     /// The raw value, for optimizers that update it in place.
     pub(crate) fn value_mut(&mut self) -> &mut Tensor<(usize,), f32, D> {
+        self.host = OnceLock::new();
         &mut self.value
+    }
+
+    /// The values on the host, row-major: the kept copy, made on first use.
+    pub(crate) fn host_values(&self) -> Arc<Vec<f32>> {
+        Arc::clone(
+            self.host
+                .get_or_init(|| Arc::new(host::to_host(&self.value))),
+        )
     }
 
     /// The raw value, for gradient lookup.
@@ -191,16 +210,31 @@ impl<D: Device<f32>> Param<D> {
     pub(crate) fn reapply_mask(&mut self) {
         if let Some(mask) = &self.mask {
             self.value = self.value.clone() * mask.device.clone();
+            self.host = OnceLock::new();
         }
     }
 
-    /// The raw value and the host mask together, for optimizers that update
-    /// the value and re-apply the mask in one pass on the host.
-    pub(crate) fn value_and_mask_mut(&mut self) -> (&mut Vector<D>, Option<&[f32]>) {
-        (
-            &mut self.value,
+    /// Runs an update on the host: `update(value, values, mask)` changes
+    /// `values` (the host copy, taken without a copy when nothing else holds
+    /// it) and may look up `value`'s gradient; the result is uploaded and
+    /// kept as the new host copy. For optimizers that update the values and
+    /// re-apply the mask in one pass on the host.
+    pub(crate) fn update_on_host<E>(
+        &mut self,
+        update: impl FnOnce(&Vector<D>, &mut [f32], Option<&[f32]>) -> std::result::Result<(), E>,
+    ) -> std::result::Result<(), E> {
+        let mut values = match self.host.take() {
+            Some(kept) => Arc::try_unwrap(kept).unwrap_or_else(|shared| shared.to_vec()),
+            None => host::to_host(&self.value),
+        };
+        update(
+            &self.value,
+            &mut values,
             self.mask.as_ref().map(|m| m.host.as_slice()),
-        )
+        )?;
+        self.value.copy_from(&values);
+        self.host = OnceLock::from(Arc::new(values));
+        Ok(())
     }
 
     fn check_len(&self, got: usize) -> Result<()> {

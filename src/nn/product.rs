@@ -1,0 +1,204 @@
+//! The layers' matrix products and their backward passes: dense layers,
+//! the im2col product of a convolution, dendritic segments.
+//!
+//! On a CPU with AVX-512 they run on our kernel (`sgemm`) over host buffers:
+//! a weight's values come from its `Param`'s host copy (so no step copies a
+//! weight matrix off its tensor), Wᵀ and xᵀ are read in place as column-major
+//! operands, a convolution keeps its im2col columns on the host from the
+//! forward to the backward pass, and a layer whose input is data skips the
+//! input gradient. Elsewhere dfdx's `matmul` (and on other CPUs the same
+//! skipping of the input gradient).
+
+use std::sync::Arc;
+
+use dfdx::prelude::*;
+
+use super::host::{
+    col2im_kernel, for_each_chunk, grad_mut, im2col, im2col_kernel, on_cpu, put_grad, take_grad,
+    to_host, upload, ConvGeom, PAR_MIN,
+};
+use super::param::Param;
+use super::Matrix;
+
+/// Whether the products run on the AVX-512 kernel: the device is the CPU
+/// and the CPU has AVX-512.
+fn on_kernel<D: Device<f32>>() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        on_cpu::<D>() && super::sgemm::available()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// `w`'s values on the host: the host copy of `param` when `w` is that
+/// parameter's value as it is (reshaped), otherwise a copy of `w`.
+fn weight_values<D: Device<f32>>(w: &Matrix<D>, param: Option<&Param<D>>) -> Arc<Vec<f32>> {
+    match param {
+        Some(p) => {
+            let values = p.host_values();
+            debug_assert_eq!(values.len(), w.shape().num_elements());
+            values
+        }
+        None => Arc::new(to_host(w)),
+    }
+}
+
+/// `w · x` for a layer: W (out, in), x (in, batch). `param` is the parameter
+/// `w` comes from, if `w` is its value unchanged (not e.g. binarized).
+pub(crate) fn matmul<D: Device<f32>, T, R>(
+    w: Matrix<D, T>,
+    param: Option<&Param<D>>,
+    x: Matrix<D, R>,
+) -> Matrix<D, T>
+where
+    T: Tape<f32, D> + Merge<R>,
+    R: Tape<f32, D>,
+{
+    if !on_kernel::<D>() {
+        return w.matmul(x);
+    }
+    let (w, wt) = w.split_tape();
+    let (x, xt) = x.split_tape();
+    let values = weight_values(&w, param);
+    let xh = to_host(&x);
+    kernel_product(w, values, xh, wt.merge(xt), InputGrad::Add(x))
+}
+
+/// `w · x` where only `w` (which carries the tape) needs a gradient: the
+/// backward computes dW = dY · xᵀ and skips dX = Wᵀ · dY. For a layer whose
+/// input is data.
+pub(crate) fn matmul_no_input_grad<D: Device<f32>, T: Tape<f32, D>>(
+    w: Matrix<D, T>,
+    param: Option<&Param<D>>,
+    x: Matrix<D>,
+) -> Matrix<D, T> {
+    if on_kernel::<D>() {
+        let (w, tape) = w.split_tape();
+        let values = weight_values(&w, param);
+        return kernel_product(w, values, to_host(&x), tape, InputGrad::Skip);
+    }
+    if !on_cpu::<D>() {
+        return w.matmul(x);
+    }
+    let (w, mut tape) = w.split_tape();
+    let out = w.clone().matmul(x.clone());
+    if T::OWNS_TAPE {
+        let y = out.clone();
+        tape.add_backward_op(move |grads| {
+            let gy = take_grad(grads, &y)?;
+            let gy_t = upload(x.device(), &gy, *y.shape());
+            let gw = to_host(&gy_t.matmul(x.clone().permute::<_, Axes2<1, 0>>()));
+            let acc = grad_mut(grads, &w)?;
+            for_each_chunk(acc, PAR_MIN, |i, a| {
+                for (a, b) in a.iter_mut().zip(&gw[i * PAR_MIN..]) {
+                    *a += b;
+                }
+            });
+            put_grad(grads, &y, gy)
+        });
+    }
+    out.put_tape(tape)
+}
+
+/// A convolution's product W · im2col(x): W is (O, C·K·K), x (C·H·W, batch),
+/// the result (O, OH·OW·batch). `input_grad` says whether x needs a gradient
+/// (col2im of Wᵀ · dY). On the kernel the columns never leave the host.
+pub(crate) fn conv_product<D: Device<f32>, T, R>(
+    w: Matrix<D, T>,
+    param: Option<&Param<D>>,
+    x: Matrix<D, R>,
+    geom: ConvGeom,
+) -> Matrix<D, T>
+where
+    T: Tape<f32, D> + Merge<R>,
+    R: Tape<f32, D>,
+{
+    if !on_kernel::<D>() {
+        let cols = im2col(x, geom);
+        return if R::OWNS_TAPE {
+            w.matmul(cols)
+        } else {
+            let (cols, _) = cols.split_tape();
+            matmul_no_input_grad(w, param, cols)
+        };
+    }
+    let batch = x.shape().1;
+    let (w, wt) = w.split_tape();
+    let (x, xt) = x.split_tape();
+    let values = weight_values(&w, param);
+    let cols = im2col_kernel(&to_host(&x), geom, batch);
+    let input_grad = if R::OWNS_TAPE {
+        InputGrad::Col2im(x, geom)
+    } else {
+        InputGrad::Skip
+    };
+    kernel_product(w, values, cols, wt.merge(xt), input_grad)
+}
+
+/// What a product's backward pass does with the input gradient Wᵀ · dY.
+enum InputGrad<D: Device<f32>> {
+    /// The input is data: not computed.
+    Skip,
+    /// Added to this tensor's gradient.
+    Add(Matrix<D>),
+    /// Gradient of im2col columns: added to this tensor's gradient by col2im.
+    Col2im(Matrix<D>, ConvGeom),
+}
+
+/// y = W · X on the kernel, W (out, k) from `values` and X (k, n) row-major
+/// in `x`, recorded on `tape` with W's gradient dW += dY · Xᵀ and the input
+/// gradient Wᵀ · dY as `input_grad` says.
+#[cfg(target_arch = "x86_64")]
+fn kernel_product<D: Device<f32>, T: Tape<f32, D>>(
+    w: Matrix<D>,
+    values: Arc<Vec<f32>>,
+    x: Vec<f32>,
+    mut tape: T,
+    input_grad: InputGrad<D>,
+) -> Matrix<D, T> {
+    use super::sgemm::{sgemm, Operand};
+    let (out, k) = *w.shape();
+    let n = x.len() / k;
+    let mut z = vec![0.0f32; out * n];
+    let (a, b) = (Operand::row_major(&values, k), Operand::row_major(&x, n));
+    sgemm((out, n, k), a, b, &mut z, n, false);
+    let y = upload(w.device(), &z, (out, n));
+    if T::OWNS_TAPE {
+        let yc = y.clone();
+        tape.add_backward_op(move |grads| {
+            let gy = take_grad(grads, &yc)?;
+            // dW += dY · Xᵀ, with Xᵀ read from X column-major.
+            let (a, b) = (Operand::row_major(&gy, n), Operand::col_major(&x, n));
+            sgemm((out, k, n), a, b, grad_mut(grads, &w)?, k, true);
+            // dX = Wᵀ · dY, with Wᵀ read from W column-major.
+            let (a, b) = (Operand::col_major(&values, k), Operand::row_major(&gy, n));
+            match &input_grad {
+                InputGrad::Skip => {}
+                InputGrad::Add(x) => sgemm((k, n, out), a, b, grad_mut(grads, x)?, n, true),
+                InputGrad::Col2im(x, geom) => {
+                    let mut gcols = vec![0.0f32; k * n];
+                    sgemm((k, n, out), a, b, &mut gcols, n, false);
+                    let batch = x.shape().1;
+                    col2im_kernel(&gcols, grad_mut(grads, x)?, *geom, batch);
+                }
+            }
+            put_grad(grads, &yc, gy)
+        });
+    }
+    y.put_tape(tape)
+}
+
+/// Never called: `on_kernel` is false off x86-64.
+#[cfg(not(target_arch = "x86_64"))]
+fn kernel_product<D: Device<f32>, T: Tape<f32, D>>(
+    _: Matrix<D>,
+    _: Arc<Vec<f32>>,
+    _: Vec<f32>,
+    _: T,
+    _: InputGrad<D>,
+) -> Matrix<D, T> {
+    unreachable!("the AVX-512 kernel exists only on x86-64")
+}
