@@ -305,4 +305,30 @@ mod tests {
         // d/dx = c + 2x where unmasked, 0 where masked.
         assert_eq!(grads.get(p.value()).as_vec(), vec![2.5, 0.0, 8.0, 0.0]);
     }
+
+    #[test]
+    fn host_copy_follows_every_change_of_the_values() {
+        let dev = Cpu::default();
+        let mut p = weight(&dev);
+        let host = |p: &Param<Cpu>| p.host_values().to_vec();
+        assert_eq!(host(&p), p.values());
+        p.set_values(&[5.0, 6.0, 7.0, 8.0]).unwrap();
+        assert_eq!(host(&p), vec![5.0, 6.0, 7.0, 8.0]);
+        p.set_mask(Some(&[1.0, 0.0, 1.0, 1.0])).unwrap();
+        assert_eq!(host(&p), vec![5.0, 0.0, 7.0, 8.0]);
+        p.value_mut().copy_from(&[1.0, 0.0, 1.0, 1.0]);
+        assert_eq!(host(&p), vec![1.0, 0.0, 1.0, 1.0]);
+        // A host update sees the mask, is uploaded, and becomes the host copy;
+        // a copy still held elsewhere is left as it was.
+        let held = p.host_values();
+        p.update_on_host(|_, values, mask| {
+            assert_eq!(mask, Some(&[1.0, 0.0, 1.0, 1.0][..]));
+            values.iter_mut().for_each(|v| *v += 1.0);
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+        assert_eq!(p.values(), vec![2.0, 1.0, 2.0, 2.0]);
+        assert_eq!(host(&p), p.values());
+        assert_eq!(*held, vec![1.0, 0.0, 1.0, 1.0]);
+    }
 }

@@ -83,7 +83,8 @@ pub trait StageKind: Sync + Send {
 pub trait TypedStage: Sync + Send + 'static {
     /// The `kind:` name.
     const NAME: &'static str;
-    /// Bumped by hand whenever results change meaning.
+    /// Bumped by hand whenever results change meaning or bits (keys do not
+    /// cover the code).
     const VERSION: u32;
     /// The typed params (`#[serde(deny_unknown_fields, default)]`).
     type Params: Serialize + DeserializeOwned + Default;

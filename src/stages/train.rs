@@ -143,7 +143,8 @@ pub struct TrainStage;
 
 impl TypedStage for TrainStage {
     const NAME: &'static str = "train";
-    const VERSION: u32 = 1;
+    // 2: matrix products on the AVX-512 kernel (another summation order).
+    const VERSION: u32 = 2;
     type Params = TrainParams;
 
     fn validate(p: &TrainParams) -> std::result::Result<(), ParamError> {

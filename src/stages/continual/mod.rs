@@ -110,7 +110,8 @@ pub struct ContinualStage;
 
 impl TypedStage for ContinualStage {
     const NAME: &'static str = "continual";
-    const VERSION: u32 = 1;
+    // 2: matrix products on the AVX-512 kernel (another summation order).
+    const VERSION: u32 = 2;
     type Params = ContinualParams;
 
     fn validate(p: &ContinualParams) -> std::result::Result<(), ParamError> {

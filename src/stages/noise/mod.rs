@@ -71,7 +71,8 @@ pub struct NoiseStage;
 
 impl TypedStage for NoiseStage {
     const NAME: &'static str = "noise-eval";
-    const VERSION: u32 = 1;
+    // 2: matrix products on the AVX-512 kernel (another summation order).
+    const VERSION: u32 = 2;
     type Params = NoiseParams;
 
     fn validate(p: &NoiseParams) -> std::result::Result<(), ParamError> {

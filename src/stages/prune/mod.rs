@@ -159,7 +159,8 @@ pub struct PruneStage;
 
 impl TypedStage for PruneStage {
     const NAME: &'static str = "prune";
-    const VERSION: u32 = 1;
+    // 2: matrix products on the AVX-512 kernel (another summation order).
+    const VERSION: u32 = 2;
     type Params = PruneParams;
 
     fn validate(p: &PruneParams) -> std::result::Result<(), ParamError> {
