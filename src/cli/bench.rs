@@ -69,7 +69,11 @@ pub fn exec(args: Args) -> CliResult {
         emit("train", name, batch, &train, "samples/s");
     }
     for (name, model, _) in cases().into_iter().step_by(2) {
-        let steps = if args.quick { 4 } else { 10 };
+        let steps = match (name.starts_with("lenet5"), args.quick) {
+            (true, _) => 2,
+            (false, true) => 4,
+            (false, false) => 10,
+        };
         let eval = Runs::measure(repetitions, || {
             nn::bench_evaluation(&dev, &model, MNIST, 1000, steps)
         })?;

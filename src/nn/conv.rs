@@ -285,6 +285,7 @@ impl<D: Device<f32>> MaxPool2<D> {
 mod tests {
     use super::*;
     use crate::nn::config::InitConfig;
+    use crate::nn::testing::assert_close;
 
     const INPUT: Map = Map {
         channels: 2,
@@ -426,16 +427,6 @@ mod tests {
     }
 
     type Taped = OwnedTape<f32, Cpu>;
-
-    fn assert_close(a: &[f32], b: &[f32], what: &str) {
-        assert_eq!(a.len(), b.len(), "{what}");
-        for (i, (x, y)) in a.iter().zip(b).enumerate() {
-            assert!(
-                (x - y).abs() <= 1e-4 * (1.0 + y.abs()),
-                "{what}[{i}]: {x} vs {y}"
-            );
-        }
-    }
 
     #[test]
     fn cpu_fast_path_matches_generic_path() {

@@ -59,3 +59,19 @@ pub use train::{evaluate, train_epoch, BatchProgress, EpochStats, EvalStats};
 /// A runtime-sized matrix of `f32` on device `D`, optionally recording
 /// gradients on tape `T`; activations are (features, batch).
 pub type Matrix<D, T = NoneTape> = Tensor<(usize, usize), f32, D, T>;
+
+/// Helpers shared by the unit tests of several layers.
+#[cfg(test)]
+pub(crate) mod testing {
+    /// Element-wise `a ≈ b` within 1e-4 relative (plus 1e-4 absolute), for
+    /// comparing two computations of the same values in different orders.
+    pub(crate) fn assert_close(a: &[f32], b: &[f32], what: &str) {
+        assert_eq!(a.len(), b.len(), "{what}");
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!(
+                (x - y).abs() <= 1e-4 * (1.0 + y.abs()),
+                "{what}[{i}]: {x} vs {y}"
+            );
+        }
+    }
+}

@@ -103,9 +103,10 @@ pub(crate) fn matmul_no_input_grad<D: Device<f32>, T: Tape<f32, D>>(
     out.put_tape(tape)
 }
 
-/// A convolution's product W · im2col(x): W is (O, C·K·K), x (C·H·W, batch),
-/// the result (O, OH·OW·batch). `input_grad` says whether x needs a gradient
-/// (col2im of Wᵀ · dY). On the kernel the columns never leave the host.
+/// A convolution's product W · im2col(x) on the CPU (other devices gather
+/// with dfdx): W is (O, C·K·K), x (C·H·W, batch), the result (O, OH·OW·batch).
+/// x gets a gradient (col2im of Wᵀ · dY) when it is on a tape. On the kernel
+/// the columns never leave the host.
 pub(crate) fn conv_product<D: Device<f32>, T, R>(
     w: Matrix<D, T>,
     param: Option<&Param<D>>,
@@ -116,6 +117,7 @@ where
     T: Tape<f32, D> + Merge<R>,
     R: Tape<f32, D>,
 {
+    debug_assert!(on_cpu::<D>(), "conv_product is the CPU path");
     if !on_kernel::<D>() {
         let cols = im2col(x, geom);
         return if R::OWNS_TAPE {
@@ -207,18 +209,9 @@ fn kernel_product<D: Device<f32>, T: Tape<f32, D>>(
 mod tests {
     use super::*;
     use crate::nn::param::{ParamInfo, ParamKind};
+    use crate::nn::testing::assert_close;
 
     type Taped = OwnedTape<f32, Cpu>;
-
-    fn assert_close(a: &[f32], b: &[f32], what: &str) {
-        assert_eq!(a.len(), b.len(), "{what}");
-        for (i, (x, y)) in a.iter().zip(b).enumerate() {
-            assert!(
-                (x - y).abs() <= 1e-4 * (1.0 + y.abs()),
-                "{what}[{i}]: {x} vs {y}"
-            );
-        }
-    }
 
     /// Shapes that are not multiples of the kernel's 12x32 tiles, with and
     /// without the parameter's host copy, against dfdx's matmul; on a CPU
