@@ -8,7 +8,10 @@
 //! batch norm of the metaplasticity experiments, trained with the same loop
 //! and the `adam-meta` optimizer. Everything
 //! is generic over the dfdx device (`cpu()`, or `cuda()` with the `cuda`
-//! feature). Activations are feature-major, (features, batch). This module
+//! feature). Activations are feature-major, (features, batch). On the CPU the
+//! layers' matrix products run on our AVX-512 kernel (`sgemm`, through
+//! `product`) where the CPU has AVX-512, and dfdx's slow element-wise ops are
+//! replaced by rayon loops over host buffers (`host`). This module
 //! never reads files other than checkpoints, never prints and never touches
 //! the store.
 
