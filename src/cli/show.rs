@@ -74,8 +74,14 @@ pub fn exec(args: Args) -> CliResult {
         println!("key       {}", record.key);
         println!("output    {}", store.object_dir(&record.output).display());
         println!("seed      {}", record.manifest.seed);
+        let products = record
+            .manifest
+            .cpu_products
+            .as_deref()
+            .map(|p| format!(", products: {p}"))
+            .unwrap_or_default();
         println!(
-            "wall      {:.2}s on {} ({} threads, {})",
+            "wall      {:.2}s on {} ({} threads{products}, {})",
             record.manifest.wall_seconds,
             record.manifest.device,
             record.manifest.threads,

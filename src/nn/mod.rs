@@ -57,6 +57,7 @@ pub use network::Network;
 pub use norm::NormKind;
 pub use optim::{Optimizer, OptimizerConfig};
 pub use param::{Param, ParamInfo, ParamKind};
+pub use product::cpu_products;
 pub use train::{evaluate, train_epoch, BatchProgress, EpochStats, EvalStats};
 
 /// A runtime-sized matrix of `f32` on device `D`, optionally recording

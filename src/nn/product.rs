@@ -20,17 +20,34 @@ use super::host::{
 use super::param::Param;
 use super::Matrix;
 
-/// Whether the products run on the AVX-512 kernel: the device is the CPU
-/// and the CPU has AVX-512.
-fn on_kernel<D: Device<f32>>() -> bool {
+/// Set to `gemm` to keep dfdx's products on a CPU with AVX-512: to compare
+/// speeds, or to get the bits a CPU without AVX-512 gets.
+const KERNEL_ENV: &str = "REPRO_CPU_KERNEL";
+
+/// Whether the CPU products run on the AVX-512 kernel: the CPU has AVX-512
+/// and `REPRO_CPU_KERNEL` does not say `gemm`. Decided once per process.
+fn kernel_enabled() -> bool {
+    static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     #[cfg(target_arch = "x86_64")]
-    {
-        on_cpu::<D>() && super::sgemm::available()
-    }
+    let available = super::sgemm::available;
     #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
+    let available = || false;
+    *ENABLED.get_or_init(|| available() && std::env::var(KERNEL_ENV).map_or(true, |v| v != "gemm"))
+}
+
+/// What computes the matrix products on the CPU in this process, as
+/// recorded in manifests: `avx512-kernel` or `gemm` (dfdx's).
+pub fn cpu_products() -> &'static str {
+    if kernel_enabled() {
+        "avx512-kernel"
+    } else {
+        "gemm"
     }
+}
+
+/// Whether the products of device `D` run on the AVX-512 kernel.
+fn on_kernel<D: Device<f32>>() -> bool {
+    on_cpu::<D>() && kernel_enabled()
 }
 
 /// `w`'s values on the host: the host copy of `param` when `w` is that

@@ -185,6 +185,8 @@ pub fn execute(
             wall_seconds: started.elapsed().as_secs_f64(),
             peak_rss_bytes: crate::provenance::peak_rss_bytes(),
             device: env.device.name().to_string(),
+            cpu_products: (env.device == DeviceChoice::Cpu)
+                .then(|| crate::nn::cpu_products().to_string()),
             threads: env.threads,
             crate_version: env!("CARGO_PKG_VERSION").to_string(),
             git_commit: env.host.git_commit.clone(),

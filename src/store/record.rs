@@ -35,6 +35,10 @@ pub struct Manifest {
     pub peak_rss_bytes: Option<u64>,
     /// Device the stage ran on (`cpu` or `cuda`).
     pub device: String,
+    /// On the CPU, what computed the matrix products (`avx512-kernel` or
+    /// `gemm`): they sum in different orders, so results differ in bits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_products: Option<String>,
     /// Worker threads available to the stage.
     pub threads: usize,
     /// Version of the `repro` crate that ran it.

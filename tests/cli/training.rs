@@ -75,6 +75,33 @@ fn the_same_pipeline_gives_the_same_bytes_in_two_stores() {
 }
 
 #[test]
+fn dfdx_products_also_learn_and_the_manifest_names_the_products_used() {
+    let p = Project::new();
+    p.file("p.yaml", SYNTH);
+    let out = p
+        .cmd(&["run", "p.yaml", "--json"])
+        .env("REPRO_CPU_KERNEL", "gemm")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let m = show(&p, "p.yaml", "net");
+    assert_eq!(m["cpu_products"], "gemm");
+    let acc = m["metrics"]["test_accuracy"].as_f64().unwrap();
+    assert!(acc > 0.9, "synthetic test accuracy with gemm {acc}");
+
+    let q = Project::new();
+    q.file("p.yaml", SYNTH);
+    q.statuses(&["run", "p.yaml", "--json"]);
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let expected = if cfg!(target_arch = "x86_64") && cpuinfo.contains("avx512f") {
+        "avx512-kernel"
+    } else {
+        "gemm"
+    };
+    assert_eq!(show(&q, "p.yaml", "net")["cpu_products"], expected);
+}
+
+#[test]
 fn changes_rerun_exactly_what_depends_on_them() {
     let p = Project::new();
     p.file("p.yaml", SYNTH);
