@@ -560,7 +560,7 @@ pub(crate) fn adam_update<D: Device<f32>>(
     };
     let c1 = (1.0 - b1.powi(t)).recip();
     let c2 = (1.0 - b2.powi(t)).recip();
-    // Inlined into `for_each_moment_chunk`'s AVX2 copy.
+    // Inlined into `for_each_moment_chunk`'s wide-SIMD (AVX-512 or AVX2) copy.
     for_each_moment_chunk(
         p,
         m,
