@@ -79,19 +79,13 @@ pub fn exec(args: Args) -> CliResult {
         })?;
         emit("evaluate", name, 1000, &eval, "samples/s");
     }
-    let noop = noop_rerun_seconds()?;
-    let noop = Runs {
-        median: noop * 1000.0,
-        best: noop * 1000.0,
-        count: 1,
-    };
-    emit("noop-rerun", "synthetic+mlp", 0, &noop, "ms");
+    emit("noop-rerun", "synthetic+mlp", 0, &noop_rerun_ms()?, "ms");
     Ok(exit::OK)
 }
 
-/// Repeated measurements of one throughput: this machine's timings vary by
-/// up to 20% between runs, so each is repeated and the median reported
-/// (with the best, for comparison with single-shot figures).
+/// Repeated measurements of one quantity: this machine's timings vary by
+/// 20-40% between runs, so each is repeated and the median reported (with
+/// the best, for comparison with single-shot figures).
 struct Runs {
     median: f64,
     best: f64,
@@ -99,24 +93,33 @@ struct Runs {
 }
 
 impl Runs {
-    /// Takes `count` measurements.
+    /// Takes `count` measurements of a throughput (higher is better).
     fn measure(count: usize, mut once: impl FnMut() -> nn::Result<f64>) -> Result<Runs, CliError> {
-        let mut values = (0..count)
+        let values = (0..count)
             .map(|_| once())
             .collect::<nn::Result<Vec<f64>>>()
             .map_err(CliError::failed)?;
+        Ok(Runs::of(values, true))
+    }
+
+    /// Summarises measured `values`; the best is the highest or the lowest.
+    fn of(mut values: Vec<f64>, highest_is_best: bool) -> Runs {
         values.sort_by(f64::total_cmp);
-        Ok(Runs {
+        let count = values.len();
+        Runs {
             median: values[count / 2],
-            best: values[count - 1],
+            best: if highest_is_best {
+                values[count - 1]
+            } else {
+                values[0]
+            },
             count,
-        })
+        }
     }
 }
 
-/// Runs a small pipeline once, then times a second, fully cached `repro run`
-/// (the median of 5, itself the reported value).
-fn noop_rerun_seconds() -> Result<f64, CliError> {
+/// Runs a small pipeline once, then times 5 fully cached `repro run`s, in ms.
+fn noop_rerun_ms() -> Result<Runs, CliError> {
     let dir = tempfile::tempdir().map_err(CliError::failed)?;
     let pipeline = dir.path().join("bench.yaml");
     std::fs::write(
@@ -137,13 +140,12 @@ fn noop_rerun_seconds() -> Result<f64, CliError> {
     if !run().map_err(CliError::failed)?.success() {
         return Err(CliError::failed("the benchmark pipeline failed"));
     }
-    let mut times: Vec<f64> = (0..5)
+    let times: Vec<f64> = (0..5)
         .map(|_| {
             let t = Instant::now();
-            run().map(|_| t.elapsed().as_secs_f64())
+            run().map(|_| t.elapsed().as_secs_f64() * 1000.0)
         })
         .collect::<Result<_, _>>()
         .map_err(CliError::failed)?;
-    times.sort_by(f64::total_cmp);
-    Ok(times[2])
+    Ok(Runs::of(times, false))
 }

@@ -143,22 +143,11 @@ impl<D: Device<f32>> Conv2d<D> {
         y.reshape_like(&(self.output.len(), batch))
     }
 
-    /// `forward_act` for the first layer: the input is data and needs no
-    /// gradient, so on the CPU neither col2im nor the input side of the
-    /// matmul's backward runs.
+    /// `forward_act` for the first layer, whose input is data: on the CPU
+    /// `conv_product` sees an input without a tape and skips its gradient
+    /// (no col2im, no input side of the product's backward).
     pub(crate) fn forward_first<T: Tape<f32, D>>(&self, x: Matrix<D>, relu: bool) -> Matrix<D, T> {
-        if !on_cpu::<D>() {
-            return self.forward_act(x, relu);
-        }
-        let batch = x.shape().1;
-        let z = product::conv_product(
-            self.kernel_matrix::<T>(),
-            Some(&self.weight),
-            x,
-            self.geom(),
-        );
-        let y = host::bias_act(z, self.bias.effective::<T>(), relu);
-        y.reshape_like(&(self.output.len(), batch))
+        self.forward_act(x, relu)
     }
 
     /// The (O, C·K·K) kernel matrix W ⊙ M on tape `T`.

@@ -1,8 +1,8 @@
 //! CPU fast paths: custom dfdx ops whose forward and backward run as
 //! rayon-parallel loops over host buffers, for the ops where dfdx 0.13's
 //! generic kernels are slow (single-threaded `gather` and its scatter-add
-//! backward, `max` over small windows) or do work we do not need (the input
-//! gradient of the first layer's matmul).
+//! backward, `max` over small windows, serial element-wise ops). The matrix
+//! products live in `product`, which uses this module's helpers.
 //!
 //! dfdx has no public custom-op API, but `split_tape`, `Tape::add_backward_op`
 //! and `Gradients::get_or_alloc_mut` are public, and on `Cpu` a gradient

@@ -64,7 +64,9 @@ fn weight_values<D: Device<f32>>(w: &Matrix<D>, param: Option<&Param<D>>) -> Arc
 }
 
 /// `w · x` for a layer: W (out, in), x (in, batch). `param` is the parameter
-/// `w` comes from, if `w` is its value unchanged (not e.g. binarized).
+/// `w` comes from, if `w` is its value unchanged (not e.g. binarized). On the
+/// kernel an input without a tape gets no gradient; dfdx's `matmul` computes
+/// one regardless (`matmul_no_input_grad` avoids that on any CPU).
 pub(crate) fn matmul<D: Device<f32>, T, R>(
     w: Matrix<D, T>,
     param: Option<&Param<D>>,
@@ -81,7 +83,12 @@ where
     let (x, xt) = x.split_tape();
     let values = weight_values(&w, param);
     let xh = to_host(&x);
-    kernel_product(w, values, xh, wt.merge(xt), InputGrad::Add(x))
+    let input_grad = if R::OWNS_TAPE {
+        InputGrad::Add(x)
+    } else {
+        InputGrad::Skip
+    };
+    kernel_product(w, values, xh, wt.merge(xt), input_grad)
 }
 
 /// `w · x` where only `w` (which carries the tape) needs a gradient: the
