@@ -16,10 +16,51 @@ pub struct StoreArgs {
 }
 
 impl StoreArgs {
-    /// Opens the store.
+    /// Opens the store, creating it where it does not exist yet.
     pub fn open(&self) -> Result<Store, CliError> {
-        Store::open(&self.store).map_err(CliError::from)
+        if self.store.exists() && !self.store.is_dir() {
+            return Err(CliError::invalid(format!(
+                "--store {} is not a folder; name the store's folder (default ./artifacts)",
+                self.store.display()
+            )));
+        }
+        Store::open(&self.store).map_err(|e| match e {
+            crate::store::Error::Io { .. } => CliError::invalid(format!(
+                "cannot use {} as the store: {e}",
+                self.store.display()
+            )),
+            other => CliError::from(other),
+        })
     }
+
+    /// Opens a store that must already exist (for commands that only inspect one:
+    /// a mistyped `--store` is an error, not a new empty store).
+    pub fn open_existing(&self) -> Result<Store, CliError> {
+        if !self.store.join("objects").is_dir() {
+            return Err(CliError::invalid(format!(
+                "there is no store at {} (no objects/ folder); check --store or REPRO_STORE",
+                self.store.display()
+            )));
+        }
+        self.open()
+    }
+}
+
+/// Longest accepted `--wait`: a week.
+const MAX_WAIT_SECONDS: f64 = 7.0 * 24.0 * 3600.0;
+
+/// Parses `--wait SECONDS`: a finite number from 0 to a week.
+pub fn parse_wait(text: &str) -> Result<std::time::Duration, String> {
+    let seconds: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    if !(0.0..=MAX_WAIT_SECONDS).contains(&seconds) {
+        return Err(format!(
+            "must be between 0 and {MAX_WAIT_SECONDS} seconds (a week), got `{text}`"
+        ));
+    }
+    Ok(std::time::Duration::from_secs_f64(seconds))
 }
 
 /// A pipeline file and the selection applied to it.

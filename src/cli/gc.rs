@@ -32,7 +32,7 @@ pub struct Args {
 
 /// Runs `repro gc`.
 pub fn exec(args: Args) -> CliResult {
-    let store = args.store.open()?;
+    let store = args.store.open_existing()?;
     let _lock = StoreLock::acquire(&store, Duration::ZERO)?;
     let keep = if args.keep.is_empty() {
         default_pipelines()?

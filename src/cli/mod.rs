@@ -121,8 +121,22 @@ enum Command {
     Bench(bench::Args),
 }
 
+/// A closed stdout (`repro verify --json | head -1`) ends the process quietly, as it
+/// does for other Unix tools, instead of a panic in `println!`: the default action of
+/// SIGPIPE, which Rust's runtime sets to "ignore", is restored. What a killed run
+/// leaves in the store is what any crash leaves: nothing half-published.
+fn quiet_on_closed_stdout() {
+    #[cfg(unix)]
+    // SAFETY: called first thing in `main`, before any thread exists; resetting a
+    // signal's disposition to its default has no other effect on this process.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// Parses the command line, runs the command, and maps the outcome to an exit code.
 pub fn main() -> ExitCode {
+    quiet_on_closed_stdout();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(a) => run::exec(a),

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::provenance::Host;
 use crate::run::execute::ExecEnv;
-use crate::run::materialize::materialize;
+use crate::run::materialize::{check_targets, materialize};
 use crate::run::plan::{plan, Status};
 use crate::run::reporter::Reporter;
 use crate::run::schedule::{run, RunOptions};
@@ -38,6 +38,7 @@ pub fn exec(args: Args) -> CliResult {
             pipeline.file.display()
         )));
     }
+    check_targets(&pipeline, &args.reports).map_err(CliError::invalid)?;
     let store = args.store.open()?;
     let files = FileDigests::load(&store);
     let missing: Vec<String> = plan(&store, &files, &pipeline)?

@@ -5,7 +5,7 @@ use std::time::Duration;
 use crate::device::DeviceChoice;
 use crate::provenance::Host;
 use crate::run::execute::ExecEnv;
-use crate::run::materialize::materialize;
+use crate::run::materialize::{check_targets, materialize};
 use crate::run::reporter::Reporter;
 use crate::run::schedule::{run, RunOptions};
 use crate::store::filecache::FileDigests;
@@ -24,8 +24,8 @@ pub struct Args {
     store: StoreArgs,
     /// Stages running at once. Default 1: every training stage already uses all cores
     /// for its matrix products, so running two at once mostly makes both slower.
-    #[arg(long, short, default_value_t = 1)]
-    jobs: usize,
+    #[arg(long, short, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    jobs: u16,
     /// After a stage fails, still run the stages that do not depend on it.
     #[arg(long)]
     keep_going: bool,
@@ -33,8 +33,8 @@ pub struct Args {
     #[arg(long, value_enum, default_value = "cpu")]
     device: DeviceChoice,
     /// Wait up to this many seconds for another run holding the store lock.
-    #[arg(long, value_name = "SECONDS", default_value_t = 0.0)]
-    wait: f64,
+    #[arg(long, value_name = "SECONDS", default_value = "0", value_parser = super::common::parse_wait)]
+    wait: Duration,
     /// One JSON object per stage on stdout.
     #[arg(long)]
     json: bool,
@@ -50,9 +50,10 @@ pub struct Args {
 pub fn exec(args: Args) -> CliResult {
     args.device.ensure_available().map_err(CliError::invalid)?;
     let pipeline = args.pipeline.load()?;
+    check_targets(&pipeline, &args.reports).map_err(CliError::invalid)?;
     super::data::provision(&pipeline, args.offline || super::data::offline_from_env())?;
     let store = args.store.open()?;
-    let _lock = StoreLock::acquire(&store, Duration::from_secs_f64(args.wait.max(0.0)))?;
+    let _lock = StoreLock::acquire(&store, args.wait)?;
     clean_tmp(&store);
     let files = FileDigests::load(&store);
     let host = Host::gather(pipeline.file.parent().unwrap_or(std::path::Path::new(".")));
@@ -68,7 +69,7 @@ pub fn exec(args: Args) -> CliResult {
         &env,
         &files,
         RunOptions {
-            jobs: args.jobs.max(1),
+            jobs: usize::from(args.jobs),
             keep_going: args.keep_going,
         },
         &mut |e| reporter.event(e),

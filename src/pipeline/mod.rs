@@ -7,8 +7,10 @@
 //! position, stage and key.
 
 pub mod dag;
+mod depth;
 mod error;
 mod locate;
+pub mod names;
 pub mod overrides;
 pub mod raw;
 
@@ -19,11 +21,15 @@ use std::path::{Path, PathBuf};
 
 use serde_yaml::Value;
 
-use crate::stages::{self, StageKind};
+use crate::stages::{self, StageKind, Upstream};
 use crate::suggest::nearest;
 use locate::locate;
 use overrides::Override;
 use raw::{RawPipeline, RawStage, STAGE_FIELDS};
+
+/// Most stages one pipeline may expand to: far above any real pipeline (paper.yaml
+/// has about 60), low enough that expanding and planning them stays instant.
+pub const MAX_EXPANSIONS: usize = 10_000;
 
 /// What the user selected on the command line.
 #[derive(Debug, Clone, Default)]
@@ -94,7 +100,7 @@ impl Pipeline {
 
     /// Loads, overrides, expands and validates a pipeline file.
     pub fn load(path: &Path, selection: &Selection) -> Result<Pipeline, Error> {
-        let source = std::fs::read_to_string(path)
+        let source = read_source(path)
             .map_err(|e| Error::file(path, format!("cannot read the pipeline file: {e}")))?;
         Loader {
             path,
@@ -102,6 +108,26 @@ impl Pipeline {
         }
         .load(selection)
     }
+}
+
+/// Reads a pipeline file: a regular file of at most [`depth::MAX_BYTES`] bytes of UTF-8
+/// (a FIFO or `/dev/zero` would otherwise block or never end).
+fn read_source(path: &Path) -> std::io::Result<String> {
+    use std::io::{Error, ErrorKind, Read};
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(Error::new(ErrorKind::InvalidInput, "not a regular file"));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(depth::MAX_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() > depth::MAX_BYTES {
+        return Err(Error::new(
+            ErrorKind::InvalidData,
+            format!("larger than {} bytes", depth::MAX_BYTES),
+        ));
+    }
+    String::from_utf8(bytes).map_err(|_| Error::new(ErrorKind::InvalidData, "not UTF-8 text"))
 }
 
 struct Loader<'a> {
@@ -118,6 +144,7 @@ impl Loader<'_> {
     }
 
     fn load(&self, selection: &Selection) -> Result<Pipeline, Error> {
+        depth::check(self.source).map_err(|m| Error::file(self.path, m))?;
         let mut raw: RawPipeline = serde_yaml::from_str(self.source).map_err(|e| {
             let pos = e.location().map(|l| (l.line(), l.column()));
             let mut msg = e.to_string();
@@ -135,6 +162,11 @@ impl Loader<'_> {
                 }
             }
             Error::file(self.path, format!("invalid pipeline file: {msg}")).at(pos)
+        })?;
+        names::check_component(&raw.name).map_err(|m| {
+            Error::file(self.path, format!("the pipeline `name` {m}"))
+                .at_key("name")
+                .at(top_level_line(self.source, "name"))
         })?;
         let mut names = Vec::new();
         let mut stages: BTreeMap<String, RawStage> = BTreeMap::new();
@@ -175,10 +207,18 @@ impl Loader<'_> {
             )
         })?;
         let mut expanded = Vec::new();
+        let mut budget = MAX_EXPANSIONS;
         for name in &names {
-            expanded.extend(self.expand(name, &stages[name], kinds[name], raw.seed)?);
+            expanded.extend(self.expand(
+                name,
+                &stages[name],
+                kinds[name],
+                raw.seed,
+                &mut budget,
+            )?);
         }
         link_needs(&mut expanded, &stages);
+        self.check_inputs(&expanded)?;
         let ordered = dag::topological(&expanded);
         let stages = select(ordered, &selection.only).map_err(|m| Error::file(self.path, m))?;
         Ok(Pipeline {
@@ -304,6 +344,20 @@ impl Loader<'_> {
                     .insert(Value::String(o.path[2..].join(".")), o.value.clone());
                 Ok(())
             }
+            Some(field @ ("kind" | "needs"))
+                if !stages::find_kind(&stage.kind)
+                    .is_some_and(|k| k.param_keys().iter().any(|p| p == field)) =>
+            {
+                Err(Error::file(
+                    self.path,
+                    format!(
+                        "{}: `{field}` is part of the stage's definition in the file, not a param; --set changes params ({stage_name}.KEY), seeds ({stage_name}.seed) and matrices ({stage_name}.matrix.KEY)",
+                        o.origin
+                    ),
+                )
+                .in_stage(stage_name)
+                .at_key(field))
+            }
             Some(_) => {
                 overrides::set_path(&mut stage.params, &o.path[1..], o.value.clone());
                 Ok(())
@@ -360,12 +414,37 @@ impl Loader<'_> {
         Ok(())
     }
 
+    /// Lets each kind check what its `needs` give it, before anything runs.
+    fn check_inputs(&self, expanded: &[Stage]) -> Result<(), Error> {
+        for stage in expanded {
+            let inputs: Vec<Upstream> = stage
+                .needs
+                .iter()
+                .filter_map(|n| expanded.iter().find(|s| &s.name == n))
+                .map(|s| Upstream {
+                    stage: &s.name,
+                    kind: s.kind.name(),
+                    params: &s.params,
+                })
+                .collect();
+            stage
+                .kind
+                .check_inputs(&stage.params, &inputs)
+                .map_err(|e| {
+                    let message = format!("stage `{}`: {}", stage.name, e.message);
+                    self.err(&stage.base, &e.key, message)
+                })?;
+        }
+        Ok(())
+    }
+
     fn expand(
         &self,
         name: &str,
         raw: &RawStage,
         kind: &'static dyn StageKind,
         pipeline_seed: u64,
+        budget: &mut usize,
     ) -> Result<Vec<Stage>, Error> {
         let keys = kind.param_keys();
         let mut axes: Vec<(String, Vec<Value>)> = Vec::new();
@@ -392,8 +471,34 @@ impl Loader<'_> {
                     "a matrix entry must be a list of values (an empty list leaves the stage out)",
                 )
             })?;
+            for value in values {
+                names::check_matrix_text(&scalar_text(value))
+                    .map_err(|m| self.err(name, &format!("matrix.{key}"), m))?;
+            }
             axes.push((key, values.clone()));
         }
+        let count = axes
+            .iter()
+            .try_fold(1usize, |n, (_, v)| n.checked_mul(v.len()))
+            .filter(|&n| n <= MAX_EXPANSIONS)
+            .ok_or_else(|| {
+                let sizes: Vec<String> = axes.iter().map(|(k, v)| format!("{k}: {}", v.len())).collect();
+                self.err(
+                    name,
+                    "matrix",
+                    format!(
+                        "the matrix expands to more than {MAX_EXPANSIONS} stages ({}); split the pipeline or shorten the lists",
+                        sizes.join(" x ")
+                    ),
+                )
+            })?;
+        *budget = budget.checked_sub(count).ok_or_else(|| {
+            self.err(
+                name,
+                "matrix",
+                format!("the pipeline expands to more than {MAX_EXPANSIONS} stages; split it or shorten the matrices"),
+            )
+        })?;
         let mut out = Vec::new();
         for combo in product(&axes) {
             let mut params = raw.params.clone();
@@ -461,14 +566,20 @@ fn product(axes: &[(String, Vec<Value>)]) -> Vec<Vec<(String, Value)>> {
     combos
 }
 
-/// A YAML scalar as it appears in a stage name.
+/// A matrix value as it appears in a stage name: scalars as written, lists in flow
+/// style (`[300,100]`).
 fn scalar_text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
-        other => serde_yaml::to_string(other)
-            .unwrap_or_default()
-            .trim()
-            .to_string(),
+        Value::Null => "null".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::Sequence(items) => {
+            let parts: Vec<String> = items.iter().map(scalar_text).collect();
+            format!("[{}]", parts.join(","))
+        }
+        Value::Mapping(_) => "{mapping}".into(),
+        Value::Tagged(t) => scalar_text(&t.value),
     }
 }
 
@@ -524,6 +635,15 @@ fn select(stages: Vec<Stage>, only: &[String]) -> Result<Vec<Stage>, String> {
         .into_iter()
         .filter(|s| keep.contains(&s.name))
         .collect())
+}
+
+/// Line and column of a top-level key (`name:` at column 1), where present.
+fn top_level_line(source: &str, key: &str) -> Option<(usize, usize)> {
+    let prefix = format!("{key}:");
+    source
+        .lines()
+        .position(|l| l.starts_with(&prefix))
+        .map(|i| (i + 1, 1))
 }
 
 fn display_list(names: &[String]) -> String {

@@ -170,11 +170,10 @@ pub fn execute(
         }
     };
     let output = publish(store, &work).map_err(|e| e.to_string())?;
-    let record = StageRecord {
-        key: assessment.key.clone(),
-        fields: assessment.fields.clone(),
+    let record = StageRecord::new(
+        assessment.fields.clone(),
         output,
-        manifest: Manifest {
+        Manifest {
             pipeline: env.pipeline.name.clone(),
             stage: stage.name.clone(),
             kind: stage.kind.name().to_string(),
@@ -193,7 +192,7 @@ pub fn execute(
             host: env.host.name.clone(),
             finished_at: crate::provenance::unix_now(),
         },
-    };
+    );
     write_record(store, &record).map_err(|e| e.to_string())?;
     write_ref(store, &env.pipeline.name, &stage.name, &record.fields).map_err(|e| e.to_string())?;
     if scratch.exists() {

@@ -14,7 +14,7 @@ use crate::stages;
 use crate::store::filecache::FileDigests;
 use crate::store::key::{KeyFields, MissReason, KEY_FORMAT};
 use crate::store::object::{self, Health};
-use crate::store::record::{read_record, read_ref, StageRecord};
+use crate::store::record::{lookup, read_ref, Lookup, StageRecord};
 use crate::store::Store;
 
 /// Whether a stage will run.
@@ -51,8 +51,10 @@ pub enum Error {
     #[error(transparent)]
     Store(#[from] crate::store::Error),
     /// A stage's external inputs could not be found.
-    #[error("stage `{stage}`: {source}")]
+    #[error("{}: stage `{stage}`: {source}", file.display())]
     Stage {
+        /// The pipeline file.
+        file: std::path::PathBuf,
         /// The stage.
         stage: String,
         /// Why.
@@ -84,6 +86,7 @@ pub fn assess(
         .kind
         .sources(&stage.params)
         .map_err(|source| Error::Stage {
+            file: pipeline.file.clone(),
             stage: stage.name.clone(),
             source,
         })?;
@@ -124,20 +127,27 @@ pub fn assess(
         sources,
     };
     if pending.is_empty() {
-        if let Some(record) = read_record(store, &out.key)? {
-            match object::check(store, &record.output)? {
-                Health::Intact => {
-                    out.status = Status::Cached;
-                    out.record = Some(record);
-                    return Ok(out);
-                }
-                Health::Missing => out.reasons.push(MissReason::OutputMissing),
-                Health::Corrupt => out.reasons.push(MissReason::OutputCorrupt),
+        match lookup(store, &out.key) {
+            Lookup::Absent => {}
+            Lookup::Corrupt(why) => {
+                out.reasons.push(MissReason::RecordCorrupt { why });
+                return Ok(out);
             }
-            return Ok(out);
+            Lookup::Found(record) => {
+                match object::check(store, &record.output)? {
+                    Health::Intact => {
+                        out.status = Status::Cached;
+                        out.record = Some(*record);
+                        return Ok(out);
+                    }
+                    Health::Missing => out.reasons.push(MissReason::OutputMissing),
+                    Health::Corrupt => out.reasons.push(MissReason::OutputCorrupt),
+                }
+                return Ok(out);
+            }
         }
     }
-    out.reasons = match read_ref(store, &pipeline.name, &stage.name)? {
+    out.reasons = match read_ref(store, &pipeline.name, &stage.name) {
         None => vec![MissReason::New],
         Some(last) => {
             let mut reasons: Vec<MissReason> = out

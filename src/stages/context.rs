@@ -6,6 +6,9 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
+use super::dataset::DatasetStage;
+use super::TypedStage;
+
 /// Metrics a stage reports; they go into its manifest.
 pub type Metrics = BTreeMap<String, Value>;
 
@@ -40,6 +43,44 @@ pub struct Input {
     /// The datasets it was computed from, directly or through its own inputs,
     /// described for captions (e.g. `fashion-mnist (train 3000, test 1000)`).
     pub datasets: Vec<String>,
+}
+
+/// What validation knows of a stage in `needs`: its name, kind and resolved params.
+#[derive(Debug, Clone, Copy)]
+pub struct Upstream<'a> {
+    /// Expanded stage name (`dense@seed=1`).
+    pub stage: &'a str,
+    /// Its kind name.
+    pub kind: &'a str,
+    /// Its resolved params.
+    pub params: &'a Value,
+}
+
+impl Upstream<'_> {
+    /// The stage name without its matrix suffix: `dense@seed=1` -> `dense`.
+    pub fn base(&self) -> &str {
+        self.stage.split('@').next().unwrap_or(self.stage)
+    }
+}
+
+/// Checks that exactly one input is a dataset stage (what `train`, `prune`,
+/// `noise-eval` and most `continual` stages read), naming the key `needs`.
+pub fn one_dataset(inputs: &[Upstream]) -> Result<(), super::ParamError> {
+    let n = inputs
+        .iter()
+        .filter(|i| i.kind == DatasetStage::NAME)
+        .count();
+    match n {
+        1 => Ok(()),
+        0 => Err(super::ParamError::new(
+            "needs",
+            "needs a dataset stage; add one to `needs`",
+        )),
+        n => Err(super::ParamError::new(
+            "needs",
+            format!("needs exactly one dataset stage, but `needs` gives {n}"),
+        )),
+    }
 }
 
 /// Everything a stage's `run` may use.

@@ -16,7 +16,7 @@ pub mod prune;
 pub mod report;
 pub mod train;
 
-pub use context::{Input, Metrics, Progress, StageContext};
+pub use context::{Input, Metrics, Progress, StageContext, Upstream};
 pub use params::ParamError;
 
 use std::marker::PhantomData;
@@ -73,6 +73,14 @@ pub trait StageKind: Sync + Send {
     fn resolve(&self, raw: &serde_yaml::Value) -> std::result::Result<Value, ParamError>;
     /// The top-level param names (for matrix validation and suggestions).
     fn param_keys(&self) -> Vec<String>;
+    /// Checks, at validation, that the stages in `needs` give this stage what it
+    /// reads (a dataset, tickets of the right kind), so a pipeline that cannot run
+    /// fails before anything runs.
+    fn check_inputs(
+        &self,
+        params: &Value,
+        inputs: &[Upstream],
+    ) -> std::result::Result<(), ParamError>;
     /// External files whose content enters the stage key, by a stable name.
     fn sources(&self, params: &Value) -> Result<Vec<(String, PathBuf)>>;
     /// Runs the stage: writes outputs under `ctx.out_dir`, returns metrics.
@@ -90,6 +98,13 @@ pub trait TypedStage: Sync + Send + 'static {
     type Params: Serialize + DeserializeOwned + Default;
     /// Semantic checks beyond types (e.g. a positive batch size).
     fn validate(_params: &Self::Params) -> std::result::Result<(), ParamError> {
+        Ok(())
+    }
+    /// What the stage needs from its inputs (see [`StageKind::check_inputs`]).
+    fn check_inputs(
+        _params: &Self::Params,
+        _inputs: &[Upstream],
+    ) -> std::result::Result<(), ParamError> {
         Ok(())
     }
     /// External files whose content enters the key.
@@ -127,6 +142,14 @@ impl<T: TypedStage> StageKind for Typed<T> {
             Ok(Value::Object(map)) => map.keys().cloned().collect(),
             _ => Vec::new(),
         }
+    }
+    fn check_inputs(
+        &self,
+        params: &Value,
+        inputs: &[Upstream],
+    ) -> std::result::Result<(), ParamError> {
+        let typed = Self::parse(params).map_err(|e| ParamError::new("", e.to_string()))?;
+        T::check_inputs(&typed, inputs)
     }
     fn sources(&self, params: &Value) -> Result<Vec<(String, PathBuf)>> {
         T::sources(&Self::parse(params)?)

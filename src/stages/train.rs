@@ -21,10 +21,11 @@ use crate::nn::{
 };
 use crate::seeds;
 
+use super::context::one_dataset;
 use super::dataset::load_input;
 use super::on_device::{on_device, OnDevice};
 use super::params::ParamError;
-use super::{Error, Metrics, Result, StageContext, TypedStage};
+use super::{Error, Metrics, Result, StageContext, TypedStage, Upstream};
 
 /// Input normalization: `(x - mean) / std` per channel, on pixels in [0, 1].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -120,20 +121,32 @@ impl Default for TrainParams {
     }
 }
 
+/// Most epochs a stage may train: far beyond any paper (Bain's 35 per round), and
+/// small enough that epoch and iteration counts never overflow.
+pub const MAX_EPOCHS: usize = 100_000;
+
+/// Largest batch accepted (a batch is held in memory as one tensor).
+pub const MAX_BATCH: usize = 1 << 20;
+
 /// Checks shared by every kind that trains.
 pub fn validate_training(
     epochs: usize,
     batch_size: usize,
     eval_batch_size: usize,
 ) -> std::result::Result<(), ParamError> {
-    if epochs == 0 {
-        return Err(ParamError::new("epochs", "must be at least 1"));
+    if !(1..=MAX_EPOCHS).contains(&epochs) {
+        return Err(ParamError::new(
+            "epochs",
+            format!("must be in 1..={MAX_EPOCHS}"),
+        ));
     }
-    if batch_size == 0 {
-        return Err(ParamError::new("batch_size", "must be at least 1"));
-    }
-    if eval_batch_size == 0 {
-        return Err(ParamError::new("eval_batch_size", "must be at least 1"));
+    for (key, size) in [
+        ("batch_size", batch_size),
+        ("eval_batch_size", eval_batch_size),
+    ] {
+        if !(1..=MAX_BATCH).contains(&size) {
+            return Err(ParamError::new(key, format!("must be in 1..={MAX_BATCH}")));
+        }
     }
     Ok(())
 }
@@ -146,6 +159,10 @@ impl TypedStage for TrainStage {
     // 2: matrix products on the AVX-512 kernel (another summation order).
     const VERSION: u32 = 2;
     type Params = TrainParams;
+
+    fn check_inputs(_: &TrainParams, inputs: &[Upstream]) -> std::result::Result<(), ParamError> {
+        one_dataset(inputs)
+    }
 
     fn validate(p: &TrainParams) -> std::result::Result<(), ParamError> {
         validate_training(p.epochs, p.batch_size, p.eval_batch_size)?;

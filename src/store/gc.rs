@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 
 use super::object::{all_objects, discard, tree_size};
-use super::record::all_records;
+use super::record::{scan, Lookup};
 use super::{io_err, Result, Store};
 
 /// What a collection removed (or would remove, for a dry run).
@@ -21,19 +21,23 @@ pub struct GcSummary {
     pub bytes: u64,
 }
 
-/// Removes every record whose key is not in `live_keys`, then every object no
+/// Removes every record whose key is not in `live_keys` (and every damaged one), then every object no
 /// remaining record points to. With `dry_run`, only counts.
 pub fn collect(store: &Store, live_keys: &BTreeSet<String>, dry_run: bool) -> Result<GcSummary> {
     let mut summary = GcSummary::default();
     let mut live_objects = BTreeSet::new();
-    for record in all_records(store)? {
-        if live_keys.contains(&record.key) {
-            live_objects.insert(record.output);
-        } else {
-            summary.records += 1;
-            if !dry_run {
-                let path = store.record_path(&record.key);
-                std::fs::remove_file(&path).map_err(io_err("remove", &path))?;
+    for (key, lookup) in scan(store)? {
+        match lookup {
+            Lookup::Found(record) if live_keys.contains(&key) => {
+                live_objects.insert(record.output);
+            }
+            // Not live, or damaged (which no run can use): removed.
+            _ => {
+                summary.records += 1;
+                if !dry_run {
+                    let path = store.record_path(&key);
+                    std::fs::remove_file(&path).map_err(io_err("remove", &path))?;
+                }
             }
         }
     }

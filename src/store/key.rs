@@ -183,6 +183,12 @@ pub enum MissReason {
     OutputMissing,
     /// The record exists but its object fails its digest.
     OutputCorrupt,
+    /// The record file is damaged or does not match its key; it is ignored and
+    /// overwritten when the stage reruns.
+    RecordCorrupt {
+        /// What is wrong with it.
+        why: String,
+    },
     /// The key differs from the last run, for no reason this stage alone can name
     /// (e.g. the last run used a different key format).
     KeyChanged,
@@ -206,6 +212,9 @@ impl std::fmt::Display for MissReason {
             }
             MissReason::OutputMissing => write!(f, "output missing"),
             MissReason::OutputCorrupt => write!(f, "output corrupt"),
+            MissReason::RecordCorrupt { why } => {
+                write!(f, "warning: record corrupt, ignored and rewritten ({why})")
+            }
             MissReason::KeyChanged => write!(f, "key changed"),
         }
     }

@@ -161,7 +161,9 @@ pub fn check(store: &Store, digest: &str) -> Result<Health> {
     if !dir.is_dir() {
         return Ok(Health::Missing);
     }
-    let recorded: Option<BTreeMap<String, FileStamp>> = read_json(&store.stamp_path(digest))?;
+    // A damaged stamp only costs a rehash.
+    let recorded: Option<BTreeMap<String, FileStamp>> =
+        read_json(&store.stamp_path(digest)).ok().flatten();
     if let Some(recorded) = recorded {
         if stamps_of(&dir)? == recorded {
             return Ok(Health::Intact);

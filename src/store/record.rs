@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::canonical::sha256_hex;
 use super::key::KeyFields;
 use super::{read_json, write_atomic, Result, Store};
 
@@ -62,6 +63,59 @@ pub struct StageRecord {
     pub output: String,
     /// Provenance.
     pub manifest: Manifest,
+    /// sha256 binding `key` to `output` ([`seal`]), so that a record edited or
+    /// damaged to point at another (valid) object is refused. Records written
+    /// before seals existed have none and are checked on their key alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal: Option<String>,
+}
+
+impl StageRecord {
+    /// A sealed record of `output` under `fields`' key.
+    pub fn new(fields: KeyFields, output: String, manifest: Manifest) -> StageRecord {
+        let key = fields.key();
+        StageRecord {
+            seal: Some(seal(&key, &output)),
+            key,
+            fields,
+            output,
+            manifest,
+        }
+    }
+
+    /// Checks that this record is the one `stages/<key>.json` should hold: its key,
+    /// the hash of its key fields and its seal all agree. The error says which not.
+    pub fn check(&self, key: &str) -> std::result::Result<(), String> {
+        if self.key != key {
+            return Err(format!("it holds key {} instead", self.key));
+        }
+        if self.fields.key() != key {
+            return Err("its key fields do not hash to its key".into());
+        }
+        match &self.seal {
+            Some(s) if *s != seal(key, &self.output) => {
+                Err("its seal does not match its key and output".into())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The seal of a record: sha256 of its key and output digest.
+fn seal(key: &str, output: &str) -> String {
+    sha256_hex(format!("repro-record\0{key}\0{output}").as_bytes())
+}
+
+/// What the record file of a key holds.
+#[derive(Debug, Clone)]
+pub enum Lookup {
+    /// No record.
+    Absent,
+    /// A record that passes [`StageRecord::check`].
+    Found(Box<StageRecord>),
+    /// A record file that cannot be used; the text says why. Treated as a cache
+    /// miss: the stage reruns and overwrites it.
+    Corrupt(String),
 }
 
 /// What a ref remembers about the last run of a named stage.
@@ -73,9 +127,22 @@ pub struct StageRef {
     pub fields: KeyFields,
 }
 
-/// Reads the record of a key, if any.
-pub fn read_record(store: &Store, key: &str) -> Result<Option<StageRecord>> {
-    read_json(&store.record_path(key))
+/// Reads and checks the record of a key. Never fails on a damaged file: that is
+/// [`Lookup::Corrupt`].
+pub fn lookup(store: &Store, key: &str) -> Lookup {
+    let path = store.record_path(key);
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Lookup::Absent,
+        Err(e) => return Lookup::Corrupt(format!("cannot read {}: {e}", path.display())),
+    };
+    match serde_json::from_slice::<StageRecord>(&bytes) {
+        Err(e) => Lookup::Corrupt(format!("{} is not a valid record: {e}", path.display())),
+        Ok(record) => match record.check(key) {
+            Ok(()) => Lookup::Found(Box::new(record)),
+            Err(why) => Lookup::Corrupt(format!("{}: {why}", path.display())),
+        },
+    }
 }
 
 /// Publishes a record (atomically).
@@ -84,9 +151,10 @@ pub fn write_record(store: &Store, record: &StageRecord) -> Result<()> {
     write_atomic(store, &store.record_path(&record.key), &json)
 }
 
-/// Reads the ref of a named stage of a pipeline, if any.
-pub fn read_ref(store: &Store, pipeline: &str, stage: &str) -> Result<Option<StageRef>> {
-    read_json(&store.ref_path(pipeline, stage))
+/// Reads the ref of a named stage of a pipeline, if any. A damaged ref only loses
+/// the explanation of a miss, so it reads as none.
+pub fn read_ref(store: &Store, pipeline: &str, stage: &str) -> Option<StageRef> {
+    read_json(&store.ref_path(pipeline, stage)).ok().flatten()
 }
 
 /// Points the ref of a named stage at a key.
@@ -99,16 +167,29 @@ pub fn write_ref(store: &Store, pipeline: &str, stage: &str, fields: &KeyFields)
     write_atomic(store, &store.ref_path(pipeline, stage), &json)
 }
 
-/// Every record in the store.
-pub fn all_records(store: &Store) -> Result<Vec<StageRecord>> {
+/// Every record file in the store, by the key its file name gives, checked.
+pub fn scan(store: &Store) -> Result<Vec<(String, Lookup)>> {
     let dir = store.root().join("stages");
     let mut out = Vec::new();
     for entry in std::fs::read_dir(&dir).map_err(super::io_err("list", &dir))? {
         let path = entry.map_err(super::io_err("list", &dir))?.path();
-        if let Some(rec) = read_json::<StageRecord>(&path)? {
-            out.push(rec);
-        }
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        let Some(key) = name.as_deref().and_then(|n| n.strip_suffix(".json")) else {
+            continue;
+        };
+        out.push((key.to_string(), lookup(store, key)));
     }
-    out.sort_by(|a, b| a.key.cmp(&b.key));
+    out.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(out)
+}
+
+/// Every usable record in the store (damaged ones are left out).
+pub fn all_records(store: &Store) -> Result<Vec<StageRecord>> {
+    Ok(scan(store)?
+        .into_iter()
+        .filter_map(|(_, l)| match l {
+            Lookup::Found(r) => Some(*r),
+            _ => None,
+        })
+        .collect())
 }

@@ -3,12 +3,18 @@
 //! - `validation`: invalid pipelines and arguments (exit 2, messages);
 //! - `caching`: what reruns when something changes, and why;
 //! - `continual`: dendrites and metaplasticity, quick profiles and small settings;
+//! - `fuzz`: seeded mutations of pipeline, IDX and CIFAR files (no panic, exit 0/1/2);
+//! - `kill`: SIGKILLs at every prune round boundary and at random moments;
+//! - `safety`: inputs from the fault campaign that once deleted files or crashed;
 //! - `science`: pruning and noise robustness on small settings;
 //! - `store`: integrity, locking, gc;
 //! - `training`: the train stage: accuracy, determinism, dependants, crashes.
 
 mod caching;
 mod continual;
+mod fuzz;
+mod kill;
+mod safety;
 mod science;
 mod store;
 mod training;

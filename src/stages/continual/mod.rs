@@ -34,14 +34,15 @@ use crate::nn::{
 };
 use crate::seeds;
 
-use super::dataset::load_input;
+use super::context::one_dataset;
+use super::dataset::{load_input, DatasetStage};
 use super::on_device::{on_device, OnDevice};
 use super::params::ParamError;
 use super::train::{
     fit, nn_error, validate_training, write_json, EarlyStopping, EpochRow, FitPlan, Keep,
     Normalize, Prepared,
 };
-use super::{Error, Metrics, Result, StageContext, TypedStage};
+use super::{Error, Metrics, Result, StageContext, TypedStage, Upstream};
 use context::Contexts;
 use tasks::{Part, TaskSet};
 
@@ -113,6 +114,27 @@ impl TypedStage for ContinualStage {
     // 2: matrix products on the AVX-512 kernel (another summation order).
     const VERSION: u32 = 2;
     type Params = ContinualParams;
+
+    fn check_inputs(
+        p: &ContinualParams,
+        inputs: &[Upstream],
+    ) -> std::result::Result<(), ParamError> {
+        let TaskSpec::Datasets(names) = &p.tasks else {
+            return one_dataset(inputs);
+        };
+        for name in names {
+            if !inputs
+                .iter()
+                .any(|i| i.kind == DatasetStage::NAME && (i.stage == name || i.base() == name))
+            {
+                return Err(ParamError::new(
+                    "tasks.datasets",
+                    format!("names `{name}`, which is not a dataset stage in `needs`"),
+                ));
+            }
+        }
+        Ok(())
+    }
 
     fn validate(p: &ContinualParams) -> std::result::Result<(), ParamError> {
         validate_training(p.epochs, p.batch_size, p.eval_batch_size)?;

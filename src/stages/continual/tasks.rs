@@ -56,14 +56,18 @@ impl TaskSpec {
     /// Checks what can be checked without the dataset.
     pub fn validate(&self) -> Result<(), ParamError> {
         match self {
-            TaskSpec::Permuted { count: 0, .. } => Err(ParamError::new(
-                "tasks.permuted.count",
-                "must be at least 1",
-            )),
-            TaskSpec::Stream { subsets: 0 } => Err(ParamError::new(
-                "tasks.stream.subsets",
-                "must be at least 1",
-            )),
+            TaskSpec::Permuted { count, .. } if !(1..=MAX_TASKS).contains(count) => {
+                Err(ParamError::new(
+                    "tasks.permuted.count",
+                    format!("must be in 1..={MAX_TASKS} (each task keeps a permutation and a row of the accuracy matrix)"),
+                ))
+            }
+            TaskSpec::Stream { subsets } if !(1..=MAX_TASKS).contains(subsets) => {
+                Err(ParamError::new(
+                    "tasks.stream.subsets",
+                    format!("must be in 1..={MAX_TASKS}"),
+                ))
+            }
             TaskSpec::Datasets(d) if d.is_empty() => Err(ParamError::new(
                 "tasks.datasets",
                 "must name at least one dataset stage",
@@ -82,6 +86,9 @@ impl TaskSpec {
         }
     }
 }
+
+/// Most tasks a sequence may have: ten times the papers' largest (100 permuted tasks).
+pub const MAX_TASKS: usize = 1000;
 
 /// What tells one task's examples from another's.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

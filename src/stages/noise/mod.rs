@@ -23,12 +23,14 @@ use crate::data::noise::{apply, NoiseKind, PixelValue};
 use crate::data::{idx, Dataset};
 use crate::nn::{checkpoint, evaluate, Device, Network};
 
+use super::context::one_dataset;
 use super::dataset::load_input;
 use super::on_device::{on_device, OnDevice};
 use super::params::ParamError;
-use super::prune::tickets::Tickets;
-use super::train::{nn_error, write_json, ModelCard, Normalize};
-use super::{Error, Input, Metrics, Result, StageContext, TypedStage};
+use super::prune::tickets::{TicketKind, TicketName, Tickets};
+use super::prune::PruneStage;
+use super::train::{nn_error, write_json, ModelCard, Normalize, TrainStage};
+use super::{Error, Input, Metrics, Result, StageContext, TypedStage, Upstream};
 use stats::summarize;
 
 /// Params of a `noise-eval` stage.
@@ -66,6 +68,12 @@ impl Default for NoiseParams {
     }
 }
 
+/// Most noise draws per level.
+pub const MAX_NOISE_SEEDS: usize = 10_000;
+
+/// Most example images kept per level.
+pub const MAX_EXAMPLES: usize = 100;
+
 /// The `noise-eval` stage kind.
 pub struct NoiseStage;
 
@@ -74,6 +82,52 @@ impl TypedStage for NoiseStage {
     // 2: matrix products on the AVX-512 kernel (another summation order).
     const VERSION: u32 = 2;
     type Params = NoiseParams;
+
+    fn check_inputs(p: &NoiseParams, inputs: &[Upstream]) -> std::result::Result<(), ParamError> {
+        one_dataset(inputs)?;
+        let prunes: Vec<&Upstream> = inputs
+            .iter()
+            .filter(|i| i.kind == PruneStage::NAME)
+            .collect();
+        if prunes.is_empty() && !inputs.iter().any(|i| i.kind == TrainStage::NAME) {
+            return Err(ParamError::new(
+                "needs",
+                "needs at least one `prune` or `train` stage to evaluate",
+            ));
+        }
+        for prune in prunes {
+            let flag = |key: &str| prune.params.get(key).and_then(serde_json::Value::as_bool);
+            let rounds = prune
+                .params
+                .get("rounds")
+                .and_then(serde_json::Value::as_u64);
+            for name in &p.networks {
+                let TicketName::Nearest { kind, .. } =
+                    TicketName::parse(name).map_err(|m| ParamError::new("networks", m))?
+                else {
+                    continue;
+                };
+                let (trained, key) = match kind {
+                    TicketKind::Winning => (true, ""),
+                    TicketKind::Random => (flag("random_tickets") == Some(true), "random_tickets"),
+                    TicketKind::Reinit => (flag("reinit") == Some(true), "reinit"),
+                };
+                if !trained {
+                    return Err(ParamError::new(
+                        "networks",
+                        format!("`{name}` asks for {} tickets, but prune stage `{}` trains none (set `{key}: true` there)", kind.folder(), prune.stage),
+                    ));
+                }
+                if kind != TicketKind::Winning && rounds == Some(0) {
+                    return Err(ParamError::new(
+                        "networks",
+                        format!("`{name}` asks for a pruned ticket, but prune stage `{}` has `rounds: 0`", prune.stage),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
 
     fn validate(p: &NoiseParams) -> std::result::Result<(), ParamError> {
         if p.levels.first() != Some(&0.0) {
@@ -84,6 +138,21 @@ impl TypedStage for NoiseStage {
         }
         if p.levels.iter().any(|l| !(0.0..=1.0).contains(l)) {
             return Err(ParamError::new("levels", "each level must be in [0, 1]"));
+        }
+        if let Some(m) = p.networks.iter().find_map(|n| TicketName::parse(n).err()) {
+            return Err(ParamError::new("networks", m));
+        }
+        if p.noise_seeds > MAX_NOISE_SEEDS {
+            return Err(ParamError::new(
+                "noise_seeds",
+                format!("must be at most {MAX_NOISE_SEEDS} (each draw evaluates every network on the whole test set)"),
+            ));
+        }
+        if p.examples > MAX_EXAMPLES {
+            return Err(ParamError::new(
+                "examples",
+                format!("must be at most {MAX_EXAMPLES} (they are images in the report)"),
+            ));
         }
         if p.noise.is_empty() || p.noise_seeds == 0 || p.batch_size == 0 {
             return Err(ParamError::new(
@@ -249,7 +318,7 @@ fn load_candidates<D: Device<f32>>(
             normalize: card.normalize,
         })
     };
-    for input in ctx.inputs_of_kind("prune") {
+    for input in ctx.inputs_of_kind(PruneStage::NAME) {
         let tickets: Tickets = read_json(&input.dir.join("tickets.json"))?;
         for name in &p.networks {
             let t = tickets
@@ -258,7 +327,7 @@ fn load_candidates<D: Device<f32>>(
             out.push(load(input, &t.weights, name.clone())?);
         }
     }
-    for input in ctx.inputs_of_kind("train") {
+    for input in ctx.inputs_of_kind(TrainStage::NAME) {
         out.push(load(
             input,
             "weights.safetensors",

@@ -53,27 +53,60 @@ pub struct Tickets {
     pub tickets: Vec<Ticket>,
 }
 
+/// A parsed ticket name: `dense`, or a kind and a target fraction of prunable weights.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum TicketName {
+    /// Round 0.
+    Dense,
+    /// The ticket of `kind` whose remaining fraction is nearest `target`.
+    Nearest {
+        /// Which kind of ticket.
+        kind: TicketKind,
+        /// Remaining fraction of prunable weights, in (0, 1].
+        target: f64,
+    },
+}
+
+impl TicketName {
+    /// Parses `dense`, `w30`, `r30`, `i3.5` (percent of prunable weights remaining).
+    pub fn parse(name: &str) -> Result<TicketName, String> {
+        if name == "dense" {
+            return Ok(TicketName::Dense);
+        }
+        let bad = || {
+            format!("ticket name `{name}`: use `dense`, or w/r/i and a percentage of remaining weights in (0, 100] (w30, r30, w3)")
+        };
+        let mut chars = name.chars();
+        let kind = match chars.next() {
+            Some('w') => TicketKind::Winning,
+            Some('r') => TicketKind::Random,
+            Some('i') => TicketKind::Reinit,
+            _ => return Err(bad()),
+        };
+        let pct: f64 = chars.as_str().parse().map_err(|_| bad())?;
+        if !(pct > 0.0 && pct <= 100.0) {
+            return Err(bad());
+        }
+        Ok(TicketName::Nearest {
+            kind,
+            target: pct / 100.0,
+        })
+    }
+}
+
 impl Tickets {
     /// Finds a named ticket: `dense`, `w30`, `r30`, `i30` (percent of prunable weights).
     pub fn select(&self, name: &str) -> Result<&Ticket, String> {
-        if name == "dense" {
-            return self
-                .tickets
-                .iter()
-                .find(|t| t.round == 0)
-                .ok_or_else(|| "no dense round in this prune stage".to_string());
-        }
-        let bad = || {
-            format!("ticket name `{name}`: use `dense`, or w/r/i and a percentage of remaining weights (w30, r30, w3)")
+        let (kind, target) = match TicketName::parse(name)? {
+            TicketName::Dense => {
+                return self
+                    .tickets
+                    .iter()
+                    .find(|t| t.round == 0)
+                    .ok_or_else(|| "no dense round in this prune stage".to_string())
+            }
+            TicketName::Nearest { kind, target } => (kind, target),
         };
-        let (prefix, pct) = name.split_at(1);
-        let kind = match prefix {
-            "w" => TicketKind::Winning,
-            "r" => TicketKind::Random,
-            "i" => TicketKind::Reinit,
-            _ => return Err(bad()),
-        };
-        let target: f64 = pct.parse::<f64>().map_err(|_| bad())? / 100.0;
         self.tickets
             .iter()
             .filter(|t| t.kind == kind && (kind == TicketKind::Winning || t.round > 0))
