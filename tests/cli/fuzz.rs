@@ -196,10 +196,11 @@ fn mutate_pipeline(rng: &mut Rng) -> Vec<u8> {
     text.into_bytes()
 }
 
-/// The outcome of one case: `Err` says what was wrong.
-fn judge(out: &Output, names: &[&str]) -> Result<(), String> {
+/// The outcome of one case: its exit code, or `Err` saying what was wrong.
+fn judge(out: &Output, names: &[&str]) -> Result<i32, String> {
     let err = stderr(out);
-    match out.status.code() {
+    let code = out.status.code();
+    match code {
         None => return Err(format!("killed by a signal: {err}")),
         Some(0 | 1) => {}
         Some(2) => {
@@ -212,10 +213,10 @@ fn judge(out: &Output, names: &[&str]) -> Result<(), String> {
     if err.contains("panicked") {
         return Err(format!("panic: {err}"));
     }
-    Ok(())
+    Ok(code.unwrap_or_default())
 }
 
-fn pipeline_case(p: &Project, seed: u64) -> Result<(), String> {
+fn pipeline_case(p: &Project, seed: u64) -> Result<i32, String> {
     let mut rng = Rng::new(seed);
     let bytes = mutate_pipeline(&mut rng);
     let file = p.path().join("case.yaml");
@@ -279,7 +280,7 @@ const IDX_NAMES: [&str; 4] = [
     "t10k-labels-idx1-ubyte",
 ];
 
-fn idx_case(p: &Project, seed: u64) -> Result<(), String> {
+fn idx_case(p: &Project, seed: u64) -> Result<i32, String> {
     let mut rng = Rng::new(seed);
     let dir = p.path().join(format!("idx{seed}"));
     std::fs::create_dir_all(&dir).unwrap();
@@ -335,7 +336,7 @@ fn tar(folder: &str, files: &[(&str, Vec<u8>)]) -> Vec<u8> {
     out
 }
 
-fn cifar_case(p: &Project, seed: u64) -> Result<(), String> {
+fn cifar_case(p: &Project, seed: u64) -> Result<i32, String> {
     let mut rng = Rng::new(seed);
     let dir = p.path().join(format!("cifar{seed}"));
     std::fs::create_dir_all(&dir).unwrap();
@@ -378,7 +379,7 @@ fn cifar_case(p: &Project, seed: u64) -> Result<(), String> {
 }
 
 /// Runs a pipeline whose only stage reads the dataset files in `dir`.
-fn dataset_case(p: &Project, seed: u64, name: &str, dir: &Path) -> Result<(), String> {
+fn dataset_case(p: &Project, seed: u64, name: &str, dir: &Path) -> Result<i32, String> {
     let file = format!("data{seed}.yaml");
     p.file(
         &file,
@@ -396,38 +397,62 @@ fn dataset_case(p: &Project, seed: u64, name: &str, dir: &Path) -> Result<(), St
 }
 
 /// One class of cases: builds and judges the case of a seed.
-type Class = fn(&Project, u64) -> Result<(), String>;
+type Class = fn(&Project, u64) -> Result<i32, String>;
 
-/// Runs `cases` cases of one class from `first_seed` on; returns the failures.
-fn campaign(class: Class, first_seed: u64, cases: u64) -> Vec<String> {
-    let p = Project::new();
-    (first_seed..first_seed + cases)
-        .filter_map(|seed| class(&p, seed).err())
-        .collect()
+/// What a campaign saw: how many cases ended with each exit code, and the failures.
+#[derive(Default)]
+struct Tally {
+    codes: std::collections::BTreeMap<i32, usize>,
+    failures: Vec<String>,
 }
 
-fn assert_clean(what: &str, failures: &[String]) {
-    assert!(
-        failures.is_empty(),
-        "{} {what} cases failed; the first:\n{}",
-        failures.len(),
-        failures[0]
-    );
+impl Tally {
+    /// Asserts no failure, and that the cases reached both acceptance and refusal
+    /// (a fuzzer whose every case is refused, or accepted, tests little).
+    fn assert_clean(&self, what: &str) {
+        assert!(
+            self.failures.is_empty(),
+            "{} {what} cases failed; the first:\n{}",
+            self.failures.len(),
+            self.failures[0]
+        );
+        let ok = self.codes.get(&0).copied().unwrap_or(0);
+        let refused: usize = self
+            .codes
+            .iter()
+            .filter(|(c, _)| **c != 0)
+            .map(|(_, n)| n)
+            .sum();
+        assert!(ok > 0 && refused > 0, "{what}: exit codes {:?}", self.codes);
+    }
+}
+
+/// Runs `cases` cases of one class from `first_seed` on.
+fn campaign(class: Class, first_seed: u64, cases: u64) -> Tally {
+    let p = Project::new();
+    let mut tally = Tally::default();
+    for seed in first_seed..first_seed + cases {
+        match class(&p, seed) {
+            Ok(code) => *tally.codes.entry(code).or_default() += 1,
+            Err(e) => tally.failures.push(e),
+        }
+    }
+    tally
 }
 
 #[test]
 fn fuzzed_pipelines_end_with_0_1_or_2_and_name_the_file() {
-    assert_clean("pipeline", &campaign(pipeline_case, 0, 300));
+    campaign(pipeline_case, 0, 300).assert_clean("pipeline");
 }
 
 #[test]
 fn fuzzed_idx_files_end_with_0_1_or_2() {
-    assert_clean("IDX", &campaign(idx_case, 0, 120));
+    campaign(idx_case, 0, 120).assert_clean("IDX");
 }
 
 #[test]
 fn fuzzed_cifar_files_end_with_0_1_or_2() {
-    assert_clean("CIFAR", &campaign(cifar_case, 0, 60));
+    campaign(cifar_case, 0, 60).assert_clean("CIFAR");
 }
 
 #[test]
@@ -442,19 +467,20 @@ fn fuzz_campaign() {
         ("IDX", idx_case),
         ("CIFAR", cifar_case),
     ];
-    let mut all = Vec::new();
+    let mut failed = 0;
     for (name, class) in classes {
         let started = std::time::Instant::now();
-        let failures = campaign(class, 1_000_000, cases);
+        let tally = campaign(class, 1_000_000, cases);
         println!(
-            "fuzz {name}: {cases} cases, {} failed, {:.0} s",
-            failures.len(),
+            "fuzz {name}: {cases} cases, exit codes {:?}, {} failed, {:.0} s",
+            tally.codes,
+            tally.failures.len(),
             started.elapsed().as_secs_f64()
         );
-        for f in failures.iter().take(3) {
+        for f in tally.failures.iter().take(3) {
             println!("  {}", f.lines().next().unwrap_or_default());
         }
-        all.extend(failures);
+        failed += tally.failures.len();
     }
-    assert_clean("campaign", &all);
+    assert_eq!(failed, 0, "the campaign found failures (listed above)");
 }
