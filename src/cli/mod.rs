@@ -7,6 +7,7 @@ mod common;
 mod dag;
 mod data;
 mod gc;
+mod metrics;
 mod plan;
 mod report;
 mod run;
@@ -111,6 +112,8 @@ enum Command {
     Show(show::Args),
     /// Re-render reports from cached results only.
     Report(report::Args),
+    /// Every stage's metrics as one table, or the differences from another run.
+    Metrics(metrics::Args),
     /// Remove records and objects no pipeline reaches any more.
     Gc(gc::Args),
     /// Rehash every object in the store.
@@ -144,6 +147,7 @@ pub fn main() -> ExitCode {
         Command::Dag(a) => dag::exec(a),
         Command::Show(a) => show::exec(a),
         Command::Report(a) => report::exec(a),
+        Command::Metrics(a) => metrics::exec(a),
         Command::Gc(a) => gc::exec(a),
         Command::Verify(a) => verify::exec(a),
         Command::Data(a) => data::exec(a),

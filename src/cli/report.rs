@@ -72,7 +72,7 @@ pub fn exec(args: Args) -> CliResult {
         host: &host,
         threads: rayon::current_num_threads(),
     };
-    let mut reporter = Reporter::new(false);
+    let mut reporter = Reporter::new(false, pipeline.stages.len());
     let summary = run(
         &env,
         &files,

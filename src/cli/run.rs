@@ -8,6 +8,7 @@ use crate::run::execute::ExecEnv;
 use crate::run::materialize::{check_targets, materialize};
 use crate::run::reporter::Reporter;
 use crate::run::schedule::{run, RunOptions};
+use crate::run::summary::RunTotals;
 use crate::store::filecache::FileDigests;
 use crate::store::lock::StoreLock;
 use crate::store::Store;
@@ -64,7 +65,8 @@ pub fn exec(args: Args) -> CliResult {
         host: &host,
         threads: rayon::current_num_threads(),
     };
-    let mut reporter = Reporter::new(args.json);
+    let started = std::time::Instant::now();
+    let mut reporter = Reporter::new(args.json, pipeline.stages.len());
     let summary = run(
         &env,
         &files,
@@ -76,9 +78,12 @@ pub fn exec(args: Args) -> CliResult {
     );
     files.save(&store)?;
     let summary = summary?;
-    for dir in materialize(&store, &files, &pipeline, &args.reports)? {
-        eprintln!("  report  {}", dir.join("index.html").display());
-    }
+    let reports = materialize(&store, &files, &pipeline, &args.reports)?;
+    reporter.finish(&RunTotals::new(
+        &summary,
+        started.elapsed().as_secs_f64(),
+        reports,
+    ));
     Ok(if summary.failed() {
         exit::FAILED
     } else {

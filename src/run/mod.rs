@@ -1,10 +1,14 @@
 //! Running pipelines, split by role: [`plan`] decides what is stale and why,
 //! [`schedule`] orders and parallelises, [`execute`] runs one stage and publishes it,
 //! [`events`] is what they report, and [`reporter`] is the only part that prints.
+//! [`materialize`] copies reports out of the store, [`metrics`] reads every stage's
+//! metrics back as one table, and [`summary`] totals a run.
 
 pub mod events;
 pub mod execute;
 pub mod materialize;
+pub mod metrics;
 pub mod plan;
 pub mod reporter;
 pub mod schedule;
+pub mod summary;

@@ -1,5 +1,5 @@
-//! The one consumer of [`RunEvent`]s: progress bars and log lines on stderr, and the
-//! `--json` lines on stdout.
+//! The one consumer of [`RunEvent`]s: an overall progress line and per-stage bars and
+//! log lines on stderr, the `--json` lines on stdout, and the closing summary.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -8,21 +8,77 @@ use std::time::Duration;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::events::{Outcome, RunEvent};
+use super::summary::{duration, RunTotals};
 
 /// Renders run events for people (stderr) and, optionally, scripts (stdout).
 pub struct Reporter {
     json: bool,
     multi: MultiProgress,
     bars: BTreeMap<String, ProgressBar>,
+    /// The line above the stage bars: stages done of total, and an ETA.
+    overall: ProgressBar,
+    /// Seconds of each stage that ran to completion, for the ETA of those not started.
+    ran_seconds: Vec<f64>,
 }
 
 impl Reporter {
-    /// A reporter; with `json`, one JSON object per finished stage goes to stdout.
-    pub fn new(json: bool) -> Reporter {
+    /// A reporter of a run of `stages` stages; with `json`, one JSON object per
+    /// finished stage goes to stdout, and a summary object at the end.
+    pub fn new(json: bool, stages: usize) -> Reporter {
+        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(8));
+        let overall = multi.add(ProgressBar::new(stages as u64));
+        overall.set_style(
+            ProgressStyle::with_template("{pos}/{len} stages done{msg}")
+                .expect("template is valid"),
+        );
         Reporter {
             json,
-            multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(8)),
+            multi,
             bars: BTreeMap::new(),
+            overall,
+            ran_seconds: Vec::new(),
+        }
+    }
+
+    /// Time left: the running stages' own estimates, plus the mean time of the stages
+    /// that ran so far for each stage not started; `None` until some stage reported.
+    fn eta(&self) -> Option<Duration> {
+        let running: Vec<Duration> = self
+            .bars
+            .values()
+            .filter(|b| b.position() > 0)
+            .map(|b| b.eta())
+            .collect();
+        let waiting =
+            self.overall.length().unwrap_or(0) - self.overall.position() - self.bars.len() as u64;
+        let per_stage = (!self.ran_seconds.is_empty())
+            .then(|| self.ran_seconds.iter().sum::<f64>() / self.ran_seconds.len() as f64);
+        if running.is_empty() && per_stage.is_none() {
+            return None;
+        }
+        let started = running.iter().max().copied().unwrap_or_default();
+        let rest = per_stage.unwrap_or(0.0) * waiting as f64;
+        Some(started + Duration::from_secs_f64(rest))
+    }
+
+    fn update_overall(&self) {
+        let msg = self
+            .eta()
+            .map(|e| format!(", ETA {}", duration(e.as_secs_f64())))
+            .unwrap_or_default();
+        self.overall.set_message(msg);
+    }
+
+    /// Ends the run: clears the progress line, prints the totals on stderr, and with
+    /// `--json` one `{"summary": ...}` object as the last line on stdout.
+    pub fn finish(&self, totals: &RunTotals) {
+        self.overall.finish_and_clear();
+        self.log(totals.describe());
+        if self.json {
+            let line = serde_json::json!({ "summary": totals });
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{line}");
+            let _ = out.flush();
         }
     }
 
@@ -62,6 +118,7 @@ impl Reporter {
                     bar.set_position(position);
                     bar.set_message(message);
                 }
+                self.update_overall();
             }
             RunEvent::Finished {
                 stage,
@@ -73,6 +130,11 @@ impl Reporter {
                     bar.finish_and_clear();
                     self.multi.remove(&bar);
                 }
+                if outcome == Outcome::Ran {
+                    self.ran_seconds.push(seconds);
+                }
+                self.overall.inc(1);
+                self.update_overall();
                 let detail = match &outcome {
                     Outcome::Cached => String::new(),
                     Outcome::Ran => format!(" {seconds:.2}s"),

@@ -33,6 +33,8 @@ pub struct RunOptions {
 pub struct RunSummary {
     /// Final outcome per stage, in pipeline order.
     pub outcomes: Vec<(String, Outcome)>,
+    /// The records of the stages that ran or were cached, by stage name.
+    pub records: BTreeMap<String, StageRecord>,
 }
 
 impl RunSummary {
@@ -217,6 +219,7 @@ pub fn run(
             .iter()
             .map(|s| (s.name.clone(), outcomes[&s.name].clone()))
             .collect(),
+        records,
     })
 }
 

@@ -130,12 +130,18 @@ fn mutate_pipeline(rng: &mut Rng) -> Vec<u8> {
     let mut text = rng.pick(SEEDS).to_string();
     for _ in 0..1 + rng.below(3) {
         let mut lines: Vec<String> = text.lines().map(String::from).collect();
+        if lines.is_empty() {
+            lines.push("name: empty".into());
+        }
         let at = rng.below(lines.len());
+        let after = at + 1;
         match rng.below(11) {
             0 => {
                 let mut bytes = text.into_bytes();
                 let i = rng.below(bytes.len());
-                bytes[i] = rng.next() as u8;
+                if let Some(b) = bytes.get_mut(i) {
+                    *b = rng.next() as u8;
+                }
                 text = String::from_utf8_lossy(&bytes).into_owned();
                 continue;
             }
@@ -154,7 +160,7 @@ fn mutate_pipeline(rng: &mut Rng) -> Vec<u8> {
             }
             4 => {
                 let indent = lines[at].len() - lines[at].trim_start().len();
-                lines.insert(at + 1, format!("{}bogus_key: 1", " ".repeat(indent)));
+                lines.insert(after, format!("{}bogus_key: 1", " ".repeat(indent)));
             }
             5 => {
                 for l in lines.iter_mut() {
@@ -178,7 +184,7 @@ fn mutate_pipeline(rng: &mut Rng) -> Vec<u8> {
             7 => return alias_bomb(2 + rng.below(12)).into_bytes(),
             8 => {
                 let n = rng.below(200_000);
-                lines.insert(at + 1, format!("    matrix: {{ seed: [{}] }}", n));
+                lines.insert(after, format!("    matrix: {{ seed: [{}] }}", n));
             }
             9 => {
                 let cut = rng.below(text.len());
@@ -252,7 +258,9 @@ fn damage(rng: &mut Rng, mut bytes: Vec<u8>) -> Vec<u8> {
         0 => bytes.truncate(rng.below(bytes.len() + 1)),
         1 => {
             let i = rng.below(bytes.len().min(16));
-            bytes[i] = rng.next() as u8;
+            if let Some(b) = bytes.get_mut(i) {
+                *b = rng.next() as u8;
+            }
         }
         2 => {
             // A huge dimension in the header.
@@ -264,7 +272,9 @@ fn damage(rng: &mut Rng, mut bytes: Vec<u8>) -> Vec<u8> {
         }
         3 => {
             let i = rng.below(bytes.len());
-            bytes[i] = rng.next() as u8;
+            if let Some(b) = bytes.get_mut(i) {
+                *b = rng.next() as u8;
+            }
         }
         4 => bytes.extend((0..rng.below(5000)).map(|_| rng.next() as u8)),
         5 => bytes.clear(),

@@ -5,6 +5,7 @@
 //! - `continual`: dendrites and metaplasticity, quick profiles and small settings;
 //! - `fuzz`: seeded mutations of pipeline, IDX and CIFAR files (no panic, exit 0/1/2);
 //! - `kill`: SIGKILLs at every prune round boundary and at random moments;
+//! - `metrics`: `repro metrics` in every format, comparisons, and the run summary;
 //! - `safety`: inputs from the fault campaign that once deleted files or crashed;
 //! - `science`: pruning and noise robustness on small settings;
 //! - `store`: integrity, locking, gc;
@@ -14,6 +15,7 @@ mod caching;
 mod continual;
 mod fuzz;
 mod kill;
+mod metrics;
 mod safety;
 mod science;
 mod store;

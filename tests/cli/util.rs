@@ -63,12 +63,30 @@ impl Project {
     }
 }
 
-pub fn json_lines(out: &Output) -> Vec<Value> {
+/// Every JSON line of stdout.
+fn all_json_lines(out: &Output) -> Vec<Value> {
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
         .collect()
+}
+
+/// The per-stage JSON lines of `run --json` or `plan --json`.
+pub fn json_lines(out: &Output) -> Vec<Value> {
+    all_json_lines(out)
+        .into_iter()
+        .filter(|v| v.get("stage").is_some())
+        .collect()
+}
+
+/// The closing `{"summary": ...}` object of `run --json`, which must be the last line.
+pub fn summary(out: &Output) -> Value {
+    let lines = all_json_lines(out);
+    let last = lines.last().expect("run --json printed lines");
+    last.get("summary")
+        .unwrap_or_else(|| panic!("the last line is not the summary: {last}"))
+        .clone()
 }
 
 pub fn stderr(out: &Output) -> String {

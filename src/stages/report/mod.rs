@@ -197,9 +197,23 @@ impl TypedStage for ReportStage {
             sections,
         };
         write_report(&report, &ctx.out_dir).map_err(|e| Error::Failed(e.to_string()))?;
+        let count = |word: &str| {
+            comparisons
+                .iter()
+                .filter(|c| c.verdict.word() == word)
+                .count()
+        };
         Ok(Metrics::from([
             ("comparisons".into(), serde_json::json!(comparisons.len())),
             ("reproduced".into(), serde_json::json!(reproduced)),
+            (
+                "not_reproduced".into(),
+                serde_json::json!(count("not reproduced")),
+            ),
+            (
+                "not_comparable".into(),
+                serde_json::json!(count("not comparable")),
+            ),
         ]))
     }
 }
