@@ -156,6 +156,7 @@ pub fn section(
                     ours.entry((base.clone(), claim)).or_default().push(v);
                 }
             };
+            push(Claim::DenseAccuracy, Some(dense * 100.0));
             push(
                 Claim::WinningDropAt3,
                 s.nearest("winning", 0.03)

@@ -24,6 +24,8 @@ use super::{Error, Input, Metrics, Result, StageContext, TypedStage};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "snake_case")]
 pub enum Claim {
+    /// Best test accuracy of the dense network (round 0 of a prune stage), in percent.
+    DenseAccuracy,
     /// Dense best test accuracy minus the winning ticket's nearest 3% of prunable
     /// weights, in percentage points (Bain: winning tickets "until around 3%").
     WinningDropAt3,
@@ -48,6 +50,7 @@ impl Claim {
     /// What is compared, with units.
     pub fn describe(self) -> &'static str {
         match self {
+            Claim::DenseAccuracy => "best test accuracy of the dense network (%)",
             Claim::WinningDropAt3 => {
                 "dense minus winning ticket at ~3% of weights (test accuracy, points)"
             }
