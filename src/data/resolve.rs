@@ -170,12 +170,12 @@ fn remedies(info: &DatasetInfo) -> Vec<String> {
 }
 
 /// Looks for one file, gzip name first, then inflated; `None` if neither exists.
-fn idx_file(dir: &Path, gz_name: &str) -> Option<PathBuf> {
-    let gz = dir.join(gz_name);
+fn idx_file(dir: &Path, spec: &FileSpec) -> Option<PathBuf> {
+    let gz = dir.join(spec.name);
     if gz.is_file() {
         return Some(gz);
     }
-    let plain = dir.join(gz_name.strip_suffix(".gz").unwrap_or(gz_name));
+    let plain = dir.join(spec.inflated_name());
     plain.is_file().then_some(plain)
 }
 
@@ -195,7 +195,7 @@ fn find_in(info: &'static DatasetInfo, dir: &Path) -> Result<Resolved, String> {
             test_labels,
         } => {
             let specs = [train_images, train_labels, test_images, test_labels];
-            let files: Vec<_> = specs.iter().map(|s| idx_file(dir, s.name)).collect();
+            let files: Vec<_> = specs.iter().map(|s| idx_file(dir, s)).collect();
             let missing: Vec<_> = specs
                 .iter()
                 .zip(&files)
@@ -241,7 +241,7 @@ pub enum Check {
     /// Its sha256 is the pinned value or a known repackaging.
     Verified,
     /// An inflated copy of a `.gz` file for which no hash of the inflated
-    /// content is known; it is checked only by the IDX reader's strictness.
+    /// content is pinned (KMNIST); it is checked only by the IDX reader's strictness.
     NoPinnedHash,
 }
 
@@ -278,17 +278,20 @@ impl Resolved {
             .map(|(path, spec)| {
                 let actual = sha256_file(path)?;
                 let as_published = path.file_name().is_some_and(|n| n == spec.name);
-                if spec.accepts(&actual) {
-                    Ok((path.clone(), Check::Verified))
-                } else if !as_published {
-                    Ok((path.clone(), Check::NoPinnedHash))
+                let expected = if as_published {
+                    Some(spec.sha256)
                 } else {
-                    Err(Error::Checksum {
+                    spec.inflated.map(|i| i.sha256)
+                };
+                match expected {
+                    _ if spec.accepts(&actual) => Ok((path.clone(), Check::Verified)),
+                    None => Ok((path.clone(), Check::NoPinnedHash)),
+                    Some(expected) => Err(Error::Checksum {
                         dataset: self.info.name.to_string(),
                         path: path.clone(),
-                        expected: spec.sha256.to_owned(),
+                        expected: expected.to_owned(),
                         actual,
-                    })
+                    }),
                 }
             })
             .collect()
@@ -423,7 +426,7 @@ mod tests {
     }
 
     #[test]
-    fn verify_flags_corrupt_published_files_but_not_inflated_copies() {
+    fn verify_checks_inflated_copies_against_their_pins_where_known() {
         let tmp = tempfile::tempdir().unwrap();
         touch_all(
             tmp.path(),
@@ -438,14 +441,22 @@ mod tests {
             dir: tmp.path().to_owned(),
             origin: "test".into(),
         }];
-        let resolved = resolve_in(info(DatasetName::Mnist), &dirs).unwrap();
+        // KMNIST pins no inflated hash: an inflated copy is only format-checked.
+        let resolved = resolve_in(info(DatasetName::Kmnist), &dirs).unwrap();
         let checks = resolved.verify().unwrap();
         assert!(checks.iter().all(|(_, c)| *c == Check::NoPinnedHash));
-        touch_all(tmp.path(), &["t10k-labels-idx1-ubyte.gz"]);
+        // MNIST pins them: a wrong inflated copy is named with the expected hash.
         let resolved = resolve_in(info(DatasetName::Mnist), &dirs).unwrap();
         let msg = resolved.verify().unwrap_err().to_string();
         assert!(
-            msg.contains("t10k-labels-idx1-ubyte.gz") && msg.contains("f7ae60f9"),
+            msg.contains("train-images-idx3-ubyte has") && msg.contains("ba891046"),
+            "{msg}"
+        );
+        touch_all(tmp.path(), &["t10k-labels-idx1-ubyte.gz"]);
+        let resolved = resolve_in(info(DatasetName::Kmnist), &dirs).unwrap();
+        let msg = resolved.verify().unwrap_err().to_string();
+        assert!(
+            msg.contains("t10k-labels-idx1-ubyte.gz") && msg.contains("20bb9a0e"),
             "{msg}"
         );
     }
