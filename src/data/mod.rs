@@ -5,7 +5,8 @@
 //! labels, built by [`prepare`] from [`DatasetParams`]. Around it: file
 //! readers ([`idx`], [`cifar`]), the table of known datasets with pinned sha256
 //! values ([`registry`]), finding files on disk ([`resolve`]), downloading them
-//! ([`fetch`]) and a seeded toy dataset ([`synthetic`]).
+//! ([`fetch`]), rebuilding them from a local copy ([`import`], reading Python
+//! pickles with [`pickle`] and [`numpy`]) and a seeded toy dataset ([`synthetic`]).
 //!
 //! This module never prints and never touches the store: it returns values and
 //! [`Error`]s that name the files involved and say how to fix the problem.
@@ -14,7 +15,10 @@ pub mod cifar;
 pub mod dataset;
 pub mod fetch;
 pub mod idx;
+pub mod import;
 pub mod noise;
+pub mod numpy;
+pub mod pickle;
 pub mod registry;
 pub mod resolve;
 pub mod synthetic;
@@ -54,6 +58,14 @@ pub enum Error {
         /// The expected format ("IDX", "CIFAR-10 binary", ...).
         format: &'static str,
         /// What is wrong, in words.
+        reason: String,
+    },
+    /// A `repro data import` source that is not what the import expects.
+    #[error("cannot import {}: {reason}", path.display())]
+    Import {
+        /// The source file or folder.
+        path: PathBuf,
+        /// What is wrong with it, and what was expected.
         reason: String,
     },
     /// A file's sha256 matches none of the pinned values.
