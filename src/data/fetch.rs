@@ -401,4 +401,36 @@ mod tests {
         .unwrap();
         assert_eq!(std::fs::read(tmp.path().join("g.bin")).unwrap(), body);
     }
+
+    #[test]
+    fn a_verified_inflated_copy_counts_as_present() {
+        use crate::data::registry::Inflated;
+        let inflated = b"inflated bytes";
+        let s = FileSpec {
+            inflated: Some(Inflated {
+                size: inflated.len() as u64,
+                sha256: Box::leak(hex::encode(Sha256::digest(inflated)).into_boxed_str()),
+            }),
+            ..spec("x-idx1-ubyte.gz", b"gzip bytes")
+        };
+        let tmp = tempfile::tempdir().unwrap();
+        let copy = tmp.path().join("x-idx1-ubyte");
+        std::fs::write(&copy, inflated).unwrap();
+        let none: [&str; 0] = [];
+        let fetch = || {
+            fetch_from(
+                DatasetName::Mnist,
+                &[&s],
+                &none,
+                tmp.path(),
+                true,
+                &mut |_, _| {},
+            )
+        };
+        let got = fetch().unwrap();
+        assert_eq!(got[0].path, copy);
+        assert_eq!(got[0].outcome, Outcome::AlreadyPresent);
+        std::fs::write(&copy, b"not it").unwrap();
+        assert!(matches!(fetch(), Err(Error::Offline { .. })));
+    }
 }
