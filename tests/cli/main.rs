@@ -2,6 +2,7 @@
 //!
 //! - `validation`: invalid pipelines and arguments (exit 2, messages);
 //! - `caching`: what reruns when something changes, and why;
+//! - `data`: planning without datasets, `repro data import`;
 //! - `continual`: dendrites and metaplasticity, quick profiles and small settings;
 //! - `science`: pruning and noise robustness on small settings;
 //! - `store`: integrity, locking, gc;
@@ -9,6 +10,7 @@
 
 mod caching;
 mod continual;
+mod data;
 mod science;
 mod store;
 mod training;
