@@ -184,8 +184,8 @@ pub fn assess(
 pub enum MissingData {
     /// Stop with the resolver's error (runs, reports, `show` and `gc` need the keys).
     Fail,
-    /// Plan the stage to run under a provisional key, because
-    /// [`MissReason::DatasetMissing`] (`repro plan` on a machine without the data).
+    /// Plan the stage to run, with the reason [`MissReason::DatasetMissing`] and a
+    /// provisional key (`repro plan` on a machine without the data).
     Provisional,
 }
 
