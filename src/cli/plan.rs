@@ -1,6 +1,7 @@
-//! `repro plan`: the dry run. For each stage, cached or run, and why.
+//! `repro plan`: the dry run. For each stage, cached or run, and why; a stage whose
+//! dataset is not on this machine shows as to run, with a provisional key.
 
-use crate::run::plan::{plan, Status};
+use crate::run::plan::{plan_with, MissingData, Status};
 use crate::store::filecache::FileDigests;
 use crate::store::key::describe;
 
@@ -24,7 +25,7 @@ pub fn exec(args: Args) -> CliResult {
     let pipeline = args.pipeline.load()?;
     let store = args.store.open()?;
     let files = FileDigests::load(&store);
-    let assessments = plan(&store, &files, &pipeline)?;
+    let assessments = plan_with(&store, &files, &pipeline, MissingData::Provisional)?;
     let _ = files.save(&store);
     let mut to_run = 0;
     for (name, a) in &assessments {

@@ -1,7 +1,8 @@
 //! Downloading a registry dataset's files from its public mirrors.
 //!
-//! For each file: a copy already in the folder whose sha256 is accepted is
-//! kept; otherwise each mirror is tried in order, the body is streamed into a
+//! For each file: a copy already in the folder whose sha256 is accepted
+//! (under its published name, or inflated where that is pinned) is kept;
+//! otherwise each mirror is tried in order, the body is streamed into a
 //! temporary `.<name>.*.part` file in the same folder while being hashed, and
 //! only a body with an accepted sha256 is renamed into place. A partial or
 //! corrupt download therefore never takes a real file's name, and running
@@ -77,16 +78,16 @@ pub fn fetch_from(
     let mut agent = None;
     let mut report = Vec::with_capacity(files.len());
     for spec in files {
-        let dest = dir.join(spec.name);
-        if dest.is_file() && spec.accepts(&sha256_file(&dest)?) {
+        if let Some(path) = verified_copy(dir, spec)? {
             done += spec.size;
             progress(done, Some(total));
             report.push(Fetched {
-                path: dest,
+                path,
                 outcome: Outcome::AlreadyPresent,
             });
             continue;
         }
+        let dest = dir.join(spec.name);
         if offline {
             return Err(Error::Offline {
                 dataset: dataset.to_string(),
@@ -130,6 +131,19 @@ pub fn fetch_from(
         });
     }
     Ok(report)
+}
+
+/// A copy of `spec` already in `dir` whose sha256 is accepted: the published
+/// name first, then the inflated name when the inflated content is pinned
+/// (what `repro data import` installs).
+fn verified_copy(dir: &Path, spec: &FileSpec) -> Result<Option<PathBuf>> {
+    let inflated = spec.inflated.map(|_| dir.join(spec.inflated_name()));
+    for path in std::iter::once(dir.join(spec.name)).chain(inflated) {
+        if path.is_file() && spec.accepts(&sha256_file(&path)?) {
+            return Ok(Some(path));
+        }
+    }
+    Ok(None)
 }
 
 /// Why one download attempt failed: the mirror's fault (try the next one), or
@@ -244,6 +258,7 @@ mod tests {
             size: body.len() as u64,
             sha256: Box::leak(hex::encode(Sha256::digest(body)).into_boxed_str()),
             also_accepted: &[],
+            inflated: None,
         }
     }
 
@@ -385,5 +400,37 @@ mod tests {
         )
         .unwrap();
         assert_eq!(std::fs::read(tmp.path().join("g.bin")).unwrap(), body);
+    }
+
+    #[test]
+    fn a_verified_inflated_copy_counts_as_present() {
+        use crate::data::registry::Inflated;
+        let inflated = b"inflated bytes";
+        let s = FileSpec {
+            inflated: Some(Inflated {
+                size: inflated.len() as u64,
+                sha256: Box::leak(hex::encode(Sha256::digest(inflated)).into_boxed_str()),
+            }),
+            ..spec("x-idx1-ubyte.gz", b"gzip bytes")
+        };
+        let tmp = tempfile::tempdir().unwrap();
+        let copy = tmp.path().join("x-idx1-ubyte");
+        std::fs::write(&copy, inflated).unwrap();
+        let none: [&str; 0] = [];
+        let fetch = || {
+            fetch_from(
+                DatasetName::Mnist,
+                &[&s],
+                &none,
+                tmp.path(),
+                true,
+                &mut |_, _| {},
+            )
+        };
+        let got = fetch().unwrap();
+        assert_eq!(got[0].path, copy);
+        assert_eq!(got[0].outcome, Outcome::AlreadyPresent);
+        std::fs::write(&copy, b"not it").unwrap();
+        assert!(matches!(fetch(), Err(Error::Offline { .. })));
     }
 }

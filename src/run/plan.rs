@@ -72,6 +72,32 @@ pub enum InputState {
     Pending(String),
 }
 
+/// The key fields of a stage given its inputs' states and its sources' digests.
+fn key_fields(
+    stage: &Stage,
+    inputs: &BTreeMap<String, InputState>,
+    sources: BTreeMap<String, String>,
+) -> KeyFields {
+    KeyFields {
+        format: KEY_FORMAT,
+        kind: stage.kind.name().to_string(),
+        version: stage.kind.version(),
+        params: stage.params.clone(),
+        seed: stage.seed,
+        inputs: inputs
+            .iter()
+            .map(|(n, s)| {
+                let d = match s {
+                    InputState::Ready(d) => d.clone(),
+                    InputState::Pending(k) => format!("pending:{k}"),
+                };
+                (n.clone(), d)
+            })
+            .collect(),
+        sources,
+    }
+}
+
 /// Assesses one stage given the state of its inputs.
 pub fn assess(
     store: &Store,
@@ -99,24 +125,7 @@ pub fn assess(
         .filter(|(_, s)| matches!(s, InputState::Pending(_)))
         .map(|(n, _)| n.clone())
         .collect();
-    let fields = KeyFields {
-        format: KEY_FORMAT,
-        kind: stage.kind.name().to_string(),
-        version: stage.kind.version(),
-        params: stage.params.clone(),
-        seed: stage.seed,
-        inputs: inputs
-            .iter()
-            .map(|(n, s)| {
-                let d = match s {
-                    InputState::Ready(d) => d.clone(),
-                    InputState::Pending(k) => format!("pending:{k}"),
-                };
-                (n.clone(), d)
-            })
-            .collect(),
-        sources: source_digests,
-    };
+    let fields = key_fields(stage, inputs, source_digests);
     let key = fields.key();
     let mut out = Assessment {
         fields,
@@ -180,12 +189,32 @@ pub fn assess(
     Ok(out)
 }
 
+/// What planning does when a stage's dataset is not on this machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MissingData {
+    /// Stop with the resolver's error (runs, reports, `show` and `gc` need the keys).
+    Fail,
+    /// Plan the stage to run, with the reason [`MissReason::DatasetMissing`] and a
+    /// provisional key (`repro plan` on a machine without the data).
+    Provisional,
+}
+
 /// Assesses every stage in order, as `repro plan` shows it: a stage that will run makes
-/// its dependants' inputs pending.
+/// its dependants' inputs pending. A missing dataset is an error.
 pub fn plan(
     store: &Store,
     files: &FileDigests,
     pipeline: &Pipeline,
+) -> Result<Vec<(String, Assessment)>, Error> {
+    plan_with(store, files, pipeline, MissingData::Fail)
+}
+
+/// [`plan`], choosing what a missing dataset does.
+pub fn plan_with(
+    store: &Store,
+    files: &FileDigests,
+    pipeline: &Pipeline,
+    missing: MissingData,
 ) -> Result<Vec<(String, Assessment)>, Error> {
     let mut states: BTreeMap<String, InputState> = BTreeMap::new();
     let mut out = Vec::new();
@@ -195,7 +224,13 @@ pub fn plan(
             .iter()
             .map(|n| (n.clone(), states[n].clone()))
             .collect();
-        let a = assess(store, files, pipeline, stage, &inputs)?;
+        let a = match assess(store, files, pipeline, stage, &inputs) {
+            Err(Error::Stage {
+                source: stages::Error::DatasetMissing { dataset, .. },
+                ..
+            }) if missing == MissingData::Provisional => without_data(stage, &inputs, dataset),
+            other => other?,
+        };
         let state = match (&a.status, &a.record) {
             (Status::Cached, Some(r)) => InputState::Ready(r.output.clone()),
             _ => InputState::Pending(a.key.clone()),
@@ -204,4 +239,22 @@ pub fn plan(
         out.push((stage.name.clone(), a));
     }
     Ok(out)
+}
+
+/// A stage whose dataset is missing: to run, under the key of its fields without the
+/// dataset's files (provisional, like the key of a stage with a pending input).
+fn without_data(
+    stage: &Stage,
+    inputs: &BTreeMap<String, InputState>,
+    dataset: String,
+) -> Assessment {
+    let fields = key_fields(stage, inputs, BTreeMap::new());
+    Assessment {
+        key: fields.key(),
+        fields,
+        status: Status::Run,
+        reasons: vec![MissReason::DatasetMissing { dataset }],
+        record: None,
+        sources: BTreeMap::new(),
+    }
 }

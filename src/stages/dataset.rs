@@ -77,10 +77,13 @@ pub fn load_input(ctx: &StageContext) -> Result<Dataset> {
 /// Maps data errors: a dataset that cannot be found is the user's to fix (exit 2).
 fn data_error(e: data::Error) -> Error {
     match e {
-        data::Error::NotFound(_)
-        | data::Error::Offline { .. }
-        | data::Error::Params(_)
-        | data::Error::UnknownName { .. } => Error::InvalidInput(e.to_string()),
+        data::Error::NotFound(ref missing) => Error::DatasetMissing {
+            dataset: missing.dataset.clone(),
+            message: e.to_string(),
+        },
+        data::Error::Offline { .. } | data::Error::Params(_) | data::Error::UnknownName { .. } => {
+            Error::InvalidInput(e.to_string())
+        }
         other => Error::Failed(other.to_string()),
     }
 }

@@ -32,6 +32,15 @@ pub enum Error {
     /// The stage's input is unusable in a way the user must fix (exit code 2).
     #[error("{0}")]
     InvalidInput(String),
+    /// A dataset the stage reads is on none of the searched paths: a run stops
+    /// (exit code 2), a plan shows the stage as to run.
+    #[error("{message}")]
+    DatasetMissing {
+        /// The dataset's name.
+        dataset: String,
+        /// Where it was looked for and how to provide it.
+        message: String,
+    },
     /// The stage failed while computing.
     #[error("{0}")]
     Failed(String),

@@ -192,6 +192,12 @@ pub enum MissReason {
     /// The key differs from the last run, for no reason this stage alone can name
     /// (e.g. the last run used a different key format).
     KeyChanged,
+    /// A dataset the stage reads is not on this machine (a plan without data: the
+    /// key is provisional until the files are there and hashed).
+    DatasetMissing {
+        /// The dataset's name.
+        dataset: String,
+    },
 }
 
 impl std::fmt::Display for MissReason {
@@ -216,6 +222,7 @@ impl std::fmt::Display for MissReason {
                 write!(f, "warning: record corrupt, ignored and rewritten ({why})")
             }
             MissReason::KeyChanged => write!(f, "key changed"),
+            MissReason::DatasetMissing { dataset } => write!(f, "dataset not present: {dataset}"),
         }
     }
 }
@@ -292,5 +299,13 @@ mod tests {
             serde_json::to_string(&MissReason::New).unwrap(),
             r#"{"reason":"new"}"#
         );
+        let missing = MissReason::DatasetMissing {
+            dataset: "mnist".into(),
+        };
+        assert_eq!(
+            serde_json::to_string(&missing).unwrap(),
+            r#"{"reason":"dataset_missing","dataset":"mnist"}"#
+        );
+        assert_eq!(missing.to_string(), "dataset not present: mnist");
     }
 }

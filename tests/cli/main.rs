@@ -2,6 +2,7 @@
 //!
 //! - `validation`: invalid pipelines and arguments (exit 2, messages);
 //! - `caching`: what reruns when something changes, and why;
+//! - `data`: planning without datasets, `repro data import`;
 //! - `continual`: dendrites and metaplasticity, quick profiles and small settings;
 //! - `fuzz`: seeded mutations of pipeline, IDX and CIFAR files (no panic, exit 0/1/2);
 //! - `kill`: SIGKILLs at every prune round boundary and at random moments;
@@ -13,6 +14,7 @@
 
 mod caching;
 mod continual;
+mod data;
 mod fuzz;
 mod kill;
 mod metrics;
