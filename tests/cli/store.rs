@@ -23,24 +23,37 @@ fn objects(p: &Project) -> Vec<std::path::PathBuf> {
     out
 }
 
-#[test]
-fn a_flipped_byte_is_found_by_verify_and_redone_by_run() {
-    let p = Project::new();
-    p.file("p.yaml", PIPE);
-    p.statuses(&["run", "p.yaml", "--json"]);
-    assert!(p.run(&["verify"]).status.success());
-    let file = objects(&p)
+/// Flips the middle byte of an object file of more than 100 bytes; with `keep_mtime`,
+/// restores its modification time (and read-only bit), so only a rehash can tell.
+fn flip_a_byte(p: &Project, keep_mtime: bool) {
+    let file = objects(p)
         .into_iter()
         .find(|f| f.metadata().unwrap().len() > 100)
         .unwrap();
+    let mtime = file.metadata().unwrap().modified().unwrap();
     let mut bytes = std::fs::read(&file).unwrap();
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0xff;
     let mut perms = file.metadata().unwrap().permissions();
     #[allow(clippy::permissions_set_readonly_false)]
     perms.set_readonly(false);
-    std::fs::set_permissions(&file, perms).unwrap();
+    std::fs::set_permissions(&file, perms.clone()).unwrap();
     std::fs::write(&file, bytes).unwrap();
+    if keep_mtime {
+        let handle = std::fs::File::options().write(true).open(&file).unwrap();
+        handle.set_modified(mtime).unwrap();
+        perms.set_readonly(true);
+        std::fs::set_permissions(&file, perms).unwrap();
+    }
+}
+
+#[test]
+fn a_flipped_byte_is_found_by_verify_and_redone_by_run() {
+    let p = Project::new();
+    p.file("p.yaml", PIPE);
+    p.statuses(&["run", "p.yaml", "--json"]);
+    assert!(p.run(&["verify"]).status.success());
+    flip_a_byte(&p, false);
     let plan = p.run(&["plan", "p.yaml"]);
     assert!(String::from_utf8_lossy(&plan.stdout).contains("output corrupt"));
     let verify = p.run(&["verify"]);
@@ -229,27 +242,7 @@ fn corruption_that_keeps_size_and_mtime_is_evicted_by_verify_and_redone_by_run()
     let p = Project::new();
     p.file("p.yaml", PIPE);
     p.statuses(&["run", "p.yaml", "--json"]);
-    let file = objects(&p)
-        .into_iter()
-        .find(|f| f.metadata().unwrap().len() > 100)
-        .unwrap();
-    let mtime = file.metadata().unwrap().modified().unwrap();
-    let mut bytes = std::fs::read(&file).unwrap();
-    let mid = bytes.len() / 2;
-    bytes[mid] ^= 0xff;
-    let mut perms = file.metadata().unwrap().permissions();
-    #[allow(clippy::permissions_set_readonly_false)]
-    perms.set_readonly(false);
-    std::fs::set_permissions(&file, perms.clone()).unwrap();
-    std::fs::write(&file, bytes).unwrap();
-    std::fs::File::options()
-        .write(true)
-        .open(&file)
-        .unwrap()
-        .set_modified(mtime)
-        .unwrap();
-    perms.set_readonly(true);
-    std::fs::set_permissions(&file, perms).unwrap();
+    flip_a_byte(&p, true);
     // The cheap check cannot see it; verify can, and its finding sticks.
     assert_eq!(
         with_status(&p.statuses(&["run", "p.yaml", "--json"]), "cached"),
