@@ -776,6 +776,10 @@ mod debian_tests {
     fn debian_fashion_mnist_loads_and_matches_registry_statistics() {
         let dir = Path::new("/usr/share/datasets/fashion-mnist");
         if !dir.join("train-images-idx3-ubyte.gz").exists() {
+            println!(
+                "SKIP: {} has no Fashion-MNIST (apt-get install dataset-fashion-mnist)",
+                dir.display()
+            );
             return;
         }
         let params = DatasetParams {

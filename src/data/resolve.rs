@@ -504,6 +504,10 @@ mod tests {
     fn installed_debian_fashion_mnist_verifies() {
         let dir = Path::new(SYSTEM_DATA_DIR).join("fashion-mnist");
         if !dir.is_dir() {
+            println!(
+                "SKIP: {} is missing (apt-get install dataset-fashion-mnist)",
+                dir.display()
+            );
             return;
         }
         let dirs = [SearchDir {

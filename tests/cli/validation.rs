@@ -151,6 +151,7 @@ fn unknown_profile_lists_the_profiles() {
 #[test]
 fn cuda_without_the_feature_is_invalid_input() {
     if cfg!(feature = "cuda") {
+        println!("SKIP: built with the cuda feature, so --device cuda is valid here");
         return;
     }
     expect_invalid(GOOD, &["--device", "cuda"], &["--features cuda"]);
