@@ -30,12 +30,14 @@ pub fn exec(args: Args) -> CliResult {
     // Evicting needs the lock: a live run may be publishing.
     let _lock = StoreLock::acquire(&store, args.wait)?;
     let mut problems = 0;
+    let mut evicted = std::collections::BTreeSet::new();
     let objects = all_objects(&store)?;
     for digest in &objects {
         let ok = rehash(&store, digest)? == Health::Intact;
         if !ok {
             problems += 1;
             discard(&store, digest)?;
+            evicted.insert(digest.clone());
         }
         if args.json {
             let status = if ok { "ok" } else { "corrupt" };
@@ -54,6 +56,7 @@ pub fn exec(args: Args) -> CliResult {
     for (key, lookup) in &records {
         let status = match lookup {
             Lookup::Absent => continue,
+            Lookup::Found(record) if evicted.contains(&record.output) => "object evicted",
             Lookup::Found(record) => match check(&store, &record.output)? {
                 Health::Intact => "ok",
                 _ => "object missing",
@@ -67,14 +70,20 @@ pub fn exec(args: Args) -> CliResult {
                 "corrupt"
             }
         };
-        if status != "ok" {
+        // A record whose object was just evicted is the same problem, counted once.
+        if status != "ok" && status != "object evicted" {
             problems += 1;
         }
         if args.json {
             println!("{}", serde_json::json!({"record": key, "status": status}));
-        } else if let (Lookup::Found(record), "object missing") = (lookup, status) {
+        } else if let Lookup::Found(record) = lookup {
+            let what = match status {
+                "object missing" => "missing ",
+                "object evicted" => "evicted ",
+                _ => continue,
+            };
             println!(
-                "missing  object {} of stage `{}` (record {key})",
+                "{what} object {} of stage `{}` (record {key})",
                 record.output, record.manifest.stage
             );
         }

@@ -63,6 +63,14 @@ fn a_flipped_byte_is_found_by_verify_and_redone_by_run() {
         report.contains("corrupt  object") && report.contains("(evicted)"),
         "{report}"
     );
+    assert!(
+        report.contains("evicted  object") && report.contains("stage `a`"),
+        "{report}"
+    );
+    assert!(
+        report.contains("1 problems"),
+        "one corrupt object is one problem: {report}"
+    );
     let plan = p.run(&["plan", "p.yaml"]);
     assert!(String::from_utf8_lossy(&plan.stdout).contains("output missing"));
     assert_eq!(
