@@ -10,6 +10,14 @@ pub fn nearest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) ->
         .map(|(_, c)| c)
 }
 
+/// `; did you mean `x`?` for the nearest candidate, or nothing: the one way every
+/// error message of repro suggests a name.
+pub fn hint<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
+    nearest(word, candidates)
+        .map(|s| format!("; did you mean `{s}`?"))
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -17,5 +25,10 @@ mod tests {
         let names = ["test_limit", "train_limit", "validation"];
         assert_eq!(super::nearest("test_limt", names), Some("test_limit"));
         assert_eq!(super::nearest("zzz", names), None);
+        assert_eq!(
+            super::hint("validaton", names),
+            "; did you mean `validation`?"
+        );
+        assert_eq!(super::hint("zzz", names), "");
     }
 }

@@ -3,7 +3,7 @@
 use crate::run::plan::{plan, Status};
 use crate::store::filecache::FileDigests;
 use crate::store::key::describe;
-use crate::suggest::nearest;
+use crate::suggest::hint;
 
 use super::common::{PipelineArgs, StoreArgs};
 use super::{exit, CliError, CliResult};
@@ -27,9 +27,7 @@ pub fn exec(args: Args) -> CliResult {
     let pipeline = args.pipeline.load()?;
     if pipeline.stage(&args.stage).is_none() {
         let names: Vec<&str> = pipeline.stages.iter().map(|s| s.name.as_str()).collect();
-        let hint = nearest(&args.stage, names.iter().copied())
-            .map(|s| format!("; did you mean `{s}`?"))
-            .unwrap_or_default();
+        let hint = hint(&args.stage, names.iter().copied());
         return Err(CliError::invalid(format!(
             "no stage `{}` in {} (stages: {}){hint}",
             args.stage,

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use serde_yaml::Value;
 
 use crate::stages::{self, StageKind, Upstream};
-use crate::suggest::nearest;
+use crate::suggest::hint;
 use locate::locate;
 use overrides::Override;
 use raw::{RawPipeline, RawStage, STAGE_FIELDS};
@@ -155,11 +155,10 @@ impl Loader<'_> {
                 .strip_prefix("unknown field `")
                 .and_then(|r| r.split_once('`'))
             {
-                if let Some(s) =
-                    nearest(field, ["name", "description", "seed", "profiles", "stages"])
-                {
-                    msg.push_str(&format!("; did you mean `{s}`?"));
-                }
+                msg.push_str(&hint(
+                    field,
+                    ["name", "description", "seed", "profiles", "stages"],
+                ));
             }
             Error::file(self.path, format!("invalid pipeline file: {msg}")).at(pos)
         })?;
@@ -252,9 +251,7 @@ impl Loader<'_> {
                     "unknown stage field `{field}` (valid: {})",
                     STAGE_FIELDS.join(", ")
                 );
-                if let Some(s) = nearest(field, STAGE_FIELDS.iter().copied()) {
-                    msg.push_str(&format!("; did you mean `{s}`?"));
-                }
+                msg.push_str(&hint(field, STAGE_FIELDS.iter().copied()));
             }
             self.err(name, &key, msg)
         })
@@ -272,9 +269,7 @@ impl Loader<'_> {
                 .profiles
                 .get(Value::String(profile.clone()))
                 .ok_or_else(|| {
-                    let hint = nearest(profile, profiles.iter().map(String::as_str))
-                        .map(|s| format!("; did you mean `{s}`?"))
-                        .unwrap_or_default();
+                    let hint = hint(profile, profiles.iter().map(String::as_str));
                     Error::file(
                         self.path,
                         format!(
@@ -314,9 +309,7 @@ impl Loader<'_> {
         }
         let stage_name = &o.path[0];
         let Some(stage) = stages.get_mut(stage_name) else {
-            let hint = nearest(stage_name, names.iter().map(String::as_str))
-                .map(|s| format!("; did you mean `{s}`?"))
-                .unwrap_or_default();
+            let hint = hint(stage_name, names.iter().map(String::as_str));
             return Err(Error::file(
                 self.path,
                 format!(
@@ -375,9 +368,7 @@ impl Loader<'_> {
             let kind_name = &stages[name].kind;
             let kind = stages::find_kind(kind_name).ok_or_else(|| {
                 let all: Vec<&str> = stages::KINDS.iter().map(|k| k.name()).collect();
-                let hint = nearest(kind_name, all.iter().copied())
-                    .map(|s| format!("; did you mean `{s}`?"))
-                    .unwrap_or_default();
+                let hint = hint(kind_name, all.iter().copied());
                 self.err(
                     name,
                     "kind",
@@ -400,9 +391,7 @@ impl Loader<'_> {
         for name in names {
             for need in &stages[name].needs {
                 if !stages.contains_key(need) {
-                    let hint = nearest(need, names.iter().map(String::as_str))
-                        .map(|s| format!("; did you mean `{s}`?"))
-                        .unwrap_or_default();
+                    let hint = hint(need, names.iter().map(String::as_str));
                     return Err(self.err(
                         name,
                         "needs",
@@ -455,9 +444,7 @@ impl Loader<'_> {
                 .to_string();
             let top = key.split('.').next().unwrap_or_default();
             if key != "seed" && !keys.iter().any(|p| p == top) {
-                let hint = nearest(top, keys.iter().map(String::as_str))
-                    .map(|s| format!("; did you mean `{s}`?"))
-                    .unwrap_or_default();
+                let hint = hint(top, keys.iter().map(String::as_str));
                 return Err(self.err(
                     name,
                     &format!("matrix.{key}"),
@@ -619,9 +606,7 @@ fn select(stages: Vec<Stage>, only: &[String]) -> Result<Vec<Stage>, String> {
             .collect();
         if matched.is_empty() {
             let names: Vec<&str> = stages.iter().map(|s| s.name.as_str()).collect();
-            let hint = nearest(o, names.iter().copied())
-                .map(|s| format!("; did you mean `{s}`?"))
-                .unwrap_or_default();
+            let hint = hint(o, names.iter().copied());
             return Err(format!("--only {o}: no such stage{hint}"));
         }
         keep.extend(matched.into_iter().map(|s| s.name.clone()));

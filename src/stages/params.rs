@@ -40,9 +40,7 @@ pub fn parse_typed<T: DeserializeOwned>(raw: &serde_yaml::Value) -> Result<T, Pa
             Some((field, expected)) => {
                 // serde_path_to_error's path already ends at the unknown key.
                 let key = if path.is_empty() { field.clone() } else { path };
-                let hint = crate::suggest::nearest(&field, expected.iter().map(String::as_str))
-                    .map(|s| format!("; did you mean `{s}`?"))
-                    .unwrap_or_default();
+                let hint = crate::suggest::hint(&field, expected.iter().map(String::as_str));
                 let valid = if expected.is_empty() {
                     String::new()
                 } else {
