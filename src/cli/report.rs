@@ -86,7 +86,7 @@ pub fn exec(args: Args) -> CliResult {
         return Ok(exit::FAILED);
     }
     for dir in materialize(&store, &files, &pipeline, &args.reports)? {
-        println!("{}", dir.join("index.html").display());
+        println!("{}", dir.join(crate::report::INDEX_HTML).display());
     }
     files.save(&store)?;
     Ok(exit::OK)

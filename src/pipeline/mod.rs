@@ -519,7 +519,7 @@ impl Loader<'_> {
             let full = if suffix.is_empty() {
                 name.to_string()
             } else {
-                format!("{name}@{}", suffix.join(","))
+                names::expanded_name(name, &suffix)
             };
             out.push(Stage {
                 name: full,

@@ -55,6 +55,22 @@ pub fn check_matrix_text(text: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The separator between a stage's base name and its matrix values (`dense@seed=1`).
+pub const MATRIX_SEPARATOR: char = '@';
+
+/// The name of one matrix expansion of stage `base`: `dense@seed=1` for the values
+/// `["seed=1"]`, several joined with `,`.
+pub fn expanded_name(base: &str, values: &[String]) -> String {
+    format!("{base}{MATRIX_SEPARATOR}{}", values.join(","))
+}
+
+/// The stage's base name (the name in the pipeline file): `dense@seed=1` -> `dense`.
+pub fn base_name(stage: &str) -> &str {
+    stage
+        .split_once(MATRIX_SEPARATOR)
+        .map_or(stage, |(base, _)| base)
+}
+
 /// An expanded stage name as one file name: `@`, `=` and `,` become `_`, so
 /// `report@seed=1` is stored as `report_seed_1`. Safe because stage names were
 /// checked by [`check_matrix_text`] and the stage-name rule.
@@ -65,6 +81,15 @@ pub fn file_component(stage: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn expanded_names_split_back_into_their_base() {
+        let name = expanded_name("dense", &["seed=1".into(), "lr=0.1".into()]);
+        assert_eq!(name, "dense@seed=1,lr=0.1");
+        assert_eq!(base_name(&name), "dense");
+        assert_eq!(base_name("dense"), "dense");
+        assert_eq!(file_component(&name), "dense_seed_1_lr_0.1");
+    }
 
     #[test]
     fn components_that_escape_a_folder_are_refused() {

@@ -33,7 +33,7 @@ pub use figure::{
     render, render_png, render_svg, Figure, Heatmap, Histogram, HistogramSeries, Image, ImageGrid,
     LineChart, Panel, Point, Provenance, Series, SeriesStyle,
 };
-pub use page::{write_report, Block, FigureRef, Report, Section};
+pub use page::{write_report, Block, FigureRef, Report, Section, INDEX_HTML};
 pub use table::{format_number, Table};
 pub use verdict::{judge, Comparison, Estimate, Verdict};
 

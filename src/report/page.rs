@@ -194,6 +194,11 @@ impl Report {
     }
 }
 
+/// The HTML page's file name in a report folder (what `repro report` prints).
+pub const INDEX_HTML: &str = "index.html";
+/// The Markdown page's file name in a report folder.
+pub const README_MD: &str = "README.md";
+
 /// Writes `dir/index.html` and `dir/README.md` for `report` and returns their paths.
 ///
 /// Every referenced file must be a relative path inside `dir` that exists.
@@ -218,8 +223,8 @@ pub fn write_report(report: &Report, dir: &Path) -> Result<Vec<PathBuf>> {
         path: dir.into(),
         source,
     })?;
-    let html = dir.join("index.html");
-    let md = dir.join("README.md");
+    let html = dir.join(INDEX_HTML);
+    let md = dir.join(README_MD);
     write_atomic(&html, report.to_html().as_bytes())?;
     write_atomic(&md, report.to_markdown().as_bytes())?;
     Ok(vec![html, md])

@@ -107,7 +107,10 @@ impl RunTotals {
             }
         }
         for dir in &self.reports {
-            out.push_str(&format!("\nreport: {}", dir.join("index.html").display()));
+            out.push_str(&format!(
+                "\nreport: {}",
+                dir.join(crate::report::INDEX_HTML).display()
+            ));
         }
         out
     }

@@ -59,7 +59,7 @@ pub struct Upstream<'a> {
 impl Upstream<'_> {
     /// The stage name without its matrix suffix: `dense@seed=1` -> `dense`.
     pub fn base(&self) -> &str {
-        self.stage.split('@').next().unwrap_or(self.stage)
+        crate::pipeline::names::base_name(self.stage)
     }
 }
 

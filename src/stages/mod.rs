@@ -9,12 +9,14 @@
 mod context;
 pub mod continual;
 pub mod dataset;
+mod files;
 pub mod noise;
 pub mod on_device;
 mod params;
 pub mod prune;
 pub mod report;
 pub mod train;
+pub mod training;
 
 pub use context::{Input, Metrics, Progress, StageContext, Upstream};
 pub use params::ParamError;
@@ -44,6 +46,9 @@ pub enum Error {
     /// The stage failed while computing.
     #[error("{0}")]
     Failed(String),
+    /// Building, training or saving a network failed.
+    #[error(transparent)]
+    Nn(#[from] crate::nn::Error),
     /// Reading or writing a file failed.
     #[error("{op} {path}: {source}")]
     Io {

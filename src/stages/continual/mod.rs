@@ -32,23 +32,35 @@ use crate::nn::{
     checkpoint, evaluate, ActiveNet, BinaryNet, Device, InputShape, Model, Optimizer,
     OptimizerConfig,
 };
+use crate::pipeline::names::base_name;
 use crate::seeds;
 
 use super::context::one_dataset;
 use super::dataset::{load_input, DatasetStage};
+use super::files::write_json;
 use super::on_device::{on_device, OnDevice};
 use super::params::ParamError;
-use super::train::{
-    fit, nn_error, validate_training, write_json, EarlyStopping, EpochRow, FitPlan, Keep,
-    Normalize, Prepared,
-};
+use super::training::{fit, EpochRow, FitPlan, History, Keep, Prepared, Stopping, Training};
 use super::{Error, Metrics, Result, StageContext, TypedStage, Upstream};
 use context::Contexts;
 use tasks::{Part, TaskSet};
 
+/// The accuracy matrix (after_task, task, accuracy), in a `continual` stage's output.
+pub const ACCURACY_TABLE: &str = "accuracy.csv";
+/// Mean, latest and first task's accuracy per number of tasks trained.
+pub const SUMMARY_TABLE: &str = "summary.csv";
+/// Every epoch of every task.
+pub const EPOCHS_TABLE: &str = "epochs.csv";
+/// Every seen task tested after every epoch (only with `eval_each_epoch`).
+pub const EPOCH_ACCURACY_TABLE: &str = "epoch_accuracy.csv";
+/// The task set.
+pub const TASKS: &str = "tasks.json";
+/// The final network's weights.
+pub const WEIGHTS: &str = "weights.safetensors";
+
 /// Params of a `continual` stage.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct ContinualParams {
     /// How the dataset becomes tasks.
     pub tasks: TaskSpec,
@@ -56,22 +68,15 @@ pub struct ContinualParams {
     pub model: ContinualModel,
     /// The context of dendritic networks (ignored by the others).
     pub context: ContextKind,
-    /// Optimizer.
-    pub optimizer: OptimizerConfig,
-    /// Epochs per task (the most, with early stopping).
-    pub epochs: usize,
-    /// Training mini-batch size.
-    pub batch_size: usize,
-    /// Evaluation batch size (does not change results).
-    pub eval_batch_size: usize,
+    /// How each task trains (`epochs` per task).
+    #[serde(flatten)]
+    pub training: Training,
     /// Forget the optimizer's state at the start of every task (Numenta's default).
     pub reset_optimizer: bool,
-    /// Early stopping on the current task's validation examples.
-    pub early_stopping: Option<EarlyStopping>,
-    /// Which epoch's weights a task keeps (`best`: by validation accuracy).
-    pub keep: Keep,
-    /// Input normalization; default: the dataset's.
-    pub normalize: Option<Normalize>,
+    /// Early stopping on the current task's validation examples, and which epoch's
+    /// weights a task keeps (`best`: by validation accuracy).
+    #[serde(flatten)]
+    pub stopping: Stopping,
     /// Test the seen tasks after every n-th task (and always after the last).
     pub eval_every: usize,
     /// Test every task after every epoch (into `epoch_accuracy.csv`).
@@ -87,19 +92,20 @@ impl Default for ContinualParams {
             },
             model: ContinualModel::default(),
             context: ContextKind::Prototype,
-            optimizer: OptimizerConfig::Adam {
-                lr: 5e-4,
-                betas: [0.9, 0.999],
-                eps: 1e-8,
-                weight_decay: 0.0,
+            training: Training {
+                optimizer: OptimizerConfig::Adam {
+                    lr: 5e-4,
+                    betas: [0.9, 0.999],
+                    eps: 1e-8,
+                    weight_decay: 0.0,
+                },
+                epochs: 3,
+                batch_size: 256,
+                eval_batch_size: 1000,
+                normalize: None,
             },
-            epochs: 3,
-            batch_size: 256,
-            eval_batch_size: 1000,
             reset_optimizer: true,
-            early_stopping: None,
-            keep: Keep::Last,
-            normalize: None,
+            stopping: Stopping::default(),
             eval_every: 1,
             eval_each_epoch: false,
         }
@@ -137,20 +143,15 @@ impl TypedStage for ContinualStage {
     }
 
     fn validate(p: &ContinualParams) -> std::result::Result<(), ParamError> {
-        validate_training(p.epochs, p.batch_size, p.eval_batch_size)?;
+        p.training.validate()?;
+        p.stopping.validate()?;
         p.tasks.validate()?;
         p.model.validate()?;
         if p.eval_every == 0 {
             return Err(ParamError::new("eval_every", "must be at least 1"));
         }
-        if p.early_stopping.as_ref().is_some_and(|e| e.patience == 0) {
-            return Err(ParamError::new(
-                "early_stopping.patience",
-                "must be at least 1",
-            ));
-        }
         if let (ContinualModel::Bnn(net), OptimizerConfig::AdamMeta { meta, .. }) =
-            (&p.model, &p.optimizer)
+            (&p.model, &p.training.optimizer)
         {
             let layers = net.hidden.len() + 1;
             if meta.len() != 1 && meta.len() != layers {
@@ -163,7 +164,9 @@ impl TypedStage for ContinualStage {
                 ));
             }
         }
-        if p.eval_each_epoch && (p.early_stopping.is_some() || p.keep == Keep::Best) {
+        if p.eval_each_epoch
+            && (p.stopping.early_stopping.is_some() || p.stopping.keep == Keep::Best)
+        {
             return Err(ParamError::new(
                 "eval_each_epoch",
                 "tests after every epoch of plain training: it cannot be combined with early_stopping or keep: best",
@@ -188,7 +191,7 @@ impl OnDevice for Job<'_> {
         let (p, ctx) = (self.params, self.ctx);
         let sources = load_sources(p, ctx)?;
         let first = &sources[0];
-        if p.early_stopping.is_some() && first.validation.is_none() {
+        if p.stopping.early_stopping.is_some() && first.validation.is_none() {
             return Err(Error::InvalidInput(format!(
                 "stage `{}`: early_stopping needs a validation split; set `validation:` on the dataset stage",
                 ctx.stage
@@ -239,13 +242,13 @@ fn load_sources(p: &ContinualParams, ctx: &StageContext) -> Result<Vec<Prepared>
     let TaskSpec::Datasets(names) = &p.tasks else {
         return Ok(vec![Prepared::new(
             &load_input(ctx)?,
-            p.normalize.as_ref(),
+            p.training.normalize.as_ref(),
         )?]);
     };
     let mut out: Vec<Prepared> = Vec::new();
     for name in names {
         // A dataset stage expanded by a matrix is `name@seed=0`: match its base name.
-        let base = |stage: &str| stage.split('@').next().unwrap_or(stage).to_string();
+        let base = |stage: &str| base_name(stage).to_string();
         let input = ctx
             .inputs
             .values()
@@ -257,7 +260,7 @@ fn load_sources(p: &ContinualParams, ctx: &StageContext) -> Result<Vec<Prepared>
             ))
         })?;
         let ds = Dataset::load(&input.dir).map_err(|e| Error::InvalidInput(e.to_string()))?;
-        let prepared = Prepared::new(&ds, p.normalize.as_ref())?;
+        let prepared = Prepared::new(&ds, p.training.normalize.as_ref())?;
         if let Some(first) = out.first() {
             if first.shape != prepared.shape {
                 return Err(Error::InvalidInput(format!(
@@ -293,7 +296,7 @@ struct Evaluation {
 impl Learner<'_> {
     fn run<D: Device<f32>, M: Model<D>>(mut self, mut net: M) -> Result<Metrics> {
         let count = self.tasks.len();
-        let mut opt = Optimizer::new(self.p.optimizer.clone());
+        let mut opt = Optimizer::new(self.p.training.optimizer.clone());
         let mut evaluations = Vec::new();
         let mut per_epoch = Vec::new();
         let mut epochs: Vec<(usize, EpochRow)> = Vec::new();
@@ -305,8 +308,8 @@ impl Learner<'_> {
             }
             // With per-epoch tests, one `fit` per epoch; otherwise one per task.
             let (chunks, chunk) = match self.p.eval_each_epoch {
-                true => (self.p.epochs, 1),
-                false => (1, self.p.epochs),
+                true => (self.p.training.epochs, 1),
+                false => (1, self.p.training.epochs),
             };
             for c in 0..chunks {
                 let history = self.fit_task(&mut net, &mut opt, &task, t, 1 + c * chunk, chunk)?;
@@ -316,11 +319,11 @@ impl Learner<'_> {
                 }
             }
             if (t + 1) % self.p.eval_every == 0 || t + 1 == count {
-                evaluations.push(self.evaluate(&mut net, t, self.p.epochs, t)?);
+                evaluations.push(self.evaluate(&mut net, t, self.p.training.epochs, t)?);
             }
         }
-        checkpoint::save(&net, &self.ctx.out_dir.join("weights.safetensors")).map_err(nn_error)?;
-        write_json(&self.ctx.out_dir.join("tasks.json"), self.tasks)?;
+        checkpoint::save(&net, &self.ctx.out_dir.join(WEIGHTS))?;
+        write_json(&self.ctx.out_dir.join(TASKS), self.tasks)?;
         self.write_tables(&evaluations, &per_epoch, &epochs)?;
         Ok(metrics(&evaluations, &epochs))
     }
@@ -344,7 +347,7 @@ impl Learner<'_> {
         t: usize,
         first: usize,
         epochs: usize,
-    ) -> Result<super::train::History> {
+    ) -> Result<History> {
         let (p, ctx, count) = (self.p, self.ctx, self.tasks.len());
         fit(
             net,
@@ -353,18 +356,18 @@ impl Learner<'_> {
             FitPlan {
                 first_epoch: first,
                 epochs,
-                batch_size: p.batch_size,
-                eval_batch_size: p.eval_batch_size,
-                early_stopping: p.early_stopping.as_ref(),
-                keep: p.keep,
+                batch_size: p.training.batch_size,
+                eval_batch_size: p.training.eval_batch_size,
+                early_stopping: p.stopping.early_stopping.as_ref(),
+                keep: p.stopping.keep,
                 seed: seeds::derive(ctx.seed, "task", t as u64),
                 snapshot_at: None,
                 progress: &mut |epoch, batch, batches| {
-                    let done = (t * p.epochs + epoch - 1) * batches + batch;
+                    let done = (t * p.training.epochs + epoch - 1) * batches + batch;
                     ctx.progress.update(
                         done as u64,
-                        (count * p.epochs * batches) as u64,
-                        &format!("task {}/{count} epoch {epoch}/{}", t + 1, p.epochs),
+                        (count * p.training.epochs * batches) as u64,
+                        &format!("task {}/{count} epoch {epoch}/{}", t + 1, p.training.epochs),
                     );
                 },
             },
@@ -436,7 +439,7 @@ impl Learner<'_> {
                 }),
                 None => test.x,
             };
-            let stats = evaluate(net, &x, &test.y, self.p.eval_batch_size).map_err(nn_error)?;
+            let stats = evaluate(net, &x, &test.y, self.p.training.eval_batch_size)?;
             accuracies.push(stats.accuracy);
         }
         net.select_task(self.state_of(t));
@@ -457,7 +460,7 @@ impl Learner<'_> {
         let out = &self.ctx.out_dir;
         let mut matrix = long_table(evaluations);
         if !per_epoch.is_empty() {
-            crate::table::write_csv(&out.join("epoch_accuracy.csv"), &mut long_table(per_epoch))
+            crate::table::write_csv(&out.join(EPOCH_ACCURACY_TABLE), &mut long_table(per_epoch))
                 .map_err(Error::Failed)?;
         }
         let mut summary = df!(
@@ -478,9 +481,9 @@ impl Learner<'_> {
         )
         .expect("equal lengths");
         for (name, frame) in [
-            ("accuracy.csv", &mut matrix),
-            ("summary.csv", &mut summary),
-            ("epochs.csv", &mut per_epoch),
+            (ACCURACY_TABLE, &mut matrix),
+            (SUMMARY_TABLE, &mut summary),
+            (EPOCHS_TABLE, &mut per_epoch),
         ] {
             crate::table::write_csv(&out.join(name), frame).map_err(Error::Failed)?;
         }

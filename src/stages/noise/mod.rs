@@ -25,13 +25,24 @@ use crate::nn::{checkpoint, evaluate, Device, Network};
 
 use super::context::one_dataset;
 use super::dataset::load_input;
+use super::files::write_json;
 use super::on_device::{on_device, OnDevice};
 use super::params::ParamError;
 use super::prune::tickets::{TicketKind, TicketName, Tickets};
 use super::prune::PruneStage;
-use super::train::{nn_error, write_json, ModelCard, Normalize, TrainStage};
+use super::train::{TrainStage, WEIGHTS};
+use super::training::{ModelCard, Normalize};
 use super::{Error, Input, Metrics, Result, StageContext, TypedStage, Upstream};
+use crate::pipeline::names::base_name;
 use stats::summarize;
+
+/// Accuracy per network, noise kind and level (mean and interval over seeds), in a
+/// `noise-eval` stage's output.
+pub const SUMMARY_TABLE: &str = "summary.csv";
+/// The robustness verdict per comparison.
+pub const VERDICT_TABLE: &str = "verdict.csv";
+/// Example images at each noise level (IDX), for the report's figure.
+pub const EXAMPLES: &str = "examples.idx";
 
 /// Params of a `noise-eval` stage.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -228,8 +239,7 @@ impl OnDevice for NoiseJob<'_> {
                             normalized.insert(key.clone(), normalize(&noisy, &ds, &c.normalize));
                         }
                         let stats =
-                            evaluate(&c.net, &normalized[&key], &ds.test.labels, p.batch_size)
-                                .map_err(nn_error)?;
+                            evaluate(&c.net, &normalized[&key], &ds.test.labels, p.batch_size)?;
                         rows.push(Row {
                             network: c.name.clone(),
                             seed: c.seed,
@@ -250,7 +260,7 @@ impl OnDevice for NoiseJob<'_> {
         let out = &ctx.out_dir;
         let k = p.examples.min(ds.test.len());
         idx::write(
-            &out.join("examples.idx"),
+            &out.join(EXAMPLES),
             &[p.levels.len() * k, ds.channels, ds.height, ds.width],
             &examples,
         )
@@ -263,8 +273,8 @@ impl OnDevice for NoiseJob<'_> {
         crate::table::write_csv(&out.join("noise.csv"), &mut rows_frame(&rows, &drops))
             .map_err(Error::Failed)?;
         let (mut summary, mut verdicts, statements) = summaries(&rows, &drops, p);
-        crate::table::write_csv(&out.join("summary.csv"), &mut summary).map_err(Error::Failed)?;
-        crate::table::write_csv(&out.join("verdict.csv"), &mut verdicts).map_err(Error::Failed)?;
+        crate::table::write_csv(&out.join(SUMMARY_TABLE), &mut summary).map_err(Error::Failed)?;
+        crate::table::write_csv(&out.join(VERDICT_TABLE), &mut verdicts).map_err(Error::Failed)?;
         Ok(Metrics::from([
             ("networks".into(), json!(candidates.len())),
             (
@@ -291,16 +301,6 @@ fn normalize(images: &[f32], ds: &Dataset, n: &Normalize) -> Vec<f32> {
         .collect()
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> Result<T> {
-    let bytes = std::fs::read(path).map_err(super::io_err("read", path))?;
-    serde_json::from_slice(&bytes).map_err(|e| Error::Failed(format!("{}: {e}", path.display())))
-}
-
-/// The stage's base name: `dense@seed=1` -> `dense`.
-fn base_name(stage: &str) -> &str {
-    stage.split('@').next().unwrap_or(stage)
-}
-
 fn load_candidates<D: Device<f32>>(
     ctx: &StageContext,
     p: &NoiseParams,
@@ -308,9 +308,8 @@ fn load_candidates<D: Device<f32>>(
 ) -> Result<Vec<Candidate<D>>> {
     let mut out = Vec::new();
     let load = |input: &Input, weights: &str, name: String| -> Result<Candidate<D>> {
-        let card: ModelCard = read_json(&input.dir.join("model.json"))?;
-        let net = checkpoint::load(&card.model, card.shape, &input.dir.join(weights), dev)
-            .map_err(nn_error)?;
+        let card = ModelCard::read(&input.dir)?;
+        let net = checkpoint::load(&card.model, card.shape, &input.dir.join(weights), dev)?;
         Ok(Candidate {
             name,
             seed: input.seed,
@@ -319,7 +318,7 @@ fn load_candidates<D: Device<f32>>(
         })
     };
     for input in ctx.inputs_of_kind(PruneStage::NAME) {
-        let tickets: Tickets = read_json(&input.dir.join("tickets.json"))?;
+        let tickets = Tickets::read(&input.dir)?;
         for name in &p.networks {
             let t = tickets
                 .select(name)
@@ -328,11 +327,7 @@ fn load_candidates<D: Device<f32>>(
         }
     }
     for input in ctx.inputs_of_kind(TrainStage::NAME) {
-        out.push(load(
-            input,
-            "weights.safetensors",
-            base_name(&input.stage).to_string(),
-        )?);
+        out.push(load(input, WEIGHTS, base_name(&input.stage).to_string())?);
     }
     if out.is_empty() {
         return Err(Error::InvalidInput(format!(

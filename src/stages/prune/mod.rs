@@ -28,21 +28,24 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::nn::{
-    checkpoint, Device, InitConfig, Model, ModelConfig, Network, Optimizer, OptimizerConfig,
-    ParamKind,
+    checkpoint, Device, InitConfig, Model, ModelConfig, Network, Optimizer, ParamKind,
 };
 use crate::seeds;
 
 use super::context::one_dataset;
 use super::dataset::load_input;
+use super::files::{read_json, write_json};
 use super::on_device::{on_device, OnDevice};
 use super::params::ParamError;
-use super::train::{
-    fit, nn_error, validate_training, write_json, FitPlan, History, Keep, ModelCard, Normalize,
-    Prepared, TrainParams,
-};
+use super::train::TrainParams;
+use super::training::{fit, FitPlan, History, Keep, ModelCard, Prepared, Training};
 use super::{io_err, Error, Metrics, Result, StageContext, TypedStage, Upstream};
 use tickets::{Ticket, TicketKind, Tickets};
+
+/// The table of every round and ticket kind, in a `prune` stage's output.
+pub const ROUNDS_TABLE: &str = "rounds.csv";
+/// Each ticket's weight file, inside its `<kind>/rNN/` folder.
+pub const TICKET_WEIGHTS: &str = "weights.safetensors";
 
 /// Whether pruning ranks weights within each layer or across all prunable layers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,22 +95,15 @@ pub enum Rewind {
 
 /// Params of a `prune` stage.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct PruneParams {
     /// Architecture.
     pub model: ModelConfig,
     /// Initialization.
     pub init: InitConfig,
-    /// Optimizer (a new one every round).
-    pub optimizer: OptimizerConfig,
-    /// Epochs per round.
-    pub epochs: usize,
-    /// Training batch size.
-    pub batch_size: usize,
-    /// Evaluation batch size.
-    pub eval_batch_size: usize,
-    /// Input normalization; default: the dataset's.
-    pub normalize: Option<Normalize>,
+    /// How each round trains (a new optimizer every round; `epochs` per round).
+    #[serde(flatten)]
+    pub training: Training,
     /// Pruning rounds after the dense round 0.
     pub rounds: usize,
     /// Fraction of surviving weights removed per round.
@@ -136,11 +132,7 @@ impl Default for PruneParams {
         PruneParams {
             model: t.model,
             init: t.init,
-            optimizer: t.optimizer,
-            epochs: t.epochs,
-            batch_size: t.batch_size,
-            eval_batch_size: t.eval_batch_size,
-            normalize: None,
+            training: t.training,
             rounds: 35,
             rate: 0.125,
             rate_overrides: BTreeMap::new(),
@@ -169,7 +161,7 @@ impl TypedStage for PruneStage {
     }
 
     fn validate(p: &PruneParams) -> std::result::Result<(), ParamError> {
-        validate_training(p.epochs, p.batch_size, p.eval_batch_size)?;
+        p.training.validate()?;
         if p.rounds > MAX_ROUNDS {
             return Err(ParamError::new(
                 "rounds",
@@ -196,10 +188,10 @@ impl TypedStage for PruneStage {
             ));
         }
         if let Rewind::Epoch(e) = p.rewind {
-            if e > p.epochs {
+            if e > p.training.epochs {
                 return Err(ParamError::new(
                     "rewind.epoch",
-                    format!("{e} is past the {} epochs of a round", p.epochs),
+                    format!("{e} is past the {} epochs of a round", p.training.epochs),
                 ));
             }
         }
@@ -256,9 +248,9 @@ struct Pruner<'a, D: Device<f32>> {
 impl<'a, D: Device<f32>> Pruner<'a, D> {
     fn new(dev: D, p: &'a PruneParams, ctx: &'a StageContext<'a>) -> Result<Self> {
         let ds = load_input(ctx)?;
-        let data = Prepared::new(&ds, p.normalize.as_ref())?;
+        let data = Prepared::new(&ds, p.training.normalize.as_ref())?;
         let init_seed = seeds::derive(ctx.seed, "init", 0);
-        let net = Network::new(&p.model, data.shape, &p.init, init_seed, &dev).map_err(nn_error)?;
+        let net = Network::new(&p.model, data.shape, &p.init, init_seed, &dev)?;
         let infos = net.param_infos();
         let prunable: Vec<String> = infos
             .iter()
@@ -296,14 +288,13 @@ impl<'a, D: Device<f32>> Pruner<'a, D> {
     }
 
     fn fresh(&self, seed: u64) -> Result<Network<D>> {
-        Network::new(
+        Ok(Network::new(
             &self.p.model,
             self.data.shape,
             &self.p.init,
             seed,
             &self.dev,
-        )
-        .map_err(nn_error)
+        )?)
     }
 
     fn scratch(&self, kind: TicketKind, round: usize) -> std::path::PathBuf {
@@ -331,13 +322,11 @@ impl<'a, D: Device<f32>> Pruner<'a, D> {
             let dir = self.scratch(TicketKind::Winning, round);
             if dir.join("done").is_file() {
                 let mut trained = init.clone();
-                checkpoint::load_into(&mut trained, &dir.join("weights.safetensors"))
-                    .map_err(nn_error)?;
+                checkpoint::load_into(&mut trained, &dir.join(TICKET_WEIGHTS))?;
                 rows.extend(read_rows(&dir)?);
                 if round == 0 {
                     if let Rewind::Epoch(_) | Rewind::Iteration(_) = self.p.rewind {
-                        checkpoint::load_into(&mut rewind_to, &scratch.join("rewind.safetensors"))
-                            .map_err(nn_error)?;
+                        checkpoint::load_into(&mut rewind_to, &scratch.join("rewind.safetensors"))?;
                     }
                 }
                 masks = self.next_masks(&trained, masks)?;
@@ -355,8 +344,7 @@ impl<'a, D: Device<f32>> Pruner<'a, D> {
                 self.train_round(&mut net, round, TicketKind::Winning, round == 0)?;
             if round == 0 {
                 if let Some(snapshot) = trained.rewind {
-                    checkpoint::save(&snapshot, &scratch.join("rewind.safetensors"))
-                        .map_err(nn_error)?;
+                    checkpoint::save(&snapshot, &scratch.join("rewind.safetensors"))?;
                     rewind_to = snapshot;
                 }
             }
@@ -416,19 +404,13 @@ impl<'a, D: Device<f32>> Pruner<'a, D> {
         if let Some(last) = last {
             for info in last.param_infos() {
                 if self.p.no_rewind.iter().any(|k| k.matches(info.kind)) {
-                    let values = last.param(&info.name).map_err(nn_error)?.values();
-                    net.param_mut(&info.name)
-                        .map_err(nn_error)?
-                        .set_values(&values)
-                        .map_err(nn_error)?;
+                    let values = last.param(&info.name)?.values();
+                    net.param_mut(&info.name)?.set_values(&values)?;
                 }
             }
         }
         for (name, mask) in masks {
-            net.param_mut(name)
-                .map_err(nn_error)?
-                .set_mask(Some(mask))
-                .map_err(nn_error)?;
+            net.param_mut(name)?.set_mask(Some(mask))?;
         }
         Ok(net)
     }
@@ -442,9 +424,9 @@ impl<'a, D: Device<f32>> Pruner<'a, D> {
         kind: TicketKind,
         capture_rewind: bool,
     ) -> Result<(History, Trained<D>)> {
-        let mut opt = Optimizer::new(self.p.optimizer.clone());
+        let mut opt = Optimizer::new(self.p.training.optimizer.clone());
         let rounds = self.p.rounds;
-        let epochs = self.p.epochs;
+        let epochs = self.p.training.epochs;
         let seed = seeds::derive(self.ctx.seed, kind.folder(), round as u64);
         let mut progress = |epoch: usize, batch: usize, batches: usize| {
             let done = (round * epochs + epoch - 1) * batches + batch;
@@ -497,7 +479,7 @@ impl<'a, D: Device<f32>> Pruner<'a, D> {
                 })?;
             let mut at_k = net.clone();
             for (p, v) in at_k.params_mut().into_iter().zip(values) {
-                p.set_values(&v).map_err(nn_error)?;
+                p.set_values(&v)?;
             }
             rewind = Some(at_k);
         }
@@ -516,8 +498,8 @@ impl<'a, D: Device<f32>> Pruner<'a, D> {
         FitPlan {
             first_epoch,
             epochs,
-            batch_size: self.p.batch_size,
-            eval_batch_size: self.p.eval_batch_size,
+            batch_size: self.p.training.batch_size,
+            eval_batch_size: self.p.training.eval_batch_size,
             early_stopping: None,
             keep,
             seed,
@@ -535,7 +517,7 @@ impl<'a, D: Device<f32>> Pruner<'a, D> {
         started: Instant,
     ) -> RoundRow {
         let (alive_prunable, masked) = self.alive(net);
-        let batches = self.data.train_y.len().div_ceil(self.p.batch_size);
+        let batches = self.data.train_y.len().div_ceil(self.p.training.batch_size);
         let early = h.min_validation_loss.map(|i| h.rows[i].epoch);
         RoundRow {
             round,
@@ -579,8 +561,7 @@ impl<'a, D: Device<f32>> Pruner<'a, D> {
             .prunable
             .iter()
             .map(|n| trained.param(n).map(|p| (n.clone(), p.values())))
-            .collect::<std::result::Result<_, _>>()
-            .map_err(nn_error)?;
+            .collect::<std::result::Result<_, _>>()?;
         match self.p.scope {
             Scope::Layerwise => {
                 for (name, mask) in masks.iter_mut() {
@@ -606,7 +587,7 @@ impl<'a, D: Device<f32>> Pruner<'a, D> {
 
     fn save_ticket(&self, net: &Network<D>, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(io_err("create", dir))?;
-        checkpoint::save(net, &dir.join("weights.safetensors")).map_err(nn_error)
+        Ok(checkpoint::save(net, &dir.join(TICKET_WEIGHTS))?)
     }
 
     /// Moves the checkpointed rounds into the output and writes the tables.
@@ -614,17 +595,11 @@ impl<'a, D: Device<f32>> Pruner<'a, D> {
         let out = &self.ctx.out_dir;
         let mut tickets = Tickets::default();
         for row in rows {
-            let rel = format!(
-                "{}/r{:02}/weights.safetensors",
-                row.kind.folder(),
-                row.round
-            );
+            let rel = tickets::weights_path(row.kind, row.round);
             let target = out.join(&rel);
             let parent = target.parent().expect("has a parent");
             std::fs::create_dir_all(parent).map_err(io_err("create", parent))?;
-            let source = self
-                .scratch(row.kind, row.round)
-                .join("weights.safetensors");
+            let source = self.scratch(row.kind, row.round).join(TICKET_WEIGHTS);
             std::fs::copy(&source, &target).map_err(io_err("copy", &source))?;
             tickets.tickets.push(Ticket {
                 round: row.round,
@@ -636,14 +611,14 @@ impl<'a, D: Device<f32>> Pruner<'a, D> {
                 weights: rel,
             });
         }
-        write_json(&out.join("tickets.json"), &tickets)?;
-        let card = ModelCard {
+        tickets.write(out)?;
+        ModelCard {
             model: self.p.model.clone(),
             shape: self.data.shape,
             normalize: self.data.normalize.clone(),
-        };
-        write_json(&out.join("model.json"), &card)?;
-        crate::table::write_csv(&out.join("rounds.csv"), &mut rounds_frame(rows))
+        }
+        .write(out)?;
+        crate::table::write_csv(&out.join(ROUNDS_TABLE), &mut rounds_frame(rows))
             .map_err(Error::Failed)
     }
 
@@ -682,9 +657,7 @@ fn layer_of(param: &str) -> &str {
 }
 
 fn read_rows(dir: &Path) -> Result<Vec<RoundRow>> {
-    let path = dir.join("rows.json");
-    let bytes = std::fs::read(&path).map_err(io_err("read", &path))?;
-    serde_json::from_slice(&bytes).map_err(|e| Error::Failed(format!("{}: {e}", path.display())))
+    read_json(&dir.join("rows.json"))
 }
 
 fn rounds_frame(rows: &[RoundRow]) -> DataFrame {

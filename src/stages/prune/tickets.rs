@@ -2,7 +2,20 @@
 //! `dense` (round 0), `wNN` (the winning ticket whose remaining fraction of prunable
 //! weights is nearest NN%), `rNN` (the random ticket nearest NN%), `iNN` (reinit).
 
+use std::path::Path;
+
 use serde::{Deserialize, Serialize};
+
+use crate::stages::files::{read_json, write_json};
+use crate::stages::Result as StageResult;
+
+/// The ticket list's file name in a `prune` stage's output.
+pub const TICKETS: &str = "tickets.json";
+
+/// Where a ticket's weights are, relative to the stage's output: `winning/r03/weights.safetensors`.
+pub fn weights_path(kind: TicketKind, round: usize) -> String {
+    format!("{}/r{round:02}/{}", kind.folder(), super::TICKET_WEIGHTS)
+}
 
 /// What kind of ticket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,6 +64,18 @@ pub struct Ticket {
 pub struct Tickets {
     /// In round order, winning first within a round.
     pub tickets: Vec<Ticket>,
+}
+
+impl Tickets {
+    /// Reads the ticket list of a `prune` stage's output folder.
+    pub fn read(dir: &Path) -> StageResult<Tickets> {
+        read_json(&dir.join(TICKETS))
+    }
+
+    /// Writes the ticket list into a `prune` stage's output folder.
+    pub fn write(&self, dir: &Path) -> StageResult<()> {
+        write_json(&dir.join(TICKETS), self)
+    }
 }
 
 /// A parsed ticket name: `dense`, or a kind and a target fraction of prunable weights.
@@ -143,7 +168,7 @@ mod tests {
                     remaining_all: f,
                     best_test_accuracy: 0.9,
                     test_accuracy: 0.9,
-                    weights: format!("{}/r{round:02}/weights.safetensors", kind.folder()),
+                    weights: weights_path(kind, round),
                 });
             }
         }

@@ -11,6 +11,7 @@ use crate::report::{
     format_number, render, Figure, Heatmap, Histogram, HistogramSeries, LineChart, Panel, Point,
     Section, Series, Table,
 };
+use crate::stages::continual::{ACCURACY_TABLE, EPOCH_ACCURACY_TABLE, SUMMARY_TABLE, WEIGHTS};
 use crate::stages::{Error, Input, Result, StageContext};
 
 use super::lottery::ClaimValues;
@@ -41,7 +42,7 @@ pub fn sections(ctx: &StageContext, inputs: &[&Input]) -> Result<(Vec<Section>, 
             let mut by_tasks: BTreeMap<u64, [Vec<f64>; 2]> = BTreeMap::new();
             let mut finals: BTreeMap<Claim, Vec<f64>> = BTreeMap::new();
             for run in runs {
-                let summary = read_table(run, "summary.csv")?;
+                let summary = read_table(run, SUMMARY_TABLE)?;
                 let trained = column(&summary, "tasks_trained")?;
                 let mean = column(&summary, "mean_accuracy")?;
                 let latest = column(&summary, "latest_accuracy")?;
@@ -52,7 +53,7 @@ pub fn sections(ctx: &StageContext, inputs: &[&Input]) -> Result<(Vec<Section>, 
                     e[1].push(latest[i] * 100.0);
                 }
                 let last = trained.len().checked_sub(1).ok_or_else(|| {
-                    Error::Failed(format!("stage `{}`: summary.csv is empty", run.stage))
+                    Error::Failed(format!("stage `{}`: {SUMMARY_TABLE} is empty", run.stage))
                 })?;
                 finals
                     .entry(Claim::FinalMeanAccuracy)
@@ -189,10 +190,10 @@ fn per_epoch_section(ctx: &StageContext, inputs: &[&Input]) -> Result<Option<Sec
     let mut used = Vec::new();
     for (base, runs) in by_base(inputs) {
         let run = runs[0];
-        if !run.dir.join("epoch_accuracy.csv").exists() {
+        if !run.dir.join(EPOCH_ACCURACY_TABLE).exists() {
             continue;
         }
-        let frame = read_table(run, "epoch_accuracy.csv")?;
+        let frame = read_table(run, EPOCH_ACCURACY_TABLE)?;
         let after = column(&frame, "after_task")?;
         let epoch = column(&frame, "epoch")?;
         let task = column(&frame, "task")?;
@@ -251,9 +252,8 @@ fn hidden_weights_section(ctx: &StageContext, inputs: &[&Input]) -> Result<Optio
         if run.params["model"]["type"].as_str() != Some("bnn") {
             continue;
         }
-        let path = run.dir.join("weights.safetensors");
-        let tensors =
-            crate::nn::checkpoint::read_tensors(&path).map_err(|e| Error::Failed(e.to_string()))?;
+        let path = run.dir.join(WEIGHTS);
+        let tensors = crate::nn::checkpoint::read_tensors(&path)?;
         let series = tensors
             .iter()
             .filter(|(name, _)| name.ends_with(".weight") && !name.starts_with("bn"))
@@ -350,7 +350,7 @@ fn model_label(input: &Input) -> String {
 
 /// The accuracy matrix of one run.
 fn heatmap(base: &str, input: &Input) -> Result<Heatmap> {
-    let frame = read_table(input, "accuracy.csv")?;
+    let frame = read_table(input, ACCURACY_TABLE)?;
     let after = column(&frame, "after_task")?;
     let task = column(&frame, "task")?;
     let acc = column(&frame, "accuracy")?;

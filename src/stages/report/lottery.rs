@@ -9,6 +9,7 @@ use crate::report::{render, Figure, LineChart, Panel, Point, Section, Series, Ta
 use super::{
     by_base, column, figure_ref, mean_std, provenance, read_table, text_column, Claim, ReportParams,
 };
+use crate::stages::prune::ROUNDS_TABLE;
 use crate::stages::{Error, Input, Result, StageContext};
 
 /// One seed's rounds table.
@@ -23,7 +24,7 @@ struct Rounds {
 
 impl Rounds {
     fn read(input: &Input) -> Result<Rounds> {
-        let f = read_table(input, "rounds.csv")?;
+        let f = read_table(input, ROUNDS_TABLE)?;
         Ok(Rounds {
             round: column(&f, "round")?,
             ticket: text_column(&f, "ticket")?,

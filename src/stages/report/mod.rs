@@ -336,7 +336,7 @@ fn figure_ref(stem: &str, caption: &str, prov: &Provenance) -> report::FigureRef
 fn by_base<'a>(inputs: &[&'a Input]) -> BTreeMap<String, Vec<&'a Input>> {
     let mut out: BTreeMap<String, Vec<&Input>> = BTreeMap::new();
     for i in inputs {
-        out.entry(i.stage.split('@').next().unwrap_or(&i.stage).to_string())
+        out.entry(crate::pipeline::names::base_name(&i.stage).to_string())
             .or_default()
             .push(i);
     }

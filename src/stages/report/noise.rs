@@ -10,11 +10,12 @@ use crate::report::{
 };
 
 use super::{column, figure_ref, provenance, read_table, text_column};
+use crate::stages::noise::{EXAMPLES, SUMMARY_TABLE, VERDICT_TABLE};
 use crate::stages::{Error, Input, Result, StageContext};
 
 /// The section for one `noise-eval` stage.
 pub fn section(ctx: &StageContext, input: &Input) -> Result<Section> {
-    let summary = read_table(input, "summary.csv")?;
+    let summary = read_table(input, SUMMARY_TABLE)?;
     let network = text_column(&summary, "network")?;
     let noise = text_column(&summary, "noise")?;
     let level = column(&summary, "level")?;
@@ -49,7 +50,10 @@ pub fn section(ctx: &StageContext, input: &Input) -> Result<Section> {
         })
         .collect();
     let figures = ctx.out_dir.join("figures");
-    let stem = format!("noise_{}", input.stage.replace(['@', '=', ','], "_"));
+    let stem = format!(
+        "noise_{}",
+        crate::pipeline::names::file_component(&input.stage)
+    );
     let prov = provenance(ctx, &[input]);
     let cols = panels.len().min(2);
     let fig = Figure::new(panels, cols)
@@ -76,7 +80,7 @@ pub fn section(ctx: &StageContext, input: &Input) -> Result<Section> {
             &prov,
         ));
     }
-    let verdicts = read_table(input, "verdict.csv")?;
+    let verdicts = read_table(input, VERDICT_TABLE)?;
     s = s.paragraph(
         "Does sparsity alone improve robustness? For each ticket and level, the paired difference \
          over seeds of its accuracy drop minus the dense network's drop, with a 95% interval: \
@@ -105,7 +109,7 @@ pub fn section(ctx: &StageContext, input: &Input) -> Result<Section> {
 
 /// The example images stored by the stage, one row per level.
 fn examples(input: &Input) -> Result<Option<ImageGrid>> {
-    let path = input.dir.join("examples.idx");
+    let path = input.dir.join(EXAMPLES);
     if !path.is_file() {
         return Ok(None);
     }
