@@ -24,9 +24,9 @@ use rand_chacha::ChaCha8Rng;
 
 use super::config::{BiasInit, InitConfig, InputShape, WeightInit};
 use super::conv::{Conv2d, Map, MaxPool2};
+use super::cpu::gate_channels;
 use super::dendrite::Dendrites;
 use super::error::{Error, Result};
-use super::host::gate_channels;
 use super::init::Initializer;
 use super::kwta::{kwta, winners_for};
 use super::linear::Linear;

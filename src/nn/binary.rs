@@ -27,13 +27,12 @@ use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::config::{BiasInit, InitConfig, InputShape, WeightInit};
+use super::cpu::{self, on_cpu};
 use super::error::{Error, Result};
-use super::host::{self, on_cpu};
 use super::init::Initializer;
 use super::model::Model;
 use super::norm::{instance_norm, BatchNorm, NormKind};
 use super::param::{Param, ParamInfo, ParamKind};
-use super::product;
 use super::Matrix;
 
 /// The architecture of a `BinaryNet`, e.g. in YAML
@@ -263,10 +262,10 @@ impl<D: Device<f32>> Model<D> for BinaryNet<D> {
         // The input is data: on the CPU the first layer's backward skips its gradient.
         let first = &self.layers[0];
         let w = self.weight_matrix::<T>(first);
-        let z = product::matmul_no_input_grad(w, self.real_weight(first), x);
+        let z = cpu::matmul_no_input_grad(w, self.real_weight(first), x);
         let mut h = self.tail(first, z, last > 0);
         for (i, layer) in self.layers.iter().enumerate().skip(1) {
-            let z = product::matmul(self.weight_matrix::<T>(layer), self.real_weight(layer), h);
+            let z = cpu::matmul(self.weight_matrix::<T>(layer), self.real_weight(layer), h);
             h = self.tail(layer, z, i < last);
         }
         h
@@ -302,7 +301,7 @@ fn sign_ste<S: Shape, D: Device<f32>, T: Tape<f32, D>>(
     clip: bool,
 ) -> Tensor<S, f32, D, T> {
     if on_cpu::<D>() {
-        host::sign_ste(x, clip)
+        cpu::sign_ste(x, clip)
     } else {
         sign_ste_generic(x, clip)
     }
@@ -423,7 +422,7 @@ mod tests {
                 let y = if generic {
                     sign_ste_generic(xt, clip)
                 } else {
-                    host::sign_ste(xt, clip)
+                    cpu::sign_ste(xt, clip)
                 };
                 assert_eq!(y.as_vec(), [-1.0, -1.0, -1.0, 0.0, 1.0, 1.0, 1.0]);
                 let g = (y * r.clone())

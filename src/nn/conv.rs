@@ -1,22 +1,24 @@
-//! 3x3-style convolution (`Conv2d`) and 2x2 max pooling (`MaxPool2`) built
-//! from stable, device-generic dfdx ops, because dfdx 0.13's own conv and pool
-//! are nightly-only and nightly does not build.
+//! 3x3-style convolution (`Conv2d`) and 2x2 max pooling (`MaxPool2`), because
+//! dfdx 0.13's own conv and pool are nightly-only and nightly does not build.
 //!
-//! Activations are feature-major, (C·H·W, batch). A convolution is im2col as
-//! one `gather` along axis 0 with a precomputed index (zero padding points at
-//! one extra zero row appended to the input), a free reshape to
-//! (C·K·K, OH·OW·batch), and one `matmul` with the [O, C·K·K] kernel; its
-//! output (O·OH·OW, batch) is already the next layer's input layout, and
-//! flattening for the fully connected head is a no-op. Pooling gathers the
-//! four window entries next to each other and takes `max` over them, dropping
-//! an odd last row or column like PyTorch's `MaxPool2d(2)`.
+//! Activations are feature-major, (C·H·W, batch). A convolution is im2col to
+//! (C·K·K, OH·OW·batch) and one product with the [O, C·K·K] kernel; its output
+//! (O·OH·OW, batch) is already the next layer's input layout, and flattening
+//! for the fully connected head is a no-op. On the CPU, `cpu::conv_product`
+//! builds the im2col columns on the host and multiplies on our AVX-512 kernel
+//! (dfdx's `matmul` on other CPUs), `cpu::bias_act` adds the bias (and a fused
+//! ReLU), and `cpu::max_pool2` pools. On other devices the generic path uses
+//! stable, device-generic dfdx ops: im2col is one `gather` along axis 0 with a
+//! precomputed index (zero padding points at one extra zero row appended to
+//! the input) and a free reshape, then `matmul`; pooling gathers the four
+//! window entries next to each other and takes `max` over them. Both drop an
+//! odd last row or column like PyTorch's `MaxPool2d(2)`.
 
 use dfdx::prelude::*;
 
-use super::host::{self, on_cpu, ConvGeom};
+use super::cpu::{self, on_cpu, ConvGeom};
 use super::init::Initializer;
 use super::param::{Param, ParamInfo, ParamKind};
-use super::product;
 use super::Matrix;
 
 /// Channels, height and width of a feature map.
@@ -112,8 +114,9 @@ impl<D: Device<f32>> Conv2d<D> {
         }
     }
 
-    /// (C·H·W, batch) -> (O·OH·OW, batch); on the CPU through the parallel
-    /// im2col of `host`, elsewhere through dfdx's `gather`.
+    /// (C·H·W, batch) -> (O·OH·OW, batch); on the CPU through
+    /// `cpu::conv_product` (host im2col, our kernel or dfdx's `matmul`),
+    /// elsewhere through dfdx's `gather` and `matmul`.
     pub(crate) fn forward<T, R>(&self, x: Matrix<D, R>) -> Matrix<D, T>
     where
         T: Tape<f32, D> + Merge<R>,
@@ -133,13 +136,13 @@ impl<D: Device<f32>> Conv2d<D> {
             return if relu { y.relu() } else { y };
         }
         let batch = x.shape().1;
-        let z = product::conv_product(
+        let z = cpu::conv_product(
             self.kernel_matrix::<T>(),
             Some(&self.weight),
             x,
             self.geom(),
         );
-        let y = host::bias_act(z, self.bias.effective::<T>(), relu);
+        let y = cpu::bias_act(z, self.bias.effective::<T>(), relu);
         y.reshape_like(&(self.output.len(), batch))
     }
 
@@ -254,7 +257,7 @@ impl<D: Device<f32>> MaxPool2<D> {
     /// (C·H·W, batch) -> (C·H/2·W/2, batch).
     pub(crate) fn forward<T: Tape<f32, D>>(&self, x: Matrix<D, T>) -> Matrix<D, T> {
         if on_cpu::<D>() {
-            host::max_pool2(x, self.input)
+            cpu::max_pool2(x, self.input)
         } else {
             self.forward_generic(x)
         }

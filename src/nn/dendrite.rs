@@ -7,10 +7,9 @@
 
 use dfdx::prelude::*;
 
-use super::host::{pick_in_groups, to_host};
+use super::cpu::{matmul_no_input_grad, pick_in_groups, to_host};
 use super::init::Initializer;
 use super::param::{Param, ParamInfo, ParamKind};
-use super::product::matmul_no_input_grad;
 use super::Matrix;
 
 /// The segments of one layer's units.

@@ -8,7 +8,7 @@
 use dfdx::prelude::*;
 use rayon::prelude::*;
 
-use super::host::{mul_mask, to_host};
+use super::cpu::{mul_mask, to_host};
 use super::Matrix;
 
 /// Number of winners among `units` for a fraction `percent_on`, rounded as

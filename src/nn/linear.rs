@@ -7,10 +7,9 @@
 
 use dfdx::prelude::*;
 
-use super::host;
+use super::cpu;
 use super::init::Initializer;
 use super::param::{Param, ParamInfo, ParamKind};
-use super::product;
 use super::Matrix;
 
 /// A fully connected layer `y = (W ⊙ M) x + b`.
@@ -74,15 +73,15 @@ impl<D: Device<f32>> Linear<D> {
         T: Tape<f32, D> + Merge<R>,
         R: Tape<f32, D>,
     {
-        let z = product::matmul(self.weight_matrix::<T>(), Some(&self.weight), x);
-        host::bias_act(z, self.bias.effective::<T>(), relu)
+        let z = cpu::matmul(self.weight_matrix::<T>(), Some(&self.weight), x);
+        cpu::bias_act(z, self.bias.effective::<T>(), relu)
     }
 
     /// `forward_act` for the first layer: the input is data, so on the CPU
     /// the backward computes only the weight and bias gradients.
     pub(crate) fn forward_first<T: Tape<f32, D>>(&self, x: Matrix<D>, relu: bool) -> Matrix<D, T> {
-        let z = product::matmul_no_input_grad(self.weight_matrix::<T>(), Some(&self.weight), x);
-        host::bias_act(z, self.bias.effective::<T>(), relu)
+        let z = cpu::matmul_no_input_grad(self.weight_matrix::<T>(), Some(&self.weight), x);
+        cpu::bias_act(z, self.bias.effective::<T>(), relu)
     }
 
     /// W ⊙ M as an (outputs, inputs) matrix on tape `T`.

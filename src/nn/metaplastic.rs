@@ -3,7 +3,7 @@
 //! are the parameter's host copy (`Param::update_on_host`, which uploads the
 //! result), and the moments live on the host.
 //!
-//! It is our Adam (`host::adam_update`: PyTorch's L2 weight decay, bias
+//! It is our Adam (`cpu::adam_update`: PyTorch's L2 weight decay, bias
 //! correction, eps outside the root, the same f32 operations in the same
 //! order) except that where sign(W_h) · m > 0 — the step moves the hidden
 //! weight W_h toward zero — the step uses m · (1 - tanh²(meta · |W_h|)),
@@ -14,8 +14,8 @@
 use dfdx::optim::{AdamConfig, WeightDecay};
 use dfdx::prelude::*;
 
+use super::cpu::{for_each_moment_chunk, to_host};
 use super::error::{device_error, Result};
-use super::host::{for_each_moment_chunk, to_host};
 use super::param::Param;
 
 /// One metaplastic Adam step of `param` at step `t` (1-based) with

@@ -9,9 +9,9 @@
 //! and the `adam-meta` optimizer. Everything
 //! is generic over the dfdx device (`cpu()`, or `cuda()` with the `cuda`
 //! feature). Activations are feature-major, (features, batch). On the CPU the
-//! layers' matrix products run on our AVX-512 kernel (`sgemm`, through
-//! `product`) where the CPU has AVX-512, and dfdx's slow element-wise ops are
-//! replaced by rayon loops over host buffers (`host`). This module
+//! layers run on the kernels of `cpu`: the matrix products on our AVX-512
+//! kernel where the CPU has AVX-512, and rayon loops over host buffers in
+//! place of dfdx's slow element-wise ops. This module
 //! never reads files other than checkpoints, never prints and never touches
 //! the store.
 
@@ -21,10 +21,10 @@ mod binary;
 pub mod checkpoint;
 mod config;
 mod conv;
+mod cpu;
 mod dendrite;
 mod device;
 mod error;
-mod host;
 mod init;
 mod kwta;
 mod linear;
@@ -34,9 +34,6 @@ mod network;
 mod norm;
 mod optim;
 mod param;
-mod product;
-#[cfg(target_arch = "x86_64")]
-mod sgemm;
 mod train;
 
 use dfdx::prelude::{NoneTape, Tensor};
@@ -45,6 +42,7 @@ pub use active::{ActiveNet, ActiveSpec};
 pub use bench::{bench_evaluation, bench_training};
 pub use binary::{BinaryConfig, BinaryNet};
 pub use config::{BiasInit, InitConfig, InputShape, ModelConfig, WeightInit};
+pub use cpu::cpu_products;
 pub use device::cpu;
 #[cfg(feature = "cuda")]
 pub use device::cuda;
@@ -57,7 +55,6 @@ pub use network::Network;
 pub use norm::NormKind;
 pub use optim::{Optimizer, OptimizerConfig};
 pub use param::{Param, ParamInfo, ParamKind};
-pub use product::cpu_products;
 pub use train::{evaluate, train_epoch, BatchProgress, EpochStats, EvalStats};
 
 /// A runtime-sized matrix of `f32` on device `D`, optionally recording

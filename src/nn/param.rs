@@ -16,8 +16,8 @@ use std::sync::{Arc, OnceLock};
 use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use super::cpu::{self, on_cpu};
 use super::error::{Error, Result};
-use super::host::{self, on_cpu};
 
 /// What a parameter is, which decides whether pruning may touch it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -179,7 +179,7 @@ impl<D: Device<f32>> Param<D> {
     pub(crate) fn effective<T: Tape<f32, D>>(&self) -> Tensor<(usize,), f32, D, T> {
         let value = self.value.retaped::<T>();
         match &self.mask {
-            Some(mask) if on_cpu::<D>() => host::mask_gradient(value, Arc::clone(&mask.host)),
+            Some(mask) if on_cpu::<D>() => cpu::mask_gradient(value, Arc::clone(&mask.host)),
             Some(mask) => value * mask.device.clone(),
             None => value,
         }
@@ -195,7 +195,7 @@ impl<D: Device<f32>> Param<D> {
     pub(crate) fn host_values(&self) -> Arc<Vec<f32>> {
         Arc::clone(
             self.host
-                .get_or_init(|| Arc::new(host::to_host(&self.value))),
+                .get_or_init(|| Arc::new(cpu::to_host(&self.value))),
         )
     }
 
@@ -225,7 +225,7 @@ impl<D: Device<f32>> Param<D> {
     ) -> std::result::Result<(), E> {
         let mut values = match self.host.take() {
             Some(kept) => Arc::try_unwrap(kept).unwrap_or_else(|shared| shared.to_vec()),
-            None => host::to_host(&self.value),
+            None => cpu::to_host(&self.value),
         };
         update(
             &self.value,

@@ -17,8 +17,8 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use super::cpu::upload;
 use super::error::{Error, Result};
-use super::host::upload;
 use super::model::Model;
 use super::optim::Optimizer;
 use super::Matrix;

@@ -1,5 +1,6 @@
 //! Single-precision matrix products on the CPU with AVX-512 (stable since
-//! Rust 1.89), for the dense layers' forward and backward passes.
+//! Rust 1.89), for the forward and backward passes of the products in
+//! `product`: dense layers, convolutions' im2col products, dendritic segments.
 //!
 //! dfdx 0.13 pins `gemm` 0.15, whose AVX-512 kernels need its `nightly`
 //! feature, so on stable it runs AVX2: about 90 GFLOP/s on 2 cores here,
@@ -31,15 +32,20 @@ const NC: usize = 2048;
 /// `ColMajor` at `c * ld + r` (the transpose of a row-major matrix).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Layout {
+    /// Rows are contiguous.
     RowMajor,
+    /// Columns are contiguous.
     ColMajor,
 }
 
 /// One operand: its values, leading dimension and layout.
 #[derive(Clone, Copy)]
 pub(crate) struct Operand<'a> {
+    /// The values, at the offsets `layout` and `ld` give.
     pub(crate) data: &'a [f32],
+    /// The leading dimension: the stride between rows (row-major) or columns.
     pub(crate) ld: usize,
+    /// Whether rows or columns are contiguous.
     pub(crate) layout: Layout,
 }
 
@@ -198,7 +204,17 @@ pub(crate) fn sgemm(
     }
 }
 
-/// One thread's product over all blocks.
+/// One thread's product over all blocks: C = A · B, or C += A · B with
+/// `accumulate`, for A (m × k), B (k × n) and C (m × n, row stride `ldc`).
+///
+/// # Safety
+///
+/// The CPU must support AVX-512F. For every i < m, j < n and p < k, A's
+/// element (i, p) must be readable at `a.add(i * lda + p)` (row-major `al`)
+/// or `a.add(p * lda + i)` (column-major), B's element (p, j) likewise with
+/// `ldb` and `bl`, and `c.add(i * ldc + j)` must be readable and writable.
+/// Those elements of C must not overlap A or B, and no other thread may
+/// access them, or write A or B, during the call.
 #[target_feature(enable = "avx512f")]
 unsafe fn serial(
     (m, n, k): (usize, usize, usize),
@@ -239,6 +255,10 @@ unsafe fn serial(
 }
 
 /// In-register 16x16 transpose: on return r[j][i] = old r[i][j].
+///
+/// # Safety
+///
+/// The CPU must support AVX-512F.
 #[inline]
 #[target_feature(enable = "avx512f")]
 unsafe fn transpose16(r: &mut [__m512; 16]) {
@@ -275,6 +295,14 @@ unsafe fn transpose16(r: &mut [__m512; 16]) {
 
 /// Pack B[pc..pc+kc, jc..jc+nc] into micro-panels of NR columns: panel q holds
 /// dst[q*kc*NR + p*NR + jj] = B[pc+p, jc+q*NR+jj], zero-padded past nc.
+///
+/// # Safety
+///
+/// The CPU must support AVX-512F. For every p < kc and j < nc, B's element
+/// (pc + p, jc + j) must be readable at `b.add((pc + p) * ldb + jc + j)`
+/// (row-major `bl`) or `b.add((jc + j) * ldb + pc + p)` (column-major).
+/// `dst` must be 64-byte aligned and writable for `nc.div_ceil(NR) * kc * NR`
+/// floats, none of them inside B.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f")]
 unsafe fn pack_b(
@@ -359,6 +387,13 @@ unsafe fn pack_b(
 
 /// Packs A[0..mc, 0..kc] into micro-panels of MR rows,
 /// dst[r*kc*MR + p*MR + ii] = A[r*MR+ii, p], zero-padded past mc.
+///
+/// # Safety
+///
+/// The CPU must support AVX-512F. For every i < mc and p < kc, A's element
+/// (i, p) must be readable at `a.add(i * lda + p)` (row-major `al`) or
+/// `a.add(p * lda + i)` (column-major). `dst` must be writable for
+/// `mc.div_ceil(MR) * kc * MR` floats, none of them inside A.
 #[target_feature(enable = "avx512f")]
 unsafe fn pack_a(mc: usize, kc: usize, a: *const f32, lda: usize, al: Layout, dst: *mut f32) {
     if al == Layout::ColMajor {
@@ -405,6 +440,12 @@ unsafe fn pack_a(mc: usize, kc: usize, a: *const f32, lda: usize, al: Layout, ds
 
 /// `pack_a` for a column-major A (element (i, p) at a[p*lda + i]): each
 /// micro-panel column is MR contiguous values, one masked load each.
+///
+/// # Safety
+///
+/// The CPU must support AVX-512F. `a.add(p * lda + i)` must be readable for
+/// every i < mc and p < kc, and `dst` writable for `mc.div_ceil(MR) * kc * MR`
+/// floats, none of them inside A.
 #[target_feature(enable = "avx512f")]
 unsafe fn pack_a_col_major(mc: usize, kc: usize, a: *const f32, lda: usize, dst: *mut f32) {
     for r in 0..mc.div_ceil(MR) {
@@ -419,6 +460,18 @@ unsafe fn pack_a_col_major(mc: usize, kc: usize, a: *const f32, lda: usize, dst:
     }
 }
 
+/// The mc × nc block of C at `c` (row stride `ldc`) = packed A block `apk`
+/// (mc × kc) · packed B panel `bpk` (kc × nc), added to C's values with
+/// `load_c`: one microkernel call per MR × NR tile.
+///
+/// # Safety
+///
+/// The CPU must support AVX-512F. `apk` must be readable for
+/// `mc.div_ceil(MR) * kc * MR` floats laid out by `pack_a`; `bpk` must be
+/// 64-byte aligned and readable for `nc.div_ceil(NR) * kc * NR` floats laid
+/// out by `pack_b`. `c.add(i * ldc + j)` must be readable and writable for
+/// every i < mc and j < nc, outside both packed buffers, and no other thread
+/// may access those elements during the call.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f")]
 unsafe fn macro_kernel(
@@ -453,6 +506,14 @@ unsafe fn macro_kernel(
 
 /// MR x (NV*16) microkernel. ap: packed A micro-panel (kc x MR), bp: packed B micro-panel
 /// (kc x NR, 64-byte aligned). Stores rows < mr and columns < nr (masked).
+///
+/// # Safety
+///
+/// The CPU must support AVX-512F. `ap` must be readable for `kc * MR` floats;
+/// `bp` must be 64-byte aligned and readable for `kc * NR` floats. `mr` must
+/// be at most MR and `nr` at most 16 * NV, and `c.add(i * ldc + j)` must be
+/// writable, and readable if `load_c`, for every i < mr and j < nr, outside
+/// `ap` and `bp`, with no other thread accessing those elements during the call.
 #[allow(clippy::too_many_arguments)]
 #[inline]
 #[target_feature(enable = "avx512f")]

@@ -13,12 +13,11 @@ use std::sync::Arc;
 
 use dfdx::prelude::*;
 
-use super::host::{
-    col2im_kernel, for_each_chunk, grad_mut, im2col, im2col_kernel, on_cpu, put_grad, take_grad,
-    to_host, upload, ConvGeom, PAR_MIN,
-};
-use super::param::Param;
-use super::Matrix;
+use super::im2col::{col2im_kernel, im2col, im2col_kernel, ConvGeom};
+use super::op::{grad_mut, on_cpu, put_grad, take_grad, to_host, upload};
+use super::par::{for_each_chunk, PAR_MIN};
+use crate::nn::param::Param;
+use crate::nn::Matrix;
 
 /// Set to `gemm` to keep dfdx's products on a CPU with AVX-512: to compare
 /// speeds, or to get the bits a CPU without AVX-512 gets.
