@@ -20,84 +20,114 @@ fn cnn_hidden() -> Vec<usize> {
     vec![256, 128]
 }
 
-/// A continual-learning network.
+/// A plain ReLU MLP (the "3-layer MLP" baseline).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
+pub struct MlpConfig {
+    /// Hidden widths.
+    pub hidden: Vec<usize>,
+}
+
+/// k-WTA and fixed sparse weights, no dendrites ("sparse representations only").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SparseConfig {
+    /// Hidden widths.
+    pub hidden: Vec<usize>,
+    /// Fraction of units k-WTA keeps.
+    pub percent_on: f64,
+    /// Fraction of feed-forward weights fixed at zero.
+    pub weight_sparsity: f64,
+    /// Whether the output layer is sparse too.
+    #[serde(default = "yes")]
+    pub sparse_output: bool,
+}
+
+/// The active-dendrite network: sparse layers gated by dendritic segments, then k-WTA.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DendriticConfig {
+    /// Hidden widths.
+    pub hidden: Vec<usize>,
+    /// Fraction of units k-WTA keeps.
+    pub percent_on: f64,
+    /// Fraction of feed-forward weights fixed at zero.
+    pub weight_sparsity: f64,
+    /// Segments per unit; default: one per task.
+    #[serde(default)]
+    pub segments: Option<usize>,
+    /// Whether the output layer is sparse too.
+    #[serde(default = "yes")]
+    pub sparse_output: bool,
+}
+
+/// Bain's split-CIFAR base CNN (conv 64, pool, conv 32, pool, FC 256, 128).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CnnConfig {
+    /// Conv channels.
+    #[serde(default = "cnn_conv")]
+    pub conv: Vec<usize>,
+    /// Hidden widths.
+    #[serde(default = "cnn_hidden")]
+    pub hidden: Vec<usize>,
+}
+
+/// The sparse CNN: k-WTA after the convs and in the sparse FC layers; dense output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SparseCnnConfig {
+    /// Conv channels.
+    #[serde(default = "cnn_conv")]
+    pub conv: Vec<usize>,
+    /// Hidden widths.
+    #[serde(default = "cnn_hidden")]
+    pub hidden: Vec<usize>,
+    /// k-WTA fraction over each example's whole conv output.
+    pub conv_percent_on: f64,
+    /// k-WTA fraction of the FC layers.
+    pub percent_on: f64,
+    /// Fraction of FC weights fixed at zero.
+    pub weight_sparsity: f64,
+}
+
+/// The convolutional ADN: channel-wise dendritic gating on the convs, dendritic FC layers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DendriticCnnConfig {
+    /// Conv channels.
+    #[serde(default = "cnn_conv")]
+    pub conv: Vec<usize>,
+    /// Hidden widths.
+    #[serde(default = "cnn_hidden")]
+    pub hidden: Vec<usize>,
+    /// k-WTA fraction over each example's whole conv output.
+    pub conv_percent_on: f64,
+    /// k-WTA fraction of the FC layers.
+    pub percent_on: f64,
+    /// Fraction of FC weights fixed at zero.
+    pub weight_sparsity: f64,
+    /// Segments per unit or channel; default: one per task.
+    #[serde(default)]
+    pub segments: Option<usize>,
+}
+
+/// A continual-learning network: one config struct per model, tagged by `type`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
 pub enum ContinualModel {
-    /// Plain ReLU MLP (the "3-layer MLP" baseline).
-    Mlp {
-        /// Hidden widths.
-        hidden: Vec<usize>,
-    },
-    /// k-WTA and fixed sparse weights, no dendrites ("sparse representations only").
-    Sparse {
-        /// Hidden widths.
-        hidden: Vec<usize>,
-        /// Fraction of units k-WTA keeps.
-        percent_on: f64,
-        /// Fraction of feed-forward weights fixed at zero.
-        weight_sparsity: f64,
-        /// Whether the output layer is sparse too.
-        #[serde(default = "yes")]
-        sparse_output: bool,
-    },
-    /// Active-dendrite network: sparse layers gated by dendritic segments, then k-WTA.
-    Dendritic {
-        /// Hidden widths.
-        hidden: Vec<usize>,
-        /// Fraction of units k-WTA keeps.
-        percent_on: f64,
-        /// Fraction of feed-forward weights fixed at zero.
-        weight_sparsity: f64,
-        /// Segments per unit; default: one per task.
-        #[serde(default)]
-        segments: Option<usize>,
-        /// Whether the output layer is sparse too.
-        #[serde(default = "yes")]
-        sparse_output: bool,
-    },
-    /// Bain's split-CIFAR base CNN (conv 64, pool, conv 32, pool, FC 256, 128).
-    Cnn {
-        /// Conv channels.
-        #[serde(default = "cnn_conv")]
-        conv: Vec<usize>,
-        /// Hidden widths.
-        #[serde(default = "cnn_hidden")]
-        hidden: Vec<usize>,
-    },
-    /// The sparse CNN: k-WTA after the convs and in the sparse FC layers; dense output.
-    SparseCnn {
-        /// Conv channels.
-        #[serde(default = "cnn_conv")]
-        conv: Vec<usize>,
-        /// Hidden widths.
-        #[serde(default = "cnn_hidden")]
-        hidden: Vec<usize>,
-        /// k-WTA fraction over each example's whole conv output.
-        conv_percent_on: f64,
-        /// k-WTA fraction of the FC layers.
-        percent_on: f64,
-        /// Fraction of FC weights fixed at zero.
-        weight_sparsity: f64,
-    },
-    /// The convolutional ADN: channel-wise dendritic gating on the convs, dendritic FC layers.
-    DendriticCnn {
-        /// Conv channels.
-        #[serde(default = "cnn_conv")]
-        conv: Vec<usize>,
-        /// Hidden widths.
-        #[serde(default = "cnn_hidden")]
-        hidden: Vec<usize>,
-        /// k-WTA fraction over each example's whole conv output.
-        conv_percent_on: f64,
-        /// k-WTA fraction of the FC layers.
-        percent_on: f64,
-        /// Fraction of FC weights fixed at zero.
-        weight_sparsity: f64,
-        /// Segments per unit or channel; default: one per task.
-        #[serde(default)]
-        segments: Option<usize>,
-    },
+    /// Plain ReLU MLP.
+    Mlp(MlpConfig),
+    /// Sparse representations only.
+    Sparse(SparseConfig),
+    /// Active-dendrite network.
+    Dendritic(DendriticConfig),
+    /// The base CNN.
+    Cnn(CnnConfig),
+    /// The sparse CNN.
+    SparseCnn(SparseCnnConfig),
+    /// The convolutional ADN.
+    DendriticCnn(DendriticCnnConfig),
     /// Laborieux et al.'s binarized network (`binary: false`: its
     /// full-precision twin), meant for the `adam-meta` optimizer.
     Bnn(BinaryConfig),
@@ -105,13 +135,13 @@ pub enum ContinualModel {
 
 impl Default for ContinualModel {
     fn default() -> Self {
-        ContinualModel::Dendritic {
+        ContinualModel::Dendritic(DendriticConfig {
             hidden: vec![2048, 2048],
             percent_on: 0.05,
             weight_sparsity: 0.5,
             segments: None,
             sparse_output: true,
-        }
+        })
     }
 }
 
@@ -154,13 +184,13 @@ impl ContinualModel {
         }
         if matches!(
             self,
-            ContinualModel::Dendritic {
+            ContinualModel::Dendritic(DendriticConfig {
                 segments: Some(0),
                 ..
-            } | ContinualModel::DendriticCnn {
+            }) | ContinualModel::DendriticCnn(DendriticCnnConfig {
                 segments: Some(0),
                 ..
-            }
+            })
         ) {
             return Err(ParamError::new("model.segments", "must be at least 1"));
         }
@@ -171,7 +201,7 @@ impl ContinualModel {
     pub fn is_dendritic(&self) -> bool {
         matches!(
             self,
-            ContinualModel::Dendritic { .. } | ContinualModel::DendriticCnn { .. }
+            ContinualModel::Dendritic(_) | ContinualModel::DendriticCnn(_)
         )
     }
 
@@ -190,26 +220,26 @@ impl ContinualModel {
         };
         Some(match self {
             ContinualModel::Bnn(_) => return None,
-            ContinualModel::Mlp { hidden } => plain(&[], hidden),
-            ContinualModel::Cnn { conv, hidden } => plain(conv, hidden),
-            ContinualModel::Sparse {
+            ContinualModel::Mlp(MlpConfig { hidden }) => plain(&[], hidden),
+            ContinualModel::Cnn(CnnConfig { conv, hidden }) => plain(conv, hidden),
+            ContinualModel::Sparse(SparseConfig {
                 hidden,
                 percent_on,
                 weight_sparsity,
                 sparse_output,
-            } => ActiveSpec {
+            }) => ActiveSpec {
                 percent_on: Some(*percent_on),
                 weight_sparsity: *weight_sparsity,
                 sparse_output: *sparse_output,
                 ..plain(&[], hidden)
             },
-            ContinualModel::Dendritic {
+            ContinualModel::Dendritic(DendriticConfig {
                 hidden,
                 percent_on,
                 weight_sparsity,
                 segments,
                 sparse_output,
-            } => ActiveSpec {
+            }) => ActiveSpec {
                 percent_on: Some(*percent_on),
                 weight_sparsity: *weight_sparsity,
                 sparse_output: *sparse_output,
@@ -217,26 +247,26 @@ impl ContinualModel {
                 context,
                 ..plain(&[], hidden)
             },
-            ContinualModel::SparseCnn {
+            ContinualModel::SparseCnn(SparseCnnConfig {
                 conv,
                 hidden,
                 conv_percent_on,
                 percent_on,
                 weight_sparsity,
-            } => ActiveSpec {
+            }) => ActiveSpec {
                 conv_percent_on: Some(*conv_percent_on),
                 percent_on: Some(*percent_on),
                 weight_sparsity: *weight_sparsity,
                 ..plain(conv, hidden)
             },
-            ContinualModel::DendriticCnn {
+            ContinualModel::DendriticCnn(DendriticCnnConfig {
                 conv,
                 hidden,
                 conv_percent_on,
                 percent_on,
                 weight_sparsity,
                 segments,
-            } => ActiveSpec {
+            }) => ActiveSpec {
                 conv_percent_on: Some(*conv_percent_on),
                 percent_on: Some(*percent_on),
                 weight_sparsity: *weight_sparsity,
