@@ -11,6 +11,8 @@ use crate::data::registry::{DatasetInfo, DatasetName, REGISTRY};
 use crate::data::resolve::{self, default_fetch_dir, repro_data_env, Check};
 use crate::data::DatasetParams;
 use crate::pipeline::Pipeline;
+use crate::stages::dataset::DatasetStage;
+use crate::stages::TypedStage;
 
 use super::{exit, CliError, CliResult};
 
@@ -173,7 +175,7 @@ fn download(
 /// this machine, unless offline. Datasets that are present are left alone.
 pub fn provision(pipeline: &Pipeline, offline: bool) -> Result<(), CliError> {
     for stage in &pipeline.stages {
-        if stage.kind.name() != "dataset" {
+        if stage.kind.name() != DatasetStage::NAME {
             continue;
         }
         let params: DatasetParams = serde_json::from_value(stage.params.clone())

@@ -1,15 +1,10 @@
-//! `repro gc`: remove records and objects that no kept pipeline reaches.
-//!
-//! A key is live when some kept pipeline (every file in `pipelines/`, or those given
-//! with `--keep`), under its default settings or any of its profiles, plans to that key
-//! with a valid record.
+//! `repro gc`: remove records and objects that no kept pipeline (every file in
+//! `pipelines/`, or those given with `--keep`) reaches; see [`crate::run::live`].
 
-use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::pipeline::{Pipeline, Selection};
-use crate::run::plan::plan;
+use crate::run::live::live_keys;
 use crate::store::filecache::FileDigests;
 use crate::store::gc::collect;
 use crate::store::lock::StoreLock;
@@ -40,23 +35,7 @@ pub fn exec(args: Args) -> CliResult {
         args.keep.clone()
     };
     let files = FileDigests::load(&store);
-    let mut live = BTreeSet::new();
-    for path in &keep {
-        let base = Pipeline::load(path, &Selection::default())?;
-        let mut selections = vec![Selection::default()];
-        selections.extend(base.profiles.iter().map(|p| Selection {
-            profile: Some(p.clone()),
-            ..Selection::default()
-        }));
-        for selection in selections {
-            let pipeline = Pipeline::load(path, &selection)?;
-            for (_, a) in plan(&store, &files, &pipeline)? {
-                if let Some(r) = a.record {
-                    live.insert(r.key);
-                }
-            }
-        }
-    }
+    let live = live_keys(&store, &files, &keep)?;
     let summary = collect(&store, &live, args.dry_run)?;
     let verb = if args.dry_run {
         "would remove"

@@ -89,6 +89,15 @@ impl From<crate::run::plan::Error> for CliError {
     }
 }
 
+impl From<crate::run::live::Error> for CliError {
+    fn from(e: crate::run::live::Error) -> CliError {
+        match e {
+            crate::run::live::Error::Pipeline(e) => e.into(),
+            crate::run::live::Error::Plan(e) => e.into(),
+        }
+    }
+}
+
 /// Result type of subcommands.
 pub type CliResult = Result<u8, CliError>;
 

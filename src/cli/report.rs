@@ -4,15 +4,14 @@
 
 use std::time::Duration;
 
-use crate::provenance::Host;
-use crate::run::execute::ExecEnv;
-use crate::run::materialize::{check_targets, materialize};
-use crate::run::plan::{plan, Status};
+use crate::device::DeviceChoice;
+use crate::run::materialize::check_targets;
 use crate::run::reporter::Reporter;
-use crate::run::schedule::{run, RunOptions};
-use crate::store::filecache::FileDigests;
+use crate::run::schedule::RunOptions;
+use crate::run::session::Session;
+use crate::stages::report::ReportStage;
+use crate::stages::TypedStage;
 use crate::store::key::describe;
-use crate::store::lock::StoreLock;
 
 use super::common::{PipelineArgs, StoreArgs};
 use super::{exit, CliError, CliResult};
@@ -32,24 +31,23 @@ pub struct Args {
 /// Runs `repro report`.
 pub fn exec(args: Args) -> CliResult {
     let pipeline = args.pipeline.load()?;
-    if !pipeline.stages.iter().any(|s| s.kind.name() == "report") {
+    if !pipeline
+        .stages
+        .iter()
+        .any(|s| s.kind.name() == ReportStage::NAME)
+    {
         return Err(CliError::invalid(format!(
-            "{} has no stage of kind `report`",
-            pipeline.file.display()
+            "{} has no stage of kind `{}`",
+            pipeline.file.display(),
+            ReportStage::NAME
         )));
     }
     check_targets(&pipeline, &args.reports).map_err(CliError::invalid)?;
-    let store = args.store.open()?;
-    let files = FileDigests::load(&store);
-    let missing: Vec<String> = plan(&store, &files, &pipeline)?
+    let session = Session::open(args.store.open()?, &pipeline, Duration::ZERO)?;
+    let missing: Vec<String> = session
+        .missing_results(&pipeline)?
         .into_iter()
-        .filter(|(name, a)| {
-            a.status == Status::Run
-                && pipeline
-                    .stage(name)
-                    .is_some_and(|s| s.kind.name() != "report")
-        })
-        .map(|(name, a)| format!("`{name}` ({})", describe(&a.reasons)))
+        .map(|(name, reasons)| format!("`{name}` ({})", describe(&reasons)))
         .collect();
     if !missing.is_empty() {
         let profile = pipeline
@@ -63,19 +61,10 @@ pub fn exec(args: Args) -> CliResult {
             pipeline.file.display()
         )));
     }
-    let _lock = StoreLock::acquire(&store, Duration::ZERO)?;
-    let host = Host::gather(pipeline.file.parent().unwrap_or(std::path::Path::new(".")));
-    let env = ExecEnv {
-        store: &store,
-        pipeline: &pipeline,
-        device: crate::device::DeviceChoice::Cpu,
-        host: &host,
-        threads: rayon::current_num_threads(),
-    };
     let mut reporter = Reporter::new(false, pipeline.stages.len());
-    let summary = run(
-        &env,
-        &files,
+    let summary = session.execute(
+        &pipeline,
+        DeviceChoice::Cpu,
         RunOptions {
             jobs: 1,
             keep_going: false,
@@ -85,9 +74,8 @@ pub fn exec(args: Args) -> CliResult {
     if summary.failed() {
         return Ok(exit::FAILED);
     }
-    for dir in materialize(&store, &files, &pipeline, &args.reports)? {
+    for dir in session.copy_reports(&pipeline, &args.reports)? {
         println!("{}", dir.join(crate::report::INDEX_HTML).display());
     }
-    files.save(&store)?;
     Ok(exit::OK)
 }

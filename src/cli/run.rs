@@ -3,15 +3,11 @@
 use std::time::Duration;
 
 use crate::device::DeviceChoice;
-use crate::provenance::Host;
-use crate::run::execute::ExecEnv;
-use crate::run::materialize::{check_targets, materialize};
+use crate::run::materialize::check_targets;
 use crate::run::reporter::Reporter;
-use crate::run::schedule::{run, RunOptions};
+use crate::run::schedule::RunOptions;
+use crate::run::session::Session;
 use crate::run::summary::RunTotals;
-use crate::store::filecache::FileDigests;
-use crate::store::lock::StoreLock;
-use crate::store::Store;
 
 use super::common::{PipelineArgs, StoreArgs};
 use super::{exit, CliError, CliResult};
@@ -53,32 +49,19 @@ pub fn exec(args: Args) -> CliResult {
     let pipeline = args.pipeline.load()?;
     check_targets(&pipeline, &args.reports).map_err(CliError::invalid)?;
     super::data::provision(&pipeline, args.offline || super::data::offline_from_env())?;
-    let store = args.store.open()?;
-    let _lock = StoreLock::acquire(&store, args.wait)?;
-    clean_tmp(&store);
-    let files = FileDigests::load(&store);
-    let host = Host::gather(pipeline.file.parent().unwrap_or(std::path::Path::new(".")));
-    let env = ExecEnv {
-        store: &store,
-        pipeline: &pipeline,
-        device: args.device,
-        host: &host,
-        threads: rayon::current_num_threads(),
-    };
+    let session = Session::open(args.store.open()?, &pipeline, args.wait)?;
     let started = std::time::Instant::now();
     let mut reporter = Reporter::new(args.json, pipeline.stages.len());
-    let summary = run(
-        &env,
-        &files,
+    let summary = session.execute(
+        &pipeline,
+        args.device,
         RunOptions {
             jobs: usize::from(args.jobs),
             keep_going: args.keep_going,
         },
         &mut |e| reporter.event(e),
-    );
-    files.save(&store)?;
-    let summary = summary?;
-    let reports = materialize(&store, &files, &pipeline, &args.reports)?;
+    )?;
+    let reports = session.copy_reports(&pipeline, &args.reports)?;
     reporter.finish(&RunTotals::new(
         &summary,
         started.elapsed().as_secs_f64(),
@@ -89,23 +72,4 @@ pub fn exec(args: Args) -> CliResult {
     } else {
         exit::OK
     })
-}
-
-/// Removes what interrupted runs left in `tmp/` (never the resumable scratch folders).
-/// Called with the lock held, so nothing there belongs to a live run.
-fn clean_tmp(store: &Store) {
-    let Ok(entries) = std::fs::read_dir(store.tmp_dir()) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        if entry.file_name() == "scratch" {
-            continue;
-        }
-        let path = entry.path();
-        let _ = if path.is_dir() {
-            std::fs::remove_dir_all(&path)
-        } else {
-            std::fs::remove_file(&path)
-        };
-    }
 }

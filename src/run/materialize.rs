@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 
 use crate::pipeline::names::file_component;
 use crate::pipeline::Pipeline;
+use crate::stages::report::ReportStage;
+use crate::stages::TypedStage;
 use crate::store::filecache::FileDigests;
 use crate::store::object::{list_files, remove_tree};
 use crate::store::{io_err, Result, Store};
@@ -30,7 +32,7 @@ pub fn targets(pipeline: &Pipeline, root: &Path) -> Vec<(String, PathBuf)> {
     let reports: Vec<_> = pipeline
         .stages
         .iter()
-        .filter(|s| s.kind.name() == "report")
+        .filter(|s| s.kind.name() == ReportStage::NAME)
         .collect();
     reports
         .iter()

@@ -2,13 +2,17 @@
 //! [`schedule`] orders and parallelises, [`execute`] runs one stage and publishes it,
 //! [`events`] is what they report, and [`reporter`] is the only part that prints.
 //! [`materialize`] copies reports out of the store, [`metrics`] reads every stage's
-//! metrics back as one table, and [`summary`] totals a run.
+//! metrics back as one table, [`summary`] totals a run, and [`session`] is what
+//! `repro run` and `repro report` do around the stages (lock, `tmp/`, digests, reports).
+//! [`live`] is the set of keys `repro gc` keeps.
 
 pub mod events;
 pub mod execute;
+pub mod live;
 pub mod materialize;
 pub mod metrics;
 pub mod plan;
 pub mod reporter;
 pub mod schedule;
+pub mod session;
 pub mod summary;

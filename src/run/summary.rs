@@ -8,6 +8,8 @@ use serde::Serialize;
 
 use super::events::Outcome;
 use super::schedule::RunSummary;
+use crate::stages::report::ReportStage;
+use crate::stages::TypedStage;
 
 /// The verdict counts of the report stages of a run.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -63,7 +65,7 @@ impl RunTotals {
             }
         }
         for record in summary.records.values() {
-            if record.manifest.kind != "report" {
+            if record.manifest.kind != ReportStage::NAME {
                 continue;
             }
             let metric = |name: &str| record.manifest.metrics.get(name).and_then(|v| v.as_u64());

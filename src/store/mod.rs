@@ -124,9 +124,32 @@ impl Store {
 
     /// A per-key scratch folder that survives an interrupted run (for resumable stages).
     pub fn scratch_dir(&self, key: &str) -> PathBuf {
-        self.root.join("tmp").join("scratch").join(key)
+        self.tmp_dir().join(SCRATCH).join(key)
+    }
+
+    /// Removes what interrupted runs left in `tmp/`, but never the resumable scratch
+    /// folders. Taking the lock as an argument proves that no live run owns anything
+    /// there.
+    pub fn clean_tmp(&self, _held: &lock::StoreLock) {
+        let Ok(entries) = std::fs::read_dir(self.tmp_dir()) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            if entry.file_name() == SCRATCH {
+                continue;
+            }
+            let path = entry.path();
+            let _ = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+        }
     }
 }
+
+/// The folder of `tmp/` that holds resumable stages' checkpoints.
+const SCRATCH: &str = "scratch";
 
 /// Makes a stage or pipeline name safe as a file name.
 fn sanitize(name: &str) -> String {

@@ -252,7 +252,7 @@ fn load_sources(p: &ContinualParams, ctx: &StageContext) -> Result<Vec<Prepared>
         let input = ctx
             .inputs
             .values()
-            .find(|i| i.kind == "dataset" && (i.stage == *name || base(&i.stage) == *name))
+            .find(|i| i.kind == DatasetStage::NAME && (i.stage == *name || base(&i.stage) == *name))
             .ok_or_else(|| {
             Error::InvalidInput(format!(
                 "stage `{}`: tasks.datasets names `{name}`, which is not a dataset stage in its `needs`",

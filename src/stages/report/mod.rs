@@ -154,13 +154,13 @@ impl TypedStage for ReportStage {
         let mut sections = vec![provenance_section(ctx, params)];
         let mut comparisons: Vec<Comparison> = Vec::new();
         let mut ours = lottery::ClaimValues::new();
-        let prune: Vec<&Input> = ctx.inputs_of_kind("prune");
+        let prune: Vec<&Input> = ctx.inputs_of_kind(super::prune::PruneStage::NAME);
         if !prune.is_empty() {
             let (section, values) = lottery::section(ctx, &prune, params)?;
             sections.push(section);
             ours.extend(values);
         }
-        let continual: Vec<&Input> = ctx.inputs_of_kind("continual");
+        let continual: Vec<&Input> = ctx.inputs_of_kind(super::continual::ContinualStage::NAME);
         if !continual.is_empty() {
             let (more, values) = continual::sections(ctx, &continual)?;
             sections.extend(more);
@@ -176,7 +176,7 @@ impl TypedStage for ReportStage {
             }
             comparisons.push(c);
         }
-        let noise: Vec<&Input> = ctx.inputs_of_kind("noise-eval");
+        let noise: Vec<&Input> = ctx.inputs_of_kind(super::noise::NoiseStage::NAME);
         for input in noise {
             sections.push(noise::section(ctx, input)?);
         }
@@ -278,7 +278,7 @@ fn provenance_section(ctx: &StageContext, p: &ReportParams) -> Section {
     } else {
         s = s.paragraph(format!("Reduced settings: {}", p.reduced));
     }
-    for d in ctx.inputs_of_kind("dataset") {
+    for d in ctx.inputs_of_kind(super::dataset::DatasetStage::NAME) {
         let name = d.params.get("name").and_then(|v| v.as_str()).unwrap_or("?");
         s = s.paragraph(format!("Dataset (stage `{}`): {name}.", d.stage));
     }
