@@ -80,12 +80,8 @@ pub struct Pipeline {
     pub name: String,
     /// The file it came from.
     pub file: PathBuf,
-    /// Its description, if any.
-    pub description: Option<String>,
     /// The profile applied, if any.
     pub profile: Option<String>,
-    /// Every override applied (profile first, then `--set`), for reports.
-    pub overrides: Vec<Override>,
     /// The names of the profiles the file defines.
     pub profiles: Vec<String>,
     /// Stages in dependency order.
@@ -223,9 +219,7 @@ impl Loader<'_> {
         Ok(Pipeline {
             name: raw.name,
             file: self.path.to_path_buf(),
-            description: raw.description,
             profile: selection.profile.clone(),
-            overrides,
             profiles,
             stages,
         })
@@ -605,8 +599,10 @@ fn select(stages: Vec<Stage>, only: &[String]) -> Result<Vec<Stage>, String> {
             .filter(|s| &s.name == o || &s.base == o)
             .collect();
         if matched.is_empty() {
-            let names: Vec<&str> = stages.iter().map(|s| s.name.as_str()).collect();
-            let hint = hint(o, names.iter().copied());
+            let names = stages
+                .iter()
+                .flat_map(|s| [s.base.as_str(), s.name.as_str()]);
+            let hint = hint(o, names);
             return Err(format!("--only {o}: no such stage{hint}"));
         }
         keep.extend(matched.into_iter().map(|s| s.name.clone()));
@@ -636,5 +632,70 @@ fn display_list(names: &[String]) -> String {
         "none".into()
     } else {
         names.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two seeds of a trained network, one noise test per seed and one report over all.
+    const MATRIX: &str = "
+name: linking
+stages:
+  data:
+    kind: dataset
+    params: { name: synthetic }
+  net:
+    kind: train
+    needs: [data]
+    matrix: { seed: [0, 1] }
+    params: { model: { type: mlp, hidden: [8] }, epochs: 1 }
+  noise:
+    kind: noise-eval
+    needs: [data, net]
+    matrix: { seed: [0, 1] }
+  report:
+    kind: report
+    needs: [net, noise]
+";
+
+    fn load(only: &[&str]) -> Result<Pipeline, Error> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.yaml");
+        std::fs::write(&path, MATRIX).unwrap();
+        let selection = Selection {
+            only: only.iter().map(|s| s.to_string()).collect(),
+            ..Selection::default()
+        };
+        Pipeline::load(&path, &selection)
+    }
+
+    fn needs(p: &Pipeline, stage: &str) -> Vec<String> {
+        p.stage(stage).expect("stage exists").needs.clone()
+    }
+
+    #[test]
+    fn matrix_stages_link_to_the_upstream_with_the_same_values() {
+        let p = load(&[]).unwrap();
+        assert_eq!(needs(&p, "net@seed=1"), ["data"]);
+        assert_eq!(needs(&p, "noise@seed=1"), ["data", "net@seed=1"]);
+        assert_eq!(
+            needs(&p, "report"),
+            ["net@seed=0", "net@seed=1", "noise@seed=0", "noise@seed=1"],
+            "a stage without the matrix key needs every expansion"
+        );
+    }
+
+    #[test]
+    fn only_keeps_the_named_stages_and_everything_they_need() {
+        let names = |p: &Pipeline| p.stages.iter().map(|s| s.name.clone()).collect::<Vec<_>>();
+        let p = load(&["noise@seed=1"]).unwrap();
+        assert_eq!(names(&p), ["data", "net@seed=1", "noise@seed=1"]);
+        let p = load(&["net"]).unwrap();
+        assert_eq!(names(&p), ["data", "net@seed=0", "net@seed=1"]);
+        let err = load(&["nosie"]).unwrap_err().to_string();
+        assert!(err.contains("--only nosie: no such stage"), "{err}");
+        assert!(err.contains("did you mean"), "{err}");
     }
 }

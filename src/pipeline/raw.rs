@@ -9,7 +9,7 @@ use serde_yaml::{Mapping, Value};
 pub struct RawPipeline {
     /// Names the report folder and the refs.
     pub name: String,
-    /// Free text shown in reports.
+    /// Free text for people reading the file (repro accepts it and does not use it).
     #[serde(default)]
     pub description: Option<String>,
     /// Default seed of every stage.

@@ -234,3 +234,140 @@ pub fn fit<D: Device<f32>, M: Model<D>>(
         snapshot,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    use super::*;
+    use crate::nn::{Cpu, InitConfig, InputShape, ModelConfig, Network, OptimizerConfig};
+    use crate::stages::training::Normalize;
+
+    /// A learnable training set (the label is the brightest of 4 inputs) and a
+    /// validation set whose labels are noise, so validation stops improving soon.
+    fn data() -> Prepared {
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let mut split = |n: usize, noise: bool| {
+            let x: Vec<f32> = (0..n * 4).map(|_| rng.gen::<f32>()).collect();
+            let y: Vec<u8> = (0..n)
+                .map(|i| {
+                    if noise {
+                        rng.gen_range(0..4)
+                    } else {
+                        let row = &x[i * 4..i * 4 + 4];
+                        (0..4).max_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap() as u8
+                    }
+                })
+                .collect();
+            (x, y)
+        };
+        let (train_x, train_y) = split(400, false);
+        let (test_x, test_y) = split(100, false);
+        let validation = Some(split(100, true));
+        Prepared {
+            shape: InputShape {
+                channels: 1,
+                height: 1,
+                width: 4,
+                classes: 4,
+            },
+            normalize: Normalize {
+                mean: vec![0.0],
+                std: vec![1.0],
+            },
+            train_x,
+            train_y,
+            test_x,
+            test_y,
+            validation,
+        }
+    }
+
+    fn run(early_stopping: Option<&EarlyStopping>, keep: Keep) -> (History, Network<Cpu>) {
+        let dev = Cpu::default();
+        let data = data();
+        let model = ModelConfig::Mlp { hidden: vec![32] };
+        let mut net = Network::new(&model, data.shape, &InitConfig::default(), 3, &dev).unwrap();
+        let mut opt = Optimizer::new(OptimizerConfig::Adam {
+            lr: 0.02,
+            betas: [0.9, 0.999],
+            eps: 1e-8,
+            weight_decay: 0.0,
+        });
+        let history = fit(
+            &mut net,
+            &mut opt,
+            &data,
+            FitPlan {
+                first_epoch: 1,
+                epochs: 40,
+                batch_size: 20,
+                eval_batch_size: 100,
+                early_stopping,
+                keep,
+                seed: 11,
+                progress: &mut |_, _, _| {},
+                snapshot_at: None,
+            },
+        )
+        .unwrap();
+        (history, net)
+    }
+
+    #[test]
+    fn early_stopping_stops_patience_epochs_after_the_best_validation_loss() {
+        let es = EarlyStopping {
+            patience: 3,
+            metric: StopMetric::ValidationLoss,
+        };
+        let (h, _) = run(Some(&es), Keep::Last);
+        assert!(h.rows.len() < 40, "noise labels never keep improving");
+        let best = h.min_validation_loss.expect("there is a validation split");
+        assert_eq!(
+            h.rows.len() - 1 - best,
+            es.patience,
+            "stops exactly `patience` epochs after the best one"
+        );
+        assert!(h.rows[best + 1..]
+            .iter()
+            .all(|r| r.validation_loss >= h.rows[best].validation_loss));
+        let top = h
+            .rows
+            .iter()
+            .map(|r| r.validation_accuracy)
+            .fold(f64::MIN, f64::max);
+        assert_eq!(
+            h.rows[h.kept].validation_accuracy, top,
+            "with early stopping the best epoch by validation accuracy is kept"
+        );
+    }
+
+    #[test]
+    fn keep_best_leaves_the_best_validation_epochs_weights_in_the_network() {
+        let (h, net) = run(None, Keep::Best);
+        assert_eq!(h.rows.len(), 40, "without early stopping every epoch runs");
+        let best = h
+            .rows
+            .iter()
+            .map(|r| r.validation_accuracy)
+            .fold(f64::MIN, f64::max);
+        let first_best = h
+            .rows
+            .iter()
+            .position(|r| r.validation_accuracy == best)
+            .unwrap();
+        assert_eq!(
+            h.kept, first_best,
+            "the first epoch reaching the best is kept"
+        );
+        let data = data();
+        let test = evaluate(&net, &data.test_x, &data.test_y, 100).unwrap();
+        assert_eq!(
+            test.accuracy, h.rows[h.kept].test_accuracy,
+            "the network holds the kept epoch's weights"
+        );
+        let (last, _) = run(None, Keep::Last);
+        assert_eq!(last.kept, 39);
+    }
+}
