@@ -38,7 +38,13 @@ pub fn exec(args: Args) -> CliResult {
         };
         let reason = describe(&a.reasons);
         if args.json {
-            let line = serde_json::json!({"stage": name, "status": status, "key": a.key, "reason": reason});
+            let line = serde_json::json!({
+                "stage": name,
+                "status": status,
+                "key": a.key,
+                "reason": reason,
+                "reasons": a.reasons,
+            });
             println!("{line}");
         } else if a.status == Status::Cached {
             println!("  cached  {name}");

@@ -18,7 +18,7 @@ use crate::store::object::{object_file, publish, remove_tree};
 use crate::store::record::{write_record, write_ref, Manifest, StageRecord};
 use crate::store::{io_err, Store};
 
-use super::events::RunEvent;
+use super::events::{Failure, RunEvent};
 use super::plan::Assessment;
 
 struct ChannelProgress<'a> {
@@ -100,7 +100,10 @@ pub fn execute(
     assessment: &Assessment,
     upstream: &BTreeMap<String, StageRecord>,
     tx: Sender<RunEvent>,
-) -> Result<StageRecord, String> {
+) -> Result<StageRecord, Failure> {
+    let store_failure = |e: crate::store::Error| Failure::Store {
+        message: e.to_string(),
+    };
     let started = Instant::now();
     let store = env.store;
     let work = store.tmp_dir().join(format!(
@@ -109,11 +112,11 @@ pub fn execute(
         std::process::id()
     ));
     if work.exists() {
-        remove_tree(&work).map_err(|e| e.to_string())?;
+        remove_tree(&work).map_err(store_failure)?;
     }
     std::fs::create_dir_all(&work)
         .map_err(io_err("create", &work))
-        .map_err(|e| e.to_string())?;
+        .map_err(store_failure)?;
     let scratch = store.scratch_dir(&assessment.key);
     let inputs = upstream
         .iter()
@@ -157,7 +160,9 @@ pub fn execute(
         Ok(Ok(m)) => m,
         Ok(Err(e)) => {
             let _ = remove_tree(&work);
-            return Err(e.to_string());
+            return Err(Failure::Stage {
+                message: e.to_string(),
+            });
         }
         Err(panic) => {
             let _ = remove_tree(&work);
@@ -166,10 +171,10 @@ pub fn execute(
                 .cloned()
                 .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_else(|| "unknown panic".into());
-            return Err(format!("internal error (a bug in repro): {msg}"));
+            return Err(Failure::Panic { message: msg });
         }
     };
-    let output = publish(store, &work).map_err(|e| e.to_string())?;
+    let output = publish(store, &work).map_err(store_failure)?;
     let record = StageRecord::new(
         assessment.fields.clone(),
         output,
@@ -193,8 +198,8 @@ pub fn execute(
             finished_at: crate::provenance::unix_now(),
         },
     );
-    write_record(store, &record).map_err(|e| e.to_string())?;
-    write_ref(store, &env.pipeline.name, &stage.name, &record.fields).map_err(|e| e.to_string())?;
+    write_record(store, &record).map_err(store_failure)?;
+    write_ref(store, &env.pipeline.name, &stage.name, &record.fields).map_err(store_failure)?;
     if scratch.exists() {
         let _ = remove_tree(&scratch);
     }

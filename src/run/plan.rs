@@ -72,29 +72,31 @@ pub enum InputState {
     Pending(String),
 }
 
-/// The key fields of a stage given its inputs' states and its sources' digests.
+/// The key fields of a stage given its inputs' states and its sources' digests: ready
+/// inputs go in `inputs`, pending ones in `pending` (so a stage whose inputs are all
+/// ready has exactly the fields it will be recorded under).
 fn key_fields(
     stage: &Stage,
     inputs: &BTreeMap<String, InputState>,
     sources: BTreeMap<String, String>,
 ) -> KeyFields {
+    let mut ready = BTreeMap::new();
+    let mut pending = BTreeMap::new();
+    for (name, state) in inputs {
+        match state {
+            InputState::Ready(digest) => ready.insert(name.clone(), digest.clone()),
+            InputState::Pending(key) => pending.insert(name.clone(), key.clone()),
+        };
+    }
     KeyFields {
         format: KEY_FORMAT,
         kind: stage.kind.name().to_string(),
         version: stage.kind.version(),
         params: stage.params.clone(),
         seed: stage.seed,
-        inputs: inputs
-            .iter()
-            .map(|(n, s)| {
-                let d = match s {
-                    InputState::Ready(d) => d.clone(),
-                    InputState::Pending(k) => format!("pending:{k}"),
-                };
-                (n.clone(), d)
-            })
-            .collect(),
+        inputs: ready,
         sources,
+        pending,
     }
 }
 
@@ -120,11 +122,6 @@ pub fn assess(
         source_digests.insert(name.clone(), files.digest(&path)?);
         sources.insert(name, path);
     }
-    let pending: Vec<String> = inputs
-        .iter()
-        .filter(|(_, s)| matches!(s, InputState::Pending(_)))
-        .map(|(n, _)| n.clone())
-        .collect();
     let fields = key_fields(stage, inputs, source_digests);
     let key = fields.key();
     let mut out = Assessment {
@@ -135,7 +132,7 @@ pub fn assess(
         record: None,
         sources,
     };
-    if pending.is_empty() {
+    if out.fields.pending.is_empty() {
         match lookup(store, &out.key) {
             Lookup::Absent => {}
             Lookup::Corrupt(why) => {
@@ -159,23 +156,7 @@ pub fn assess(
     out.reasons = match read_ref(store, &pipeline.name, &stage.name) {
         None => vec![MissReason::New],
         Some(last) => {
-            let mut reasons: Vec<MissReason> = out
-                .fields
-                .compare(&last.fields)
-                .into_iter()
-                .filter(|r| !matches!(r, MissReason::InputChanged { .. }))
-                .collect();
-            let mut changed: Vec<String> = pending.clone();
-            for (n, d) in &out.fields.inputs {
-                if !d.starts_with("pending:") && last.fields.inputs.get(n) != Some(d) {
-                    changed.push(n.clone());
-                }
-            }
-            changed.sort();
-            changed.dedup();
-            if !changed.is_empty() {
-                reasons.push(MissReason::InputChanged { inputs: changed });
-            }
+            let mut reasons = out.fields.compare(&last.fields);
             if reasons.is_empty() {
                 reasons.push(if last.key == out.key {
                     MissReason::OutputMissing
@@ -256,5 +237,188 @@ fn without_data(
         reasons: vec![MissReason::DatasetMissing { dataset }],
         record: None,
         sources: BTreeMap::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::Selection;
+    use crate::store::record::{write_record, write_ref, Manifest};
+    use serde_json::json;
+
+    const PIPELINE: &str = "name: assess
+stages:
+  data:
+    kind: dataset
+    params: { name: synthetic, train_size: 300, test_size: 100 }
+  net:
+    kind: train
+    needs: [data]
+    params: { model: { type: mlp, hidden: [8] }, epochs: 1 }
+";
+
+    /// A store and the pipeline above, in a temporary folder.
+    struct Setup {
+        _dir: tempfile::TempDir,
+        store: Store,
+        files: FileDigests,
+        pipeline: Pipeline,
+    }
+
+    fn setup() -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.yaml");
+        std::fs::write(&path, PIPELINE).unwrap();
+        let pipeline = Pipeline::load(&path, &Selection::default()).unwrap();
+        let store = Store::open(&dir.path().join("store")).unwrap();
+        let files = FileDigests::load(&store);
+        Setup {
+            _dir: dir,
+            store,
+            files,
+            pipeline,
+        }
+    }
+
+    impl Setup {
+        fn assess(&self, stage: &str, inputs: &[(&str, InputState)]) -> Assessment {
+            let inputs = inputs
+                .iter()
+                .map(|(n, s)| (n.to_string(), s.clone()))
+                .collect();
+            let stage = self.pipeline.stage(stage).unwrap();
+            assess(&self.store, &self.files, &self.pipeline, stage, &inputs).unwrap()
+        }
+
+        /// Publishes a one-file result under `fields` and points the stage's ref at it,
+        /// as a finished run does.
+        fn publish(&self, stage: &str, fields: &KeyFields) -> StageRecord {
+            let work = self.store.tmp_dir().join("work");
+            std::fs::create_dir_all(&work).unwrap();
+            std::fs::write(work.join("out.txt"), "result").unwrap();
+            let output = object::publish(&self.store, &work).unwrap();
+            let manifest = Manifest {
+                pipeline: self.pipeline.name.clone(),
+                stage: stage.to_string(),
+                kind: fields.kind.clone(),
+                params: fields.params.clone(),
+                inputs: fields.inputs.clone(),
+                seed: fields.seed,
+                metrics: BTreeMap::new(),
+                wall_seconds: 0.0,
+                peak_rss_bytes: None,
+                device: "cpu".into(),
+                cpu_products: None,
+                threads: 1,
+                crate_version: "test".into(),
+                git_commit: None,
+                host: "test".into(),
+                finished_at: 0,
+            };
+            let record = StageRecord::new(fields.clone(), output, manifest);
+            write_record(&self.store, &record).unwrap();
+            write_ref(&self.store, &self.pipeline.name, stage, fields).unwrap();
+            record
+        }
+    }
+
+    fn ready() -> [(&'static str, InputState); 1] {
+        [("data", InputState::Ready("d1".into()))]
+    }
+
+    #[test]
+    fn a_stage_never_run_is_new() {
+        let s = setup();
+        let a = s.assess("data", &[]);
+        assert_eq!(a.status, Status::Run);
+        assert_eq!(a.reasons, [MissReason::New]);
+        assert!(a.record.is_none());
+    }
+
+    #[test]
+    fn a_published_result_is_cached_with_no_reason() {
+        let s = setup();
+        let first = s.assess("net", &ready());
+        let record = s.publish("net", &first.fields);
+        let a = s.assess("net", &ready());
+        assert_eq!(a.status, Status::Cached);
+        assert!(a.reasons.is_empty());
+        assert_eq!(a.key, record.key);
+        assert_eq!(a.record.unwrap().output, record.output);
+    }
+
+    #[test]
+    fn a_missing_object_is_output_missing() {
+        let s = setup();
+        let record = s.publish("data", &s.assess("data", &[]).fields);
+        std::fs::remove_dir_all(s.store.object_dir(&record.output)).unwrap();
+        let a = s.assess("data", &[]);
+        assert_eq!(a.status, Status::Run);
+        assert_eq!(a.reasons, [MissReason::OutputMissing]);
+    }
+
+    #[test]
+    fn a_damaged_object_is_output_corrupt() {
+        let s = setup();
+        let record = s.publish("data", &s.assess("data", &[]).fields);
+        let file = s.store.object_dir(&record.output).join("out.txt");
+        std::fs::remove_file(&file).unwrap();
+        std::fs::write(&file, "another result").unwrap();
+        let a = s.assess("data", &[]);
+        assert_eq!(a.status, Status::Run);
+        assert_eq!(a.reasons, [MissReason::OutputCorrupt]);
+    }
+
+    #[test]
+    fn a_damaged_record_is_record_corrupt() {
+        let s = setup();
+        let record = s.publish("data", &s.assess("data", &[]).fields);
+        std::fs::write(s.store.record_path(&record.key), "not a record").unwrap();
+        let a = s.assess("data", &[]);
+        assert_eq!(a.status, Status::Run);
+        assert!(
+            matches!(&a.reasons[..], [MissReason::RecordCorrupt { why }] if why.contains("not a valid record")),
+            "{:?}",
+            a.reasons
+        );
+    }
+
+    #[test]
+    fn a_pending_input_is_data_in_the_fields_and_a_changed_input() {
+        let s = setup();
+        let ready_key = s.publish("net", &s.assess("net", &ready()).fields).key;
+        let a = s.assess("net", &[("data", InputState::Pending("k1".into()))]);
+        assert_eq!(a.status, Status::Run);
+        assert!(a.fields.inputs.is_empty());
+        assert_eq!(
+            a.fields.pending,
+            BTreeMap::from([("data".to_string(), "k1".to_string())])
+        );
+        assert_ne!(a.key, ready_key);
+        assert_eq!(
+            a.reasons,
+            [MissReason::InputChanged {
+                inputs: vec!["data".into()]
+            }]
+        );
+    }
+
+    #[test]
+    fn a_param_change_names_the_path_with_both_values() {
+        let s = setup();
+        let mut old = s.assess("data", &[]).fields;
+        old.params["test_size"] = json!(50);
+        s.publish("data", &old);
+        let a = s.assess("data", &[]);
+        assert_eq!(a.status, Status::Run);
+        assert_eq!(
+            a.reasons,
+            [MissReason::ParamChanged {
+                path: "test_size".into(),
+                old: Some(json!(50)),
+                new: Some(json!(100)),
+            }]
+        );
     }
 }

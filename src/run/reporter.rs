@@ -1,11 +1,14 @@
 //! The one consumer of [`RunEvent`]s: an overall progress line and per-stage bars and
-//! log lines on stderr, the `--json` lines on stdout, and the closing summary.
+//! log lines on stderr, the `--json` lines on stdout, and the closing summary. It alone
+//! renders the events' miss reasons, failures and skip causes to text.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::store::key::{describe, MissReason};
 
 use super::events::{Outcome, RunEvent};
 use super::summary::{duration, RunTotals};
@@ -15,6 +18,8 @@ pub struct Reporter {
     json: bool,
     multi: MultiProgress,
     bars: BTreeMap<String, ProgressBar>,
+    /// Why each started stage runs, until it finishes (for its `--json` line).
+    reasons: BTreeMap<String, Vec<MissReason>>,
     /// The line above the stage bars: stages done of total, and an ETA.
     overall: ProgressBar,
     /// Seconds of each stage that ran to completion, for the ETA of those not started.
@@ -35,6 +40,7 @@ impl Reporter {
             json,
             multi,
             bars: BTreeMap::new(),
+            reasons: BTreeMap::new(),
             overall,
             ran_seconds: Vec::new(),
         }
@@ -93,7 +99,7 @@ impl Reporter {
     /// Handles one event.
     pub fn event(&mut self, event: RunEvent) {
         match event {
-            RunEvent::Started { stage, reason } => {
+            RunEvent::Started { stage, reasons } => {
                 let bar = self.multi.add(ProgressBar::new(0));
                 bar.set_style(
                     ProgressStyle::with_template(
@@ -104,7 +110,8 @@ impl Reporter {
                 );
                 bar.set_prefix(stage.clone());
                 bar.enable_steady_tick(Duration::from_millis(250));
-                self.log(format!("  run     {stage} ({reason})"));
+                self.log(format!("  run     {stage} ({})", describe(&reasons)));
+                self.reasons.insert(stage.clone(), reasons);
                 self.bars.insert(stage, bar);
             }
             RunEvent::Progress {
@@ -130,6 +137,7 @@ impl Reporter {
                     bar.finish_and_clear();
                     self.multi.remove(&bar);
                 }
+                let reasons = self.reasons.remove(&stage).unwrap_or_default();
                 if outcome == Outcome::Ran {
                     self.ran_seconds.push(seconds);
                 }
@@ -138,8 +146,10 @@ impl Reporter {
                 let detail = match &outcome {
                     Outcome::Cached => String::new(),
                     Outcome::Ran => format!(" {seconds:.2}s"),
-                    Outcome::Failed(m) => format!(" {seconds:.2}s\n          error: {m}"),
-                    Outcome::Skipped(m) => format!(" ({m})"),
+                    Outcome::Failed(failure) => {
+                        format!(" {seconds:.2}s\n          error: {failure}")
+                    }
+                    Outcome::Skipped(cause) => format!(" ({cause})"),
                 };
                 self.log(format!("  {:<7} {stage}{detail}", outcome.word()));
                 if self.json {
@@ -148,6 +158,7 @@ impl Reporter {
                         "status": outcome.word(),
                         "key": key,
                         "seconds": seconds,
+                        "reasons": reasons,
                     });
                     let mut out = std::io::stdout().lock();
                     let _ = writeln!(out, "{line}");

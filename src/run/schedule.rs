@@ -12,10 +12,9 @@ use std::time::Instant;
 
 use crate::pipeline::Pipeline;
 use crate::store::filecache::FileDigests;
-use crate::store::key::describe;
 use crate::store::record::{write_ref, StageRecord};
 
-use super::events::{Outcome, RunEvent};
+use super::events::{Failure, Outcome, RunEvent, SkipCause};
 use super::execute::{execute, ExecEnv};
 use super::plan::{assess, InputState, Status};
 
@@ -48,7 +47,7 @@ impl RunSummary {
 
 enum Msg {
     Event(RunEvent),
-    Done(String, Box<Result<StageRecord, String>>, f64),
+    Done(String, Box<Result<StageRecord, Failure>>, f64),
 }
 
 /// Runs a pipeline, sending every event to `report`. Errors are store or planning
@@ -80,12 +79,12 @@ pub fn run(
                     Some(Outcome::Failed(_) | Outcome::Skipped(_))
                 )
             }) {
-                let why = format!("needs `{bad}`, which did not finish");
+                let cause = SkipCause::Upstream { stage: bad.clone() };
                 finish(
                     report,
                     &mut outcomes,
                     &stage.name,
-                    Outcome::Skipped(why),
+                    Outcome::Skipped(cause),
                     String::new(),
                     0.0,
                 );
@@ -130,7 +129,7 @@ pub fn run(
             }
             report(RunEvent::Started {
                 stage: stage.name.clone(),
-                reason: describe(&a.reasons),
+                reasons: a.reasons.clone(),
             });
             running.insert(stage.name.clone(), a.key.clone());
             let upstream: BTreeMap<String, StageRecord> = stage
@@ -180,12 +179,12 @@ pub fn run(
                         );
                         records.insert(name, record);
                     }
-                    Err(msg) => {
+                    Err(failure) => {
                         finish(
                             report,
                             &mut outcomes,
                             &name,
-                            Outcome::Failed(msg),
+                            Outcome::Failed(failure),
                             key,
                             seconds,
                         );
@@ -200,14 +199,11 @@ pub fn run(
     result?;
     for stage in &pipeline.stages {
         if !outcomes.contains_key(&stage.name) {
-            let why =
-                "the run stopped after a failure (use --keep-going to run independent stages)"
-                    .to_string();
             finish(
                 report,
                 &mut outcomes,
                 &stage.name,
-                Outcome::Skipped(why),
+                Outcome::Skipped(SkipCause::Stopped),
                 String::new(),
                 0.0,
             );

@@ -24,10 +24,19 @@ fn second_run_is_all_cached_and_a_param_change_reruns_only_its_stage() {
     let plan = json_lines(&p.run(&["plan", "p.yaml", "--json", "--set", "b.test_size=50"]));
     let b = plan.iter().find(|l| l["stage"] == "b").unwrap();
     assert_eq!(b["status"], "run");
-    assert_eq!(b["reason"], "params changed: test_size");
-    let third = p.statuses(&["run", "p.yaml", "--json", "--set", "b.test_size=50"]);
-    assert_eq!(with_status(&third, "ran"), ["b"]);
-    assert_eq!(with_status(&third, "cached"), ["a"]);
+    assert_eq!(b["reason"], "param test_size changed: 100 -> 50");
+    assert_eq!(
+        b["reasons"],
+        serde_json::json!([{"reason": "param_changed", "path": "test_size", "old": 100, "new": 50}])
+    );
+    let a = plan.iter().find(|l| l["stage"] == "a").unwrap();
+    assert_eq!(a["reasons"], serde_json::json!([]));
+    let third = json_lines(&p.run(&["run", "p.yaml", "--json", "--set", "b.test_size=50"]));
+    let line = |stage: &str| third.iter().find(|l| l["stage"] == stage).unwrap();
+    assert_eq!(line("a")["status"], "cached");
+    assert_eq!(line("a")["reasons"], serde_json::json!([]));
+    assert_eq!(line("b")["status"], "ran");
+    assert_eq!(line("b")["reasons"], b["reasons"]);
 }
 
 #[test]

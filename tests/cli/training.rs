@@ -116,7 +116,7 @@ fn changes_rerun_exactly_what_depends_on_them() {
         ["data", "net"]
     );
     let plan = json_lines(&p.run(&["plan", "p.yaml", "--json", "--set", "data.validation=100"]));
-    assert_eq!(plan[0]["reason"], "params changed: validation");
+    assert_eq!(plan[0]["reason"], "param validation changed: 200 -> 100");
     assert_eq!(plan[1]["status"], "run");
     assert_eq!(plan[1]["reason"], "input changed: data");
     let r = p.statuses(&["run", "p.yaml", "--json", "--set", "data.validation=100"]);
