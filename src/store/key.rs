@@ -10,7 +10,7 @@
 //! | `params`   | the fully resolved params (defaults filled in), canonical JSON |
 //! | `seed`     | the stage's seed, a first-class input |
 //! | `inputs`   | for each upstream stage (by role), the digest of its output tree |
-//! | `sources`  | for each external file (a dataset's IDX files), its sha256 |
+//! | `sources`  | for each external file a dataset stage reads (MNIST's and Fashion-MNIST's IDX files, CIFAR's binary batch files), by file name, its sha256 |
 //! | `pending`  | only in a plan's provisional key: upstream stages still to run, by role, with their provisional keys; absent from the JSON when empty, so final keys hash the fields above alone |
 //!
 //! What never goes in, and why:
@@ -18,8 +18,12 @@
 //!   (bump `version` instead when results change meaning);
 //! - absolute paths and mtimes: moving a checkout or touching a file changes no result;
 //!   external files enter by content only;
-//! - thread count, device and host: recorded in the manifest for provenance; results are
-//!   deterministic for a given thread count, but a cache hit across machines is wanted.
+//! - thread count, device, host and CPU kernel (the AVX-512 or the portable gemm
+//!   products, another summation order): recorded in the manifest for provenance
+//!   (`threads`, `device`, `host`, `cpu_products`). Results are byte-identical for a
+//!   given thread count and kernel and differ in the last digits across kernels, but a
+//!   cache hit across machines is wanted, so a result computed on one is reused on the
+//!   other.
 //!
 //! The fields are stored in full beside the hash (in the record and in `refs/`) only so
 //! that [`KeyFields::compare`] can say *why* a stage is stale: a cache miss is data
