@@ -111,16 +111,22 @@ fn param_error(err: serde_path_to_error::Error<serde_json::Error>) -> ParamError
         Some((field, expected)) => {
             // serde_path_to_error's path already ends at the unknown key.
             let key = if path.is_empty() { field.clone() } else { path };
-            let hint = crate::suggest::hint(&field, expected.iter().map(String::as_str));
-            let valid = if expected.is_empty() {
-                String::new()
-            } else {
-                format!(" (valid: {})", expected.join(", "))
-            };
-            ParamError::new(key, format!("unknown key `{field}`{hint}{valid}"))
+            let expected: Vec<&str> = expected.iter().map(String::as_str).collect();
+            unknown_key_error(key, &field, &expected)
         }
         None => ParamError::new(path, inner),
     }
+}
+
+/// "unknown key `x`, did you mean `y`? (valid: ...)" at `key`.
+fn unknown_key_error(key: String, field: &str, valid: &[&str]) -> ParamError {
+    let hint = crate::suggest::hint(field, valid.iter().copied());
+    let valid = if valid.is_empty() {
+        String::new()
+    } else {
+        format!(" (valid: {})", valid.join(", "))
+    };
+    ParamError::new(key, format!("unknown key `{field}`{hint}{valid}"))
 }
 
 /// A YAML value's kind, for messages.
@@ -191,7 +197,7 @@ mod tests {
     #[test]
     fn unknown_key_names_path_and_suggests() {
         let err = parse("{epochs: 1, optimizer: {lrr: 0.1}}").unwrap_err();
-        assert_eq!(err.key, "optimizer");
+        assert_eq!(err.key, "optimizer.lrr");
         assert!(err.message.contains("unknown key `lrr`"), "{}", err.message);
         assert!(
             err.message.contains("did you mean `lr`?"),
