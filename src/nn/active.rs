@@ -14,7 +14,8 @@
 //! weights U(±1/sqrt(d_in · d_w · fan_in)) with d_in the density of the
 //! layer's input (the previous k-WTA's fraction, else 1) and d_w the density
 //! of its weights; biases U(±1/sqrt(fan_in)) (PyTorch's default); segment
-//! weights U(±1/sqrt(0.1 · context)) (Numenta's `context_percent_on = 0.1`).
+//! weights U(±1/sqrt(p · context)) with p = `context_percent_on` (Numenta's code 0.1,
+//! Bain's 0.05: the density the init assumes of the context, which is dense in fact).
 //! With no sparsity this is PyTorch's default initialization.
 
 use dfdx::prelude::*;
@@ -55,6 +56,8 @@ pub struct ActiveSpec {
     pub segments: usize,
     /// Length of the context vector the segments read (0 without dendrites).
     pub context: usize,
+    /// The context density the segment weights' init assumes (see the module doc).
+    pub context_percent_on: f64,
 }
 
 /// Feed-forward part of a block.
@@ -120,7 +123,7 @@ impl<D: Device<f32>> ActiveNet<D> {
         };
         let segments = |name: &str, units: usize, block: usize| {
             (spec.segments > 0).then(|| {
-                let width = (1.0 / (0.1 * spec.context as f64).sqrt()) as f32;
+                let width = (1.0 / (spec.context_percent_on * spec.context as f64).sqrt()) as f32;
                 let mut init = Initializer::new(
                     InitConfig {
                         weight: WeightInit::Uniform { width },
@@ -334,6 +337,7 @@ mod tests {
             sparse_output: true,
             segments,
             context,
+            context_percent_on: 0.1,
         }
     }
 
@@ -391,6 +395,7 @@ mod tests {
             sparse_output: false,
             segments: 3,
             context: 2,
+            context_percent_on: 0.1,
         };
         let image = InputShape {
             channels: 1,

@@ -8,6 +8,11 @@
 //!   convolutional ADN).
 //! - `zeros`: a constant zero vector, so every gate is σ(0) = 0.5 (Bain's
 //!   "0s context" control).
+//! - `task_sum: {divisor, test}` (Bain's `adn_pmnist.py`, average-image version):
+//!   the sum of the task's normalized training inputs divided by a fixed count
+//!   (his 6000, "hardcoded for mnist train": 10× the mean of 60,000 images); at test
+//!   time the true task's context (`oracle`, as his script does) or the nearest one
+//!   (`nearest`, as Numenta's inference).
 
 use serde::{Deserialize, Serialize};
 
@@ -22,14 +27,42 @@ pub enum ContextKind {
     Onehot,
     /// All zeros.
     Zeros,
+    /// The task's input sum over `divisor`, with a choice of test-time context.
+    TaskSum {
+        /// What the sum is divided by (Bain: 6000).
+        divisor: u32,
+        /// The context a test example gets.
+        test: TestContext,
+    },
+}
+
+/// The context a test example of a prototype-like kind gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TestContext {
+    /// The stored context nearest to the example (no task label used).
+    Nearest,
+    /// The true task's context (the task label is given: an upper bound).
+    Oracle,
 }
 
 impl ContextKind {
     /// Length of the context vector.
     pub fn len(self, features: usize, tasks: usize) -> usize {
         match self {
-            ContextKind::Prototype => features,
+            ContextKind::Prototype | ContextKind::TaskSum { .. } => features,
             ContextKind::Onehot | ContextKind::Zeros => tasks,
+        }
+    }
+
+    /// Checks the divisor.
+    pub fn validate(self) -> Result<(), crate::stages::ParamError> {
+        match self {
+            ContextKind::TaskSum { divisor: 0, .. } => Err(crate::stages::ParamError::new(
+                "context.task_sum.divisor",
+                "must be at least 1",
+            )),
+            _ => Ok(()),
         }
     }
 }
@@ -61,29 +94,36 @@ impl Contexts {
     /// Starts task `t` with its training inputs `x`; returns the context every
     /// training example of the task gets.
     pub fn learn(&mut self, t: usize, x: &[f32]) -> Vec<f32> {
-        match self.kind {
-            ContextKind::Prototype => {
-                let n = (x.len() / self.features).max(1);
-                let mut mean = vec![0.0f64; self.features];
-                for row in x.chunks(self.features) {
-                    for (m, &v) in mean.iter_mut().zip(row) {
-                        *m += v as f64;
-                    }
-                }
-                let mean: Vec<f32> = mean.iter().map(|m| (m / n as f64) as f32).collect();
-                self.prototypes.push(mean.clone());
-                mean
+        let divisor = match self.kind {
+            ContextKind::Prototype => (x.len() / self.features).max(1) as f64,
+            ContextKind::TaskSum { divisor, .. } => f64::from(divisor),
+            ContextKind::Onehot => return self.onehot(t),
+            ContextKind::Zeros => return vec![0.0; self.len()],
+        };
+        let mut sum = vec![0.0f64; self.features];
+        for row in x.chunks(self.features) {
+            for (m, &v) in sum.iter_mut().zip(row) {
+                *m += v as f64;
             }
-            ContextKind::Onehot => self.onehot(t),
-            ContextKind::Zeros => vec![0.0; self.len()],
         }
+        let context: Vec<f32> = sum.iter().map(|m| (m / divisor) as f32).collect();
+        self.prototypes.push(context.clone());
+        context
     }
 
     /// The context of a test example of task `t`; for prototypes the nearest
     /// one, whatever `t` is. Also returns the task the context stands for.
     pub fn infer(&self, t: usize, example: &[f32]) -> (Vec<f32>, usize) {
         match self.kind {
-            ContextKind::Prototype => {
+            ContextKind::TaskSum {
+                test: TestContext::Oracle,
+                ..
+            } => (self.prototypes[t].clone(), t),
+            ContextKind::Prototype
+            | ContextKind::TaskSum {
+                test: TestContext::Nearest,
+                ..
+            } => {
                 let distance = |p: &Vec<f32>| -> f64 {
                     p.iter()
                         .zip(example)
@@ -136,6 +176,38 @@ mod tests {
         assert_eq!(c.infer(1, &[0.0, 1.0]), (vec![1.0, 1.0], 0));
         let x = append(&[5.0, 6.0, 7.0, 8.0], 2, |i, _| vec![i as f32]);
         assert_eq!(x, [5.0, 6.0, 0.0, 7.0, 8.0, 1.0]);
+    }
+
+    #[test]
+    fn task_sums_divide_by_the_fixed_count_and_the_oracle_gives_the_true_task() {
+        let kind = |test| ContextKind::TaskSum { divisor: 4, test };
+        let mut oracle = Contexts::new(kind(TestContext::Oracle), 2, 2);
+        assert_eq!(oracle.learn(0, &[0.0, 0.0, 2.0, 2.0]), [0.5, 0.5]);
+        assert_eq!(oracle.learn(1, &[40.0, 40.0]), [10.0, 10.0]);
+        assert_eq!(
+            oracle.infer(0, &[40.0, 40.0]),
+            (vec![0.5, 0.5], 0),
+            "the oracle ignores how the example looks"
+        );
+        let mut nearest = Contexts::new(kind(TestContext::Nearest), 2, 2);
+        nearest.learn(0, &[0.0, 0.0, 2.0, 2.0]);
+        nearest.learn(1, &[40.0, 40.0]);
+        assert_eq!(nearest.infer(0, &[9.0, 9.0]), (vec![10.0, 10.0], 1));
+        assert!(kind(TestContext::Oracle).validate().is_ok());
+        let zero = ContextKind::TaskSum {
+            divisor: 0,
+            test: TestContext::Oracle,
+        };
+        assert_eq!(zero.validate().unwrap_err().key, "context.task_sum.divisor");
+        assert_eq!(
+            serde_json::to_value(kind(TestContext::Oracle)).unwrap(),
+            serde_json::json!({"task_sum": {"divisor": 4, "test": "oracle"}})
+        );
+        assert_eq!(
+            serde_json::to_value(ContextKind::Prototype).unwrap(),
+            serde_json::json!("prototype"),
+            "the plain kinds keep their form, so existing keys stay valid"
+        );
     }
 
     #[test]

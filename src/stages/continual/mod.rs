@@ -147,6 +147,7 @@ impl TypedStage for ContinualStage {
         p.stopping.validate()?;
         p.tasks.validate()?;
         p.model.validate()?;
+        p.context.validate()?;
         if p.eval_every == 0 {
             return Err(ParamError::new("eval_every", "must be at least 1"));
         }

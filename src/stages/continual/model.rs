@@ -12,6 +12,19 @@ fn yes() -> bool {
     true
 }
 
+/// Numenta's `context_percent_on`, the value before it was a parameter.
+const NUMENTA_CONTEXT_PERCENT_ON: f64 = 0.1;
+
+fn numenta_context_percent_on() -> f64 {
+    NUMENTA_CONTEXT_PERCENT_ON
+}
+
+/// Leaves Numenta's value out of the params, so that stage keys from before the
+/// parameter existed stay valid.
+fn is_numenta_context_percent_on(p: &f64) -> bool {
+    *p == NUMENTA_CONTEXT_PERCENT_ON
+}
+
 fn cnn_conv() -> Vec<usize> {
     vec![64, 32]
 }
@@ -59,6 +72,13 @@ pub struct DendriticConfig {
     /// Whether the output layer is sparse too.
     #[serde(default = "yes")]
     pub sparse_output: bool,
+    /// The context density the segment weights' init assumes: U(±1/sqrt(p · context)).
+    /// Numenta's code 0.1 (the default), Bain's 0.05; the context is dense either way.
+    #[serde(
+        default = "numenta_context_percent_on",
+        skip_serializing_if = "is_numenta_context_percent_on"
+    )]
+    pub context_percent_on: f64,
 }
 
 /// Bain's split-CIFAR base CNN (conv 64, pool, conv 32, pool, FC 256, 128).
@@ -110,6 +130,13 @@ pub struct DendriticCnnConfig {
     /// Segments per unit or channel; default: one per task.
     #[serde(default)]
     pub segments: Option<usize>,
+    /// The context density the segment weights' init assumes: U(±1/sqrt(p · context)).
+    /// Numenta's code 0.1 (the default), Bain's 0.05; the context is dense either way.
+    #[serde(
+        default = "numenta_context_percent_on",
+        skip_serializing_if = "is_numenta_context_percent_on"
+    )]
+    pub context_percent_on: f64,
 }
 
 /// A continual-learning network: one config struct per model, tagged by `type`.
@@ -141,6 +168,7 @@ impl Default for ContinualModel {
             weight_sparsity: 0.5,
             segments: None,
             sparse_output: true,
+            context_percent_on: NUMENTA_CONTEXT_PERCENT_ON,
         })
     }
 }
@@ -182,6 +210,9 @@ impl ContinualModel {
         if spec.weight_sparsity != 0.0 {
             fraction("weight_sparsity", spec.weight_sparsity, true)?;
         }
+        if self.is_dendritic() {
+            fraction("context_percent_on", spec.context_percent_on, false)?;
+        }
         if matches!(
             self,
             ContinualModel::Dendritic(DendriticConfig {
@@ -217,6 +248,7 @@ impl ContinualModel {
             sparse_output: false,
             segments: 0,
             context: 0,
+            context_percent_on: NUMENTA_CONTEXT_PERCENT_ON,
         };
         Some(match self {
             ContinualModel::Bnn(_) => return None,
@@ -239,12 +271,14 @@ impl ContinualModel {
                 weight_sparsity,
                 segments,
                 sparse_output,
+                context_percent_on,
             }) => ActiveSpec {
                 percent_on: Some(*percent_on),
                 weight_sparsity: *weight_sparsity,
                 sparse_output: *sparse_output,
                 segments: segments.unwrap_or(tasks),
                 context,
+                context_percent_on: *context_percent_on,
                 ..plain(&[], hidden)
             },
             ContinualModel::SparseCnn(SparseCnnConfig {
@@ -266,12 +300,14 @@ impl ContinualModel {
                 percent_on,
                 weight_sparsity,
                 segments,
+                context_percent_on,
             }) => ActiveSpec {
                 conv_percent_on: Some(*conv_percent_on),
                 percent_on: Some(*percent_on),
                 weight_sparsity: *weight_sparsity,
                 segments: segments.unwrap_or(tasks),
                 context,
+                context_percent_on: *context_percent_on,
                 ..plain(conv, hidden)
             },
         })
