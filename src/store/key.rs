@@ -132,10 +132,18 @@ fn changed_entries(old: &BTreeMap<String, String>, new: &BTreeMap<String, String
 }
 
 /// Pushes one [`MissReason::ParamChanged`] for each dotted path at which two JSON
-/// values differ, in path order. Objects are compared key by key; anything else
-/// (numbers, strings, arrays) as a whole.
+/// values differ, in path order. Objects are compared key by key, and lists of
+/// objects of the same length item by item (`references[3].paper`); anything else
+/// (numbers, strings, other lists) as a whole.
 fn diff_params(prefix: &str, old: &Value, new: &Value, out: &mut Vec<MissReason>) {
     match (old, new) {
+        (Value::Array(a), Value::Array(b))
+            if a.len() == b.len() && a.iter().chain(b).any(Value::is_object) =>
+        {
+            for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                diff_params(&format!("{prefix}[{i}]"), x, y, out);
+            }
+        }
         (Value::Object(a), Value::Object(b)) => {
             let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
             keys.sort();
@@ -346,6 +354,21 @@ mod tests {
             old,
             new,
         }
+    }
+
+    #[test]
+    fn lists_of_objects_are_compared_item_by_item() {
+        let mut old = fields();
+        old.params["references"] =
+            json!([{"stage": "a", "paper": 1.0}, {"stage": "b", "paper": 2.0}]);
+        let mut new = old.clone();
+        new.params["references"][1]["paper"] = json!(3.0);
+        assert_eq!(
+            describe(&new.compare(&old)),
+            "param references[1].paper changed: 2.0 -> 3.0"
+        );
+        new.params["references"] = json!([{"stage": "a", "paper": 1.0}]);
+        assert!(describe(&new.compare(&old)).starts_with("param references changed: "));
     }
 
     #[test]
