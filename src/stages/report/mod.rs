@@ -8,8 +8,11 @@
 //! `reports/<pipeline name>/`.
 
 mod continual;
+mod divergence;
 mod lottery;
 mod noise;
+
+pub use divergence::Divergence;
 
 use std::collections::BTreeMap;
 
@@ -111,6 +114,9 @@ pub struct ReportParams {
     pub references: Vec<Reference>,
     /// Log-scaled x axis for "% of weights remaining".
     pub log_x: bool,
+    /// Settings where the run, the paper's text and the authors' code differ, shown
+    /// in the "Divergences" section.
+    pub divergences: Vec<Divergence>,
 }
 
 impl Default for ReportParams {
@@ -121,6 +127,7 @@ impl Default for ReportParams {
             reduced: String::new(),
             references: Vec::new(),
             log_x: true,
+            divergences: Vec::new(),
         }
     }
 }
@@ -130,8 +137,16 @@ pub struct ReportStage;
 
 impl TypedStage for ReportStage {
     const NAME: &'static str = "report";
-    const VERSION: u32 = 5;
+    // 6: the Divergences section.
+    const VERSION: u32 = 6;
     type Params = ReportParams;
+
+    fn check_inputs(
+        p: &ReportParams,
+        inputs: &[super::Upstream],
+    ) -> std::result::Result<(), ParamError> {
+        divergence::check(&p.divergences, inputs)
+    }
 
     fn validate(p: &ReportParams) -> std::result::Result<(), ParamError> {
         if let Some((i, r)) = p
@@ -194,6 +209,9 @@ impl TypedStage for ReportStage {
             summary = summary.paragraph("This pipeline lists no reference values.");
         }
         sections.insert(0, summary);
+        if let Some(section) = divergence::section(ctx, &params.divergences) {
+            sections.insert(1, section);
+        }
         let report = Report {
             title: params.title.clone(),
             intro: params.intro.clone(),
