@@ -110,6 +110,10 @@ pub trait TypedStage: Sync + Send + 'static {
     const VERSION: u32;
     /// The typed params (`#[serde(deny_unknown_fields, default)]`).
     type Params: Serialize + DeserializeOwned + Default;
+    /// Top-level params that are left out of the serialized params (and so of the
+    /// key) at their default, so that keys from before they existed stay valid; listed
+    /// here so that writing them is still accepted.
+    const OPTIONAL_KEYS: &'static [&'static str] = &[];
     /// Semantic checks beyond types (e.g. a positive batch size).
     fn validate(_params: &Self::Params) -> std::result::Result<(), ParamError> {
         Ok(())
@@ -147,15 +151,18 @@ impl<T: TypedStage> StageKind for Typed<T> {
         T::VERSION
     }
     fn resolve(&self, raw: &serde_yaml::Value) -> std::result::Result<Value, ParamError> {
-        let typed: T::Params = params::parse_typed(raw)?;
+        let typed: T::Params = params::parse_typed(raw, T::OPTIONAL_KEYS)?;
         T::validate(&typed)?;
         Ok(serde_json::to_value(&typed).expect("params serialize to JSON"))
     }
     fn param_keys(&self) -> Vec<String> {
-        match serde_json::to_value(T::Params::default()) {
+        let mut keys: Vec<String> = match serde_json::to_value(T::Params::default()) {
             Ok(Value::Object(map)) => map.keys().cloned().collect(),
             _ => Vec::new(),
-        }
+        };
+        keys.extend(T::OPTIONAL_KEYS.iter().map(|k| k.to_string()));
+        keys.sort();
+        keys
     }
     fn check_inputs(
         &self,

@@ -32,9 +32,11 @@ impl ParamError {
 /// struct that embeds another with `#[serde(flatten)]` (as the training kinds embed
 /// [`crate::stages::training::Training`]), and the overlay gives each kind its own
 /// defaults for the embedded fields. Nested blocks keep their own
-/// `deny_unknown_fields`.
+/// `deny_unknown_fields`. `optional` names top-level keys that the serialized defaults
+/// leave out (see [`crate::stages::TypedStage::OPTIONAL_KEYS`]).
 pub fn parse_typed<T: DeserializeOwned + Serialize + Default>(
     raw: &serde_yaml::Value,
+    optional: &[&str],
 ) -> Result<T, ParamError> {
     // Through JSON, so that enums read as one-key maps (`rewind: {epoch: 3}`): serde_yaml's
     // own deserializer wants YAML tags (`!epoch 3`) for them.
@@ -63,8 +65,11 @@ pub fn parse_typed<T: DeserializeOwned + Serialize + Default>(
     let Ok(Value::Object(defaults)) = serde_json::to_value(T::default()) else {
         unreachable!("params structs serialize to JSON objects");
     };
-    if let Some(unknown) = given.keys().find(|k| !defaults.contains_key(*k)) {
-        let valid: Vec<&str> = defaults.keys().map(String::as_str).collect();
+    let known = |k: &str| defaults.contains_key(k) || optional.contains(&k);
+    if let Some(unknown) = given.keys().find(|k| !known(k)) {
+        let mut valid: Vec<&str> = defaults.keys().map(String::as_str).collect();
+        valid.extend(optional);
+        valid.sort();
         let hint = crate::suggest::hint(unknown, valid.iter().copied());
         return Err(ParamError::new(
             unknown.clone(),
@@ -191,7 +196,7 @@ mod tests {
     }
 
     fn parse(text: &str) -> Result<Outer, ParamError> {
-        parse_typed(&serde_yaml::from_str(text).unwrap())
+        parse_typed(&serde_yaml::from_str(text).unwrap(), &[])
     }
 
     #[test]

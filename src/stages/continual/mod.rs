@@ -363,6 +363,7 @@ impl Learner<'_> {
                 keep: p.stopping.keep,
                 seed: seeds::derive(ctx.seed, "task", t as u64),
                 snapshot_at: None,
+                remember_best_test: false,
                 progress: &mut |epoch, batch, batches| {
                     let done = (t * p.training.epochs + epoch - 1) * batches + batch;
                     ctx.progress.update(

@@ -63,6 +63,29 @@ pub struct NoiseParams {
     pub batch_size: usize,
     /// Test images per level kept as examples for the figure.
     pub examples: usize,
+    /// Which weights of a `prune` stage's tickets are tested (a `train` stage's are the
+    /// ones it kept). Left out of the params at `last`, so keys from before it existed
+    /// stay valid.
+    #[serde(default, skip_serializing_if = "Checkpoint::is_last")]
+    pub checkpoint: Checkpoint,
+}
+
+/// Which checkpoint of a ticket the noise test evaluates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Checkpoint {
+    /// The weights the next round was pruned from (the last epoch's, by default).
+    #[default]
+    Last,
+    /// The ticket's best test-accuracy epoch (`NN_model_lt.pth.tar` in Bain's
+    /// `noise.py`); the prune stage must set `save_best: true`.
+    Best,
+}
+
+impl Checkpoint {
+    fn is_last(&self) -> bool {
+        *self == Checkpoint::Last
+    }
 }
 
 impl Default for NoiseParams {
@@ -75,6 +98,7 @@ impl Default for NoiseParams {
             noise_seeds: 3,
             batch_size: 1000,
             examples: 6,
+            checkpoint: Checkpoint::Last,
         }
     }
 }
@@ -93,6 +117,7 @@ impl TypedStage for NoiseStage {
     // 2: matrix products on the AVX-512 kernel (another summation order).
     const VERSION: u32 = 2;
     type Params = NoiseParams;
+    const OPTIONAL_KEYS: &'static [&'static str] = &["checkpoint"];
 
     fn check_inputs(p: &NoiseParams, inputs: &[Upstream]) -> std::result::Result<(), ParamError> {
         one_dataset(inputs)?;
@@ -108,6 +133,15 @@ impl TypedStage for NoiseStage {
         }
         for prune in prunes {
             let flag = |key: &str| prune.params.get(key).and_then(serde_json::Value::as_bool);
+            if p.checkpoint == Checkpoint::Best && flag("save_best") != Some(true) {
+                return Err(ParamError::new(
+                    "checkpoint",
+                    format!(
+                        "`best` tests each ticket's best epoch, which `{}` does not save: set `save_best: true` on it, or `checkpoint: last` here",
+                        prune.stage
+                    ),
+                ));
+            }
             let rounds = prune
                 .params
                 .get("rounds")
@@ -323,7 +357,17 @@ fn load_candidates<D: Device<f32>>(
             let t = tickets
                 .select(name)
                 .map_err(|e| Error::InvalidInput(format!("stage `{}`: {e}", input.stage)))?;
-            out.push(load(input, &t.weights, name.clone())?);
+            let weights = match (p.checkpoint, &t.best_weights) {
+                (Checkpoint::Last, _) => &t.weights,
+                (Checkpoint::Best, Some(best)) => best,
+                (Checkpoint::Best, None) => {
+                    return Err(Error::InvalidInput(format!(
+                        "stage `{}` saved no best-epoch weights (set `save_best: true` on it)",
+                        input.stage
+                    )))
+                }
+            };
+            out.push(load(input, weights, name.clone())?);
         }
     }
     for input in ctx.inputs_of_kind(TrainStage::NAME) {

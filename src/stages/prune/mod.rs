@@ -46,6 +46,8 @@ use tickets::{Ticket, TicketKind, Tickets};
 pub const ROUNDS_TABLE: &str = "rounds.csv";
 /// Each ticket's weight file, inside its `<kind>/rNN/` folder.
 pub const TICKET_WEIGHTS: &str = "weights.safetensors";
+/// With `save_best`: the ticket's best test-accuracy epoch, beside its weights.
+pub const TICKET_BEST_WEIGHTS: &str = "best.safetensors";
 
 /// Whether pruning ranks weights within each layer or across all prunable layers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,6 +126,11 @@ pub struct PruneParams {
     pub random_tickets: bool,
     /// Also train the winning mask from a new random initialization.
     pub reinit: bool,
+    /// Also save each ticket's best test-accuracy epoch (`best.safetensors`), the
+    /// checkpoint Bain's `noise.py` evaluates. Left out of the params when off, so keys
+    /// from before it existed stay valid.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub save_best: bool,
 }
 
 impl Default for PruneParams {
@@ -143,6 +150,7 @@ impl Default for PruneParams {
             prune_from: Keep::Last,
             random_tickets: false,
             reinit: false,
+            save_best: false,
         }
     }
 }
@@ -155,6 +163,7 @@ impl TypedStage for PruneStage {
     // 2: matrix products on the AVX-512 kernel (another summation order).
     const VERSION: u32 = 2;
     type Params = PruneParams;
+    const OPTIONAL_KEYS: &'static [&'static str] = &["save_best"];
 
     fn check_inputs(_: &PruneParams, inputs: &[Upstream]) -> std::result::Result<(), ParamError> {
         one_dataset(inputs)
@@ -349,7 +358,7 @@ impl<'a, D: Device<f32>> Pruner<'a, D> {
                 }
             }
             round_rows.push(self.row(round, TicketKind::Winning, &net, &history, started));
-            self.save_ticket(&net, &dir)?;
+            self.save_ticket(&net, &history, &dir)?;
             if round > 0 && self.p.random_tickets {
                 let t = Instant::now();
                 let mut rng = ChaCha8Rng::seed_from_u64(seeds::derive(
@@ -369,7 +378,7 @@ impl<'a, D: Device<f32>> Pruner<'a, D> {
                 let mut rnet = self.rewound(&rewind_to, last_trained.as_ref(), &random)?;
                 let (h, _) = self.train_round(&mut rnet, round, TicketKind::Random, false)?;
                 round_rows.push(self.row(round, TicketKind::Random, &rnet, &h, t));
-                self.save_ticket(&rnet, &self.scratch(TicketKind::Random, round))?;
+                self.save_ticket(&rnet, &h, &self.scratch(TicketKind::Random, round))?;
             }
             if round > 0 && self.p.reinit {
                 let t = Instant::now();
@@ -377,7 +386,7 @@ impl<'a, D: Device<f32>> Pruner<'a, D> {
                 let mut inet = self.rewound(&fresh, last_trained.as_ref(), &masks)?;
                 let (h, _) = self.train_round(&mut inet, round, TicketKind::Reinit, false)?;
                 round_rows.push(self.row(round, TicketKind::Reinit, &inet, &h, t));
-                self.save_ticket(&inet, &self.scratch(TicketKind::Reinit, round))?;
+                self.save_ticket(&inet, &h, &self.scratch(TicketKind::Reinit, round))?;
             }
             write_json(&dir.join("rows.json"), &round_rows)?;
             std::fs::write(dir.join("done"), b"").map_err(io_err("write", &dir))?;
@@ -505,6 +514,7 @@ impl<'a, D: Device<f32>> Pruner<'a, D> {
             seed,
             progress,
             snapshot_at: None,
+            remember_best_test: self.p.save_best,
         }
     }
 
@@ -585,9 +595,19 @@ impl<'a, D: Device<f32>> Pruner<'a, D> {
         Ok(masks)
     }
 
-    fn save_ticket(&self, net: &Network<D>, dir: &Path) -> Result<()> {
+    /// Checkpoints a trained ticket: its weights and, with `save_best`, its best
+    /// test-accuracy epoch's.
+    fn save_ticket(&self, net: &Network<D>, history: &History, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(io_err("create", dir))?;
-        Ok(checkpoint::save(net, &dir.join(TICKET_WEIGHTS))?)
+        checkpoint::save(net, &dir.join(TICKET_WEIGHTS))?;
+        if let Some((_, values)) = &history.best_test {
+            let mut best = net.clone();
+            for (p, v) in best.params_mut().into_iter().zip(values) {
+                p.set_values(v)?;
+            }
+            checkpoint::save(&best, &dir.join(TICKET_BEST_WEIGHTS))?;
+        }
+        Ok(())
     }
 
     /// Moves the checkpointed rounds into the output and writes the tables.
@@ -599,8 +619,17 @@ impl<'a, D: Device<f32>> Pruner<'a, D> {
             let target = out.join(&rel);
             let parent = target.parent().expect("has a parent");
             std::fs::create_dir_all(parent).map_err(io_err("create", parent))?;
-            let source = self.scratch(row.kind, row.round).join(TICKET_WEIGHTS);
+            let scratch = self.scratch(row.kind, row.round);
+            let source = scratch.join(TICKET_WEIGHTS);
             std::fs::copy(&source, &target).map_err(io_err("copy", &source))?;
+            let best_weights = if self.p.save_best {
+                let rel = tickets::best_weights_path(row.kind, row.round);
+                let source = scratch.join(TICKET_BEST_WEIGHTS);
+                std::fs::copy(&source, out.join(&rel)).map_err(io_err("copy", &source))?;
+                Some(rel)
+            } else {
+                None
+            };
             tickets.tickets.push(Ticket {
                 round: row.round,
                 kind: row.kind,
@@ -609,6 +638,7 @@ impl<'a, D: Device<f32>> Pruner<'a, D> {
                 best_test_accuracy: row.best_test_accuracy,
                 test_accuracy: row.pruned_from_test_accuracy,
                 weights: rel,
+                best_weights,
             });
         }
         tickets.write(out)?;

@@ -17,6 +17,15 @@ pub fn weights_path(kind: TicketKind, round: usize) -> String {
     format!("{}/r{round:02}/{}", kind.folder(), super::TICKET_WEIGHTS)
 }
 
+/// Where a ticket's best test-accuracy epoch is (with `save_best`).
+pub fn best_weights_path(kind: TicketKind, round: usize) -> String {
+    format!(
+        "{}/r{round:02}/{}",
+        kind.folder(),
+        super::TICKET_BEST_WEIGHTS
+    )
+}
+
 /// What kind of ticket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -57,6 +66,9 @@ pub struct Ticket {
     pub test_accuracy: f64,
     /// Weight file, relative to the stage's output.
     pub weights: String,
+    /// The best test-accuracy epoch's weight file, when the stage saved it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best_weights: Option<String>,
 }
 
 /// Every ticket of a `prune` stage (`tickets.json`).
@@ -169,6 +181,7 @@ mod tests {
                     best_test_accuracy: 0.9,
                     test_accuracy: 0.9,
                     weights: weights_path(kind, round),
+                    best_weights: None,
                 });
             }
         }

@@ -84,6 +84,10 @@ pub struct History {
     pub min_validation_loss: Option<usize>,
     /// Every parameter's values at [`FitPlan::snapshot_at`], if training got that far.
     pub snapshot: Option<Vec<Vec<f32>>>,
+    /// With [`FitPlan::remember_best_test`]: the index into `rows` of the epoch with the
+    /// best test accuracy and every parameter's values after it (the checkpoint Bain's
+    /// code saves and evaluates).
+    pub best_test: Option<(usize, Vec<Vec<f32>>)>,
 }
 
 impl History {
@@ -104,12 +108,19 @@ impl History {
             }
             (a, b) => b.map(|b| b + offset).or(a),
         };
+        let best_test = match (self.best_test, later.best_test) {
+            (Some(a), Some(b)) if self.rows[a.0].test_accuracy >= later.rows[b.0].test_accuracy => {
+                Some(a)
+            }
+            (a, b) => b.map(|(i, v)| (i + offset, v)).or(a),
+        };
         self.rows.extend(later.rows);
         History {
             rows: self.rows,
             kept: later.kept + offset,
             min_validation_loss,
             snapshot: self.snapshot.or(later.snapshot),
+            best_test,
         }
     }
 
@@ -151,6 +162,9 @@ pub struct FitPlan<'a> {
     /// Copies every parameter's values after this many updates (counted from the
     /// first epoch of this `fit`), for rewinding to an iteration.
     pub snapshot_at: Option<usize>,
+    /// Keep a copy of the best test-accuracy epoch's weights in [`History::best_test`]
+    /// (whichever epoch's weights stay in the network).
+    pub remember_best_test: bool,
 }
 
 /// The epoch loop: train, evaluate on test (and validation), early-stop, and leave
@@ -166,6 +180,7 @@ pub fn fit<D: Device<f32>, M: Model<D>>(
     let mut stop_best: Option<(usize, f64)> = None;
     let mut updates = 0;
     let mut snapshot = None;
+    let mut best_test: Option<(usize, Vec<Vec<f32>>)> = None;
     for epoch in plan.first_epoch..plan.first_epoch + plan.epochs {
         let start = Instant::now();
         let stats = train_epoch(
@@ -199,6 +214,13 @@ pub fn fit<D: Device<f32>, M: Model<D>>(
             seconds: start.elapsed().as_secs_f64(),
         });
         let i = rows.len() - 1;
+        if plan.remember_best_test
+            && best_test
+                .as_ref()
+                .is_none_or(|(b, _)| test.accuracy > rows[*b].test_accuracy)
+        {
+            best_test = Some((i, net.params().iter().map(|p| p.values()).collect()));
+        }
         if plan.keep == Keep::Best || plan.early_stopping.is_some() {
             let score = val.map_or(test.accuracy, |v| v.accuracy);
             if best.as_ref().is_none_or(|(_, s, _)| score > *s) {
@@ -232,6 +254,7 @@ pub fn fit<D: Device<f32>, M: Model<D>>(
         kept,
         min_validation_loss,
         snapshot,
+        best_test,
     })
 }
 
@@ -309,6 +332,7 @@ mod tests {
                 seed: 11,
                 progress: &mut |_, _, _| {},
                 snapshot_at: None,
+                remember_best_test: true,
             },
         )
         .unwrap();
@@ -367,7 +391,23 @@ mod tests {
             test.accuracy, h.rows[h.kept].test_accuracy,
             "the network holds the kept epoch's weights"
         );
-        let (last, _) = run(None, Keep::Last);
+        let (last, last_net) = run(None, Keep::Last);
         assert_eq!(last.kept, 39);
+        let (i, values) = last.best_test.as_ref().expect("remembered");
+        let top = last
+            .rows
+            .iter()
+            .map(|r| r.test_accuracy)
+            .fold(f64::MIN, f64::max);
+        assert_eq!(
+            last.rows[*i].test_accuracy, top,
+            "the best test epoch is remembered"
+        );
+        let mut at_best = last_net.clone();
+        for (p, v) in at_best.params_mut().into_iter().zip(values) {
+            p.set_values(v).unwrap();
+        }
+        let again = evaluate(&at_best, &data.test_x, &data.test_y, 100).unwrap();
+        assert_eq!(again.accuracy, top, "its weights give that accuracy again");
     }
 }
