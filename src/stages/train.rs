@@ -131,6 +131,7 @@ fn train<D: Device<f32>>(dev: D, params: &TrainParams, ctx: &StageContext) -> Re
             keep: params.stopping.keep,
             seed: ctx.seed,
             snapshot_at: None,
+            augment: None,
             progress: &mut |epoch, batch, batches| {
                 ctx.progress.update(
                     ((epoch - 1) * batches + batch) as u64,

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::nn::{ActiveSpec, BinaryConfig};
+use crate::nn::{ActiveInit, ActiveSpec, BinaryConfig};
 
 use super::super::ParamError;
 
@@ -18,6 +18,11 @@ fn cnn_conv() -> Vec<usize> {
 
 fn cnn_hidden() -> Vec<usize> {
     vec![256, 128]
+}
+
+/// Numenta's init is the default and is then left out of the key.
+fn is_numenta(init: &ActiveInit) -> bool {
+    *init == ActiveInit::Numenta
 }
 
 /// A plain ReLU MLP (the "3-layer MLP" baseline).
@@ -89,6 +94,9 @@ pub struct SparseCnnConfig {
     pub percent_on: f64,
     /// Fraction of FC weights fixed at zero.
     pub weight_sparsity: f64,
+    /// `bain`: the init of Bain's `sparse_split_cifar.py` (see [`ActiveInit`]).
+    #[serde(default, skip_serializing_if = "is_numenta")]
+    pub init: ActiveInit,
 }
 
 /// The convolutional ADN: channel-wise dendritic gating on the convs, dendritic FC layers.
@@ -110,6 +118,9 @@ pub struct DendriticCnnConfig {
     /// Segments per unit or channel; default: one per task.
     #[serde(default)]
     pub segments: Option<usize>,
+    /// `bain`: PyTorch's default init, as Bain's `adn_split_cifar.py` has it.
+    #[serde(default, skip_serializing_if = "is_numenta")]
+    pub init: ActiveInit,
 }
 
 /// A continual-learning network: one config struct per model, tagged by `type`.
@@ -217,6 +228,7 @@ impl ContinualModel {
             sparse_output: false,
             segments: 0,
             context: 0,
+            init: ActiveInit::Numenta,
         };
         Some(match self {
             ContinualModel::Bnn(_) => return None,
@@ -253,10 +265,12 @@ impl ContinualModel {
                 conv_percent_on,
                 percent_on,
                 weight_sparsity,
+                init,
             }) => ActiveSpec {
                 conv_percent_on: Some(*conv_percent_on),
                 percent_on: Some(*percent_on),
                 weight_sparsity: *weight_sparsity,
+                init: *init,
                 ..plain(conv, hidden)
             },
             ContinualModel::DendriticCnn(DendriticCnnConfig {
@@ -266,12 +280,14 @@ impl ContinualModel {
                 percent_on,
                 weight_sparsity,
                 segments,
+                init,
             }) => ActiveSpec {
                 conv_percent_on: Some(*conv_percent_on),
                 percent_on: Some(*percent_on),
                 weight_sparsity: *weight_sparsity,
                 segments: segments.unwrap_or(tasks),
                 context,
+                init: *init,
                 ..plain(conv, hidden)
             },
         })

@@ -505,6 +505,7 @@ impl<'a, D: Device<f32>> Pruner<'a, D> {
             seed,
             progress,
             snapshot_at: None,
+            augment: None,
         }
     }
 

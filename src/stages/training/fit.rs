@@ -151,7 +151,13 @@ pub struct FitPlan<'a> {
     /// Copies every parameter's values after this many updates (counted from the
     /// first epoch of this `fit`), for rewinding to an iteration.
     pub snapshot_at: Option<usize>,
+    /// Makes each epoch's training rows from the prepared ones (random
+    /// augmentation); `None` trains on the prepared rows.
+    pub augment: Option<&'a Augmentation<'a>>,
 }
+
+/// Each epoch's training rows, from the prepared rows and the epoch.
+pub type Augmentation<'a> = dyn Fn(&[f32], usize) -> Vec<f32> + 'a;
 
 /// The epoch loop: train, evaluate on test (and validation), early-stop, and leave
 /// the kept weights in `net`.
@@ -168,10 +174,11 @@ pub fn fit<D: Device<f32>, M: Model<D>>(
     let mut snapshot = None;
     for epoch in plan.first_epoch..plan.first_epoch + plan.epochs {
         let start = Instant::now();
+        let augmented = plan.augment.map(|a| a(&data.train_x, epoch));
         let stats = train_epoch(
             net,
             opt,
-            &data.train_x,
+            augmented.as_deref().unwrap_or(&data.train_x),
             &data.train_y,
             plan.batch_size,
             seeds::derive(plan.seed, "shuffle", epoch as u64),
@@ -309,6 +316,7 @@ mod tests {
                 seed: 11,
                 progress: &mut |_, _, _| {},
                 snapshot_at: None,
+                augment: None,
             },
         )
         .unwrap();
