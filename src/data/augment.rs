@@ -8,8 +8,9 @@
 //! translation up to 0.2 of the width and height, scale 0.8-1.2. Every later
 //! commit (the grid searches and the 5-seed runs of 2022-05-12 to 05-16)
 //! trained with them; the rotation 30-70°, translation 0.1-0.3, scale
-//! 0.5-0.75 of commits 0158da2 to 92d112b were replaced two hours after they
-//! came in.
+//! 0.5-0.75 of commits 0158da2 to 92d112b stood in the file for five hours
+//! of the same day (16:37 to 21:28, off from 20:22 to 21:01), before any of
+//! those runs.
 //!
 //! The transform replays torchvision's on PIL images: the angle (clockwise,
 //! as `F.affine` takes it) and scale uniform in their ranges, the shifts

@@ -6,8 +6,10 @@
 //! seeds it for an integer n (`init_by_array` over the 32-bit words of |n|,
 //! least significant first; `[0]` for 0), with `getrandbits`, `_randbelow`
 //! (rejection sampling with `getrandbits(n.bit_length())`) and `shuffle`
-//! (Fisher-Yates from the end, `j = _randbelow(i + 1)`), the same in CPython
-//! 3.2 to 3.12. Nothing else of Python's module (floats, other seed types).
+//! (Fisher-Yates from the end, `j = _randbelow(i + 1)`). Tested against
+//! CPython 3.11.7; Bain's `environment.yml` names Python 3.8, whose seeding,
+//! `_randbelow` and `shuffle` are the same code. Nothing else of Python's
+//! module (floats, other seed types).
 
 const N: usize = 624;
 const M: usize = 397;
