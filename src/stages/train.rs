@@ -132,6 +132,7 @@ fn train<D: Device<f32>>(dev: D, params: &TrainParams, ctx: &StageContext) -> Re
             seed: ctx.seed,
             snapshot_at: None,
             remember_best_test: false,
+            augment: None,
             progress: &mut |epoch, batch, batches| {
                 ctx.progress.update(
                     ((epoch - 1) * batches + batch) as u64,

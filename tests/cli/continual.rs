@@ -114,6 +114,58 @@ fn metaplasticity_quick_profile_tests_every_task_after_every_epoch() {
         .is_file());
 }
 
+/// Bain's split in the dendrites quick profile (2 tasks of 2 Fashion-MNIST classes, seed
+/// 0): `tasks.json` lists the classes in Python's `random.Random(0).shuffle` order and the
+/// labels his in-place remapping leaves them (7 8 | 1 5 all end at label 1, as the Python
+/// replay of his loop gives), the manifest counts them, and the stage, which also trains on
+/// augmented images, gives the same bytes in another store.
+#[test]
+fn bain_in_place_split_writes_the_collided_labels_to_tasks_json() {
+    let stage = "cnn_bain@seed=0";
+    let run = |p: &Project| {
+        p.file("dendrites.yaml", DENDRITES);
+        let args = [
+            "run",
+            "dendrites.yaml",
+            "--profile",
+            "quick",
+            "--only",
+            stage,
+            "--json",
+        ];
+        let ran = p.statuses(&args);
+        assert!(
+            with_status(&ran, "ran").contains(&stage.to_string()),
+            "{ran:?}"
+        );
+        manifest(p, "dendrites.yaml", "quick", stage)
+    };
+    let p = Project::new();
+    let m = run(&p);
+    let dir = std::path::PathBuf::from(m["output_dir"].as_str().unwrap());
+    let tasks: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("tasks.json")).unwrap()).unwrap();
+    let split = &tasks["kind"]["split_in_place"];
+    assert_eq!(
+        split["classes"],
+        serde_json::json!([[7, 8], [1, 5]]),
+        "{tasks}"
+    );
+    assert_eq!(
+        split["labels"],
+        serde_json::json!([[1, 1], [1, 1]]),
+        "{tasks}"
+    );
+    assert_eq!(m["metrics"]["mislabelled_classes"], 2);
+    assert_eq!(
+        m["metrics"]["distinct_labels_per_task"],
+        serde_json::json!([1, 1])
+    );
+    assert_eq!(m["metrics"]["tasks"], 2);
+    let again = run(&Project::new());
+    assert_eq!(m["output"], again["output"]);
+}
+
 const SMALL: &str = "name: small
 seed: 0
 stages:

@@ -7,7 +7,8 @@
 //! the dataset has a validation split), then test every task seen so far.
 //!
 //! With `eval_each_epoch` (Laborieux et al.'s protocol) every task seen so
-//! far is also tested after every epoch, into `epoch_accuracy.csv`.
+//! far is also tested after every epoch, into `epoch_accuracy.csv`. A split
+//! with `augment` trains each epoch on freshly flipped and warped images.
 //!
 //! Outputs: `accuracy.csv` (the accuracy matrix, long form: after_task, task,
 //! accuracy: test accuracy on task j after training task i), `summary.csv`
@@ -17,16 +18,18 @@
 
 mod context;
 mod model;
+mod pyrandom;
 mod tasks;
 
 pub use context::ContextKind;
 pub use model::ContinualModel;
-pub use tasks::TaskSpec;
+pub use tasks::{Relabel, TaskSpec};
 
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::data::augment::Geometry;
 use crate::data::Dataset;
 use crate::nn::{
     checkpoint, evaluate, ActiveNet, BinaryNet, Device, InputShape, Model, Optimizer,
@@ -40,7 +43,9 @@ use super::dataset::{load_input, DatasetStage};
 use super::files::write_json;
 use super::on_device::{on_device, OnDevice};
 use super::params::ParamError;
-use super::training::{fit, EpochRow, FitPlan, History, Keep, Prepared, Stopping, Training};
+use super::training::{
+    fit, Augmentation, EpochRow, FitPlan, History, Keep, Prepared, Stopping, Training,
+};
 use super::{Error, Metrics, Result, StageContext, TypedStage, Upstream};
 use context::Contexts;
 use tasks::{Part, TaskSet};
@@ -326,7 +331,12 @@ impl Learner<'_> {
         checkpoint::save(&net, &self.ctx.out_dir.join(WEIGHTS))?;
         write_json(&self.ctx.out_dir.join(TASKS), self.tasks)?;
         self.write_tables(&evaluations, &per_epoch, &epochs)?;
-        Ok(metrics(&evaluations, &epochs))
+        let mut metrics = metrics(&evaluations, &epochs);
+        if let Some((wrong, distinct)) = self.tasks.collisions() {
+            metrics.insert("mislabelled_classes".into(), json!(wrong));
+            metrics.insert("distinct_labels_per_task".into(), json!(distinct));
+        }
+        Ok(metrics)
     }
 
     /// Which per-task model state (e.g. normalization parameters) task `t`
@@ -350,6 +360,27 @@ impl Learner<'_> {
         epochs: usize,
     ) -> Result<History> {
         let (p, ctx, count) = (self.p, self.ctx, self.tasks.len());
+        let shape = task.shape;
+        let image = Geometry {
+            channels: shape.channels,
+            height: shape.height,
+            width: shape.width,
+        };
+        // Pixels from outside the image are black (0) before normalization.
+        let fill: Vec<f32> = (0..shape.channels)
+            .map(|c| {
+                let at = |v: &[f32]| v[c.min(v.len() - 1)];
+                -at(&task.normalize.mean) / at(&task.normalize.std)
+            })
+            .collect();
+        let stride = task.train_x.len() / task.train_y.len();
+        let augment_seed = seeds::derive(ctx.seed, "augment", t as u64);
+        let augment = p.tasks.augment().map(|a| {
+            move |rows: &[f32], epoch: usize| {
+                let seed = seeds::derive(augment_seed, "epoch", epoch as u64);
+                a.apply(rows, stride, image, &fill, seed)
+            }
+        });
         fit(
             net,
             opt,
@@ -364,6 +395,7 @@ impl Learner<'_> {
                 seed: seeds::derive(ctx.seed, "task", t as u64),
                 snapshot_at: None,
                 remember_best_test: false,
+                augment: augment.as_ref().map(|a| a as &Augmentation),
                 progress: &mut |epoch, batch, batches| {
                     let done = (t * p.training.epochs + epoch - 1) * batches + batch;
                     ctx.progress.update(

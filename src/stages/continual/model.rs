@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::nn::{ActiveSpec, BinaryConfig};
+use crate::nn::{ActiveInit, ActiveSpec, BinaryConfig};
 
 use super::super::ParamError;
 
@@ -31,6 +31,11 @@ fn cnn_conv() -> Vec<usize> {
 
 fn cnn_hidden() -> Vec<usize> {
     vec![256, 128]
+}
+
+/// Numenta's init is the default and is then left out of the key.
+fn is_numenta(init: &ActiveInit) -> bool {
+    *init == ActiveInit::Numenta
 }
 
 /// A plain ReLU MLP (the "3-layer MLP" baseline).
@@ -109,6 +114,9 @@ pub struct SparseCnnConfig {
     pub percent_on: f64,
     /// Fraction of FC weights fixed at zero.
     pub weight_sparsity: f64,
+    /// `bain`: the init of Bain's `sparse_split_cifar.py` (see [`ActiveInit`]).
+    #[serde(default, skip_serializing_if = "is_numenta")]
+    pub init: ActiveInit,
 }
 
 /// The convolutional ADN: channel-wise dendritic gating on the convs, dendritic FC layers.
@@ -137,6 +145,9 @@ pub struct DendriticCnnConfig {
         skip_serializing_if = "is_numenta_context_percent_on"
     )]
     pub context_percent_on: f64,
+    /// `bain`: PyTorch's default init, as Bain's `adn_split_cifar.py` has it.
+    #[serde(default, skip_serializing_if = "is_numenta")]
+    pub init: ActiveInit,
 }
 
 /// A continual-learning network: one config struct per model, tagged by `type`.
@@ -249,6 +260,7 @@ impl ContinualModel {
             segments: 0,
             context: 0,
             context_percent_on: NUMENTA_CONTEXT_PERCENT_ON,
+            init: ActiveInit::Numenta,
         };
         Some(match self {
             ContinualModel::Bnn(_) => return None,
@@ -287,10 +299,12 @@ impl ContinualModel {
                 conv_percent_on,
                 percent_on,
                 weight_sparsity,
+                init,
             }) => ActiveSpec {
                 conv_percent_on: Some(*conv_percent_on),
                 percent_on: Some(*percent_on),
                 weight_sparsity: *weight_sparsity,
+                init: *init,
                 ..plain(conv, hidden)
             },
             ContinualModel::DendriticCnn(DendriticCnnConfig {
@@ -301,6 +315,7 @@ impl ContinualModel {
                 weight_sparsity,
                 segments,
                 context_percent_on,
+                init,
             }) => ActiveSpec {
                 conv_percent_on: Some(*conv_percent_on),
                 percent_on: Some(*percent_on),
@@ -308,6 +323,7 @@ impl ContinualModel {
                 segments: segments.unwrap_or(tasks),
                 context,
                 context_percent_on: *context_percent_on,
+                init: *init,
                 ..plain(conv, hidden)
             },
         })

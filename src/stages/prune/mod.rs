@@ -515,6 +515,7 @@ impl<'a, D: Device<f32>> Pruner<'a, D> {
             progress,
             snapshot_at: None,
             remember_best_test: self.p.save_best,
+            augment: None,
         }
     }
 

@@ -98,6 +98,24 @@ pub struct Reference {
     /// the verdict is "not comparable at this scale".
     #[serde(default)]
     pub published_scale: bool,
+    /// This reference's stages add one of the authors' divergences to the
+    /// runs named here: the verdict row then also says whether the
+    /// divergence explains the paper's value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explains: Option<Explains>,
+}
+
+/// The runs without the divergence that a reference's stages add.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Explains {
+    /// The stage (base name) run without it.
+    pub stage: String,
+    /// Its `versus`, when the claim is a difference.
+    #[serde(default)]
+    pub versus: Option<String>,
+    /// The divergence, in words (e.g. "Bain's in-place relabelling").
+    pub divergence: String,
 }
 
 /// Params of a `report` stage.
@@ -188,6 +206,8 @@ impl TypedStage for ReportStage {
                     "the paper's value is for its published settings; this run reduced them (see Provenance)".into(),
                 );
                 c.explanation = "not comparable at this scale".into();
+            } else if let Some(e) = &r.explains {
+                explain(&mut c, r, e, &ours);
             }
             comparisons.push(c);
         }
@@ -288,6 +308,44 @@ fn comparison(r: &Reference, ours: Option<Vec<f64>>) -> Comparison {
     c
 }
 
+/// Says in `c` (the row of reference `r`, whose stages carry divergence
+/// `e`) whether the divergence explains the paper's value: the paper's value
+/// holds with it and not without it.
+fn explain(c: &mut Comparison, r: &Reference, e: &Explains, ours: &lottery::ClaimValues) {
+    let without = Reference {
+        stage: e.stage.clone(),
+        versus: e.versus.clone(),
+        explains: None,
+        ..r.clone()
+    };
+    let base = comparison(&without, claim_value(ours, &without));
+    let subject = |r: &Reference| match &r.versus {
+        Some(v) => format!("{} − {v}", r.stage),
+        None => r.stage.clone(),
+    };
+    let value = |c: &Comparison| c.ours.map_or("no value".into(), |o| o.display());
+    let (with, without_value) = (value(c), value(&base));
+    let what = &e.divergence;
+    let (a, b) = (subject(r), subject(&without));
+    use report::Verdict::{NotComparable, NotReproduced, Reproduced};
+    let answer = match (&c.verdict, &base.verdict) {
+        (Reproduced, NotReproduced) => format!(
+            "yes, {what} explains it: with it {a} = {with} agrees with the paper; without it {b} = {without_value} does not"
+        ),
+        (Reproduced, Reproduced) => format!(
+            "nothing to explain: {a} = {with} with {what} and {b} = {without_value} without it both agree with the paper"
+        ),
+        (NotReproduced, _) => format!(
+            "no, {what} does not explain it: with it {a} = {with}, outside the tolerance (without it {b} = {without_value})"
+        ),
+        (NotComparable(why), _) | (_, NotComparable(why)) => {
+            format!("cannot tell whether {what} explains it: {why}")
+        }
+    };
+    c.metric = format!("{} — does {what} explain it?", c.metric);
+    c.explanation = format!("{answer}. {}", c.explanation);
+}
+
 /// Pipeline, profile reductions, stages with keys, seeds and wall time.
 fn provenance_section(ctx: &StageContext, p: &ReportParams) -> Section {
     let mut s = Section::new("Provenance");
@@ -382,4 +440,82 @@ fn text_column(frame: &polars::prelude::DataFrame, name: &str) -> Result<Vec<Str
     Ok((0..s.len())
         .map(|i| s.get(i).unwrap_or("").to_string())
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The split-CNN row: base CNN minus conv ADN, with Bain's relabelling
+    /// (`*_bain`) and without.
+    fn row(ours: &[(&str, f64)]) -> Comparison {
+        let r = Reference {
+            claim: Claim::FinalMeanAccuracy,
+            stage: "cnn_bain".into(),
+            versus: Some("adn_bain".into()),
+            paper: 0.0,
+            tolerance: 2.0,
+            source: "nearly overlapping".into(),
+            at_most: false,
+            published_scale: false,
+            explains: Some(Explains {
+                stage: "cnn".into(),
+                versus: Some("adn".into()),
+                divergence: "the relabelling".into(),
+            }),
+        };
+        let values: lottery::ClaimValues = ours
+            .iter()
+            .map(|(s, v)| ((s.to_string(), Claim::FinalMeanAccuracy), vec![*v]))
+            .collect();
+        let mut c = comparison(&r, claim_value(&values, &r));
+        explain(&mut c, &r, r.explains.as_ref().unwrap(), &values);
+        c
+    }
+
+    #[test]
+    fn the_verdict_row_says_whether_the_divergence_explains_the_paper() {
+        let yes = row(&[
+            ("cnn_bain", 60.0),
+            ("adn_bain", 61.0),
+            ("cnn", 40.0),
+            ("adn", 60.0),
+        ]);
+        assert_eq!(yes.verdict, report::Verdict::Reproduced);
+        assert!(
+            yes.explanation
+                .starts_with("yes, the relabelling explains it"),
+            "{}",
+            yes.explanation
+        );
+        assert!(yes.metric.ends_with("does the relabelling explain it?"));
+        let no = row(&[
+            ("cnn_bain", 40.0),
+            ("adn_bain", 60.0),
+            ("cnn", 40.0),
+            ("adn", 60.0),
+        ]);
+        assert!(
+            no.explanation.starts_with("no, the relabelling does not"),
+            "{}",
+            no.explanation
+        );
+        let both = row(&[
+            ("cnn_bain", 60.0),
+            ("adn_bain", 61.0),
+            ("cnn", 60.0),
+            ("adn", 60.5),
+        ]);
+        assert!(
+            both.explanation.starts_with("nothing to explain"),
+            "{}",
+            both.explanation
+        );
+        let missing = row(&[("cnn_bain", 60.0), ("adn_bain", 61.0)]);
+        assert!(
+            missing.explanation.starts_with("cannot tell"),
+            "{}",
+            missing.explanation
+        );
+    }
 }

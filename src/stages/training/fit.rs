@@ -165,7 +165,13 @@ pub struct FitPlan<'a> {
     /// Keep a copy of the best test-accuracy epoch's weights in [`History::best_test`]
     /// (whichever epoch's weights stay in the network).
     pub remember_best_test: bool,
+    /// Makes each epoch's training rows from the prepared ones (random
+    /// augmentation); `None` trains on the prepared rows.
+    pub augment: Option<&'a Augmentation<'a>>,
 }
+
+/// Each epoch's training rows, from the prepared rows and the epoch.
+pub type Augmentation<'a> = dyn Fn(&[f32], usize) -> Vec<f32> + 'a;
 
 /// The epoch loop: train, evaluate on test (and validation), early-stop, and leave
 /// the kept weights in `net`.
@@ -183,10 +189,11 @@ pub fn fit<D: Device<f32>, M: Model<D>>(
     let mut best_test: Option<(usize, Vec<Vec<f32>>)> = None;
     for epoch in plan.first_epoch..plan.first_epoch + plan.epochs {
         let start = Instant::now();
+        let augmented = plan.augment.map(|a| a(&data.train_x, epoch));
         let stats = train_epoch(
             net,
             opt,
-            &data.train_x,
+            augmented.as_deref().unwrap_or(&data.train_x),
             &data.train_y,
             plan.batch_size,
             seeds::derive(plan.seed, "shuffle", epoch as u64),
@@ -333,6 +340,7 @@ mod tests {
                 progress: &mut |_, _, _| {},
                 snapshot_at: None,
                 remember_best_test: true,
+                augment: None,
             },
         )
         .unwrap();

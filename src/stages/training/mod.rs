@@ -11,7 +11,7 @@ mod fit;
 mod prepared;
 
 pub use card::{ModelCard, MODEL_CARD};
-pub use fit::{fit, EarlyStopping, EpochRow, FitPlan, History, Keep, StopMetric};
+pub use fit::{fit, Augmentation, EarlyStopping, EpochRow, FitPlan, History, Keep, StopMetric};
 pub use prepared::{Normalize, Prepared};
 
 use serde::{Deserialize, Serialize};
