@@ -6,6 +6,7 @@ mod bench;
 mod common;
 mod dag;
 mod data;
+mod exec_stage;
 mod gc;
 mod metrics;
 mod plan;
@@ -132,6 +133,9 @@ enum Command {
     Data(data::Args),
     /// Measure training/evaluation throughput and the no-op rerun time.
     Bench(bench::Args),
+    /// What a Slurm job runs: compute one stage into its job folder.
+    #[command(hide = true)]
+    ExecStage(exec_stage::Args),
 }
 
 /// A closed stdout (`repro verify --json | head -1`) ends the process quietly, as it
@@ -162,6 +166,7 @@ pub fn main() -> ExitCode {
         Command::Verify(a) => verify::exec(a),
         Command::Data(a) => data::exec(a),
         Command::Bench(a) => bench::exec(a),
+        Command::ExecStage(a) => exec_stage::exec(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -1,15 +1,18 @@
-//! `repro run`: run every stale stage of a pipeline, in parallel where the graph allows.
+//! `repro run`: run every stale stage of a pipeline, in parallel where the graph allows,
+//! here or as Slurm jobs.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::device::DeviceChoice;
 use crate::run::materialize::check_targets;
 use crate::run::reporter::Reporter;
-use crate::run::schedule::RunOptions;
+use crate::run::schedule::{Executor, Local, RunOptions};
 use crate::run::session::Session;
+use crate::run::slurm::{queue, SlurmExecutor};
 use crate::run::summary::RunTotals;
 
-use super::common::{PipelineArgs, StoreArgs};
+use super::common::{ExecutorArgs, PipelineArgs, StoreArgs};
 use super::{exit, CliError, CliResult};
 
 /// Arguments of `repro run`.
@@ -19,10 +22,13 @@ pub struct Args {
     pipeline: PipelineArgs,
     #[command(flatten)]
     store: StoreArgs,
-    /// Stages running at once. Default 1: every training stage already uses all cores
-    /// for its matrix products, so running two at once mostly makes both slower.
-    #[arg(long, short, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
-    jobs: u16,
+    /// Stages running at once. Default 1 here: every training stage already uses all
+    /// cores for its matrix products, so running two at once mostly makes both slower.
+    /// With `--executor slurm`, default every stage whose inputs are ready.
+    #[arg(long, short, value_parser = clap::value_parser!(u16).range(1..=256))]
+    jobs: Option<u16>,
+    #[command(flatten)]
+    executor: ExecutorArgs,
     /// After a stage fails, still run the stages that do not depend on it.
     #[arg(long)]
     keep_going: bool,
@@ -43,12 +49,51 @@ pub struct Args {
     reports: std::path::PathBuf,
 }
 
+/// Set by the first SIGINT or SIGTERM of a Slurm run; the second one ends the process.
+static INTERRUPT: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_interrupt(_: libc::c_int) {
+    if INTERRUPT.swap(true, Ordering::SeqCst) {
+        // SAFETY: `_exit` is async-signal-safe and ends the process at once.
+        unsafe { libc::_exit(130) }
+    }
+}
+
+/// Makes Ctrl-C (and SIGTERM) set [`INTERRUPT`] instead of killing the process, so a
+/// Slurm run can cancel its jobs and report before it ends.
+fn cancel_on_interrupt() -> &'static AtomicBool {
+    #[cfg(unix)]
+    // SAFETY: the handler only swaps an atomic and may call `_exit`, both
+    // async-signal-safe; installing it has no other effect on this process.
+    unsafe {
+        let handler = on_interrupt as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        libc::signal(libc::SIGINT, handler);
+        libc::signal(libc::SIGTERM, handler);
+    }
+    &INTERRUPT
+}
+
 /// Runs `repro run`.
 pub fn exec(args: Args) -> CliResult {
     args.device.ensure_available().map_err(CliError::invalid)?;
+    let cluster = args.executor.cluster()?;
     let pipeline = args.pipeline.load()?;
     check_targets(&pipeline, &args.reports).map_err(CliError::invalid)?;
     super::data::provision(&pipeline, args.offline || super::data::offline_from_env())?;
+    let jobs = match (args.jobs, &cluster) {
+        (Some(n), _) => usize::from(n),
+        (None, None) => 1,
+        (None, Some(_)) => usize::MAX,
+    };
+    let executor: Box<dyn Executor> = match cluster {
+        None => Box::new(Local),
+        Some(cluster) => {
+            queue::check_available().map_err(CliError::invalid)?;
+            let slurm = SlurmExecutor::new(cluster, cancel_on_interrupt())
+                .map_err(|e| CliError::failed(format!("cannot find this repro binary: {e}")))?;
+            Box::new(slurm)
+        }
+    };
     let session = Session::open(args.store.open()?, &pipeline, args.wait)?;
     let started = std::time::Instant::now();
     let mut reporter = Reporter::new(args.json, pipeline.stages.len());
@@ -56,9 +101,10 @@ pub fn exec(args: Args) -> CliResult {
         &pipeline,
         args.device,
         RunOptions {
-            jobs: usize::from(args.jobs),
+            jobs,
             keep_going: args.keep_going,
         },
+        executor.as_ref(),
         &mut |e| reporter.event(e),
     )?;
     let reports = session.copy_reports(&pipeline, &args.reports)?;

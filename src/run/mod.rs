@@ -4,7 +4,7 @@
 //! [`materialize`] copies reports out of the store, [`metrics`] reads every stage's
 //! metrics back as one table, [`summary`] totals a run, and [`session`] is what
 //! `repro run` and `repro report` do around the stages (lock, `tmp/`, digests, reports).
-//! [`live`] is the set of keys `repro gc` keeps.
+//! [`live`] is the set of keys `repro gc` keeps. [`slurm`] runs stages as Slurm jobs.
 
 pub mod events;
 pub mod execute;
@@ -15,4 +15,5 @@ pub mod plan;
 pub mod reporter;
 pub mod schedule;
 pub mod session;
+pub mod slurm;
 pub mod summary;

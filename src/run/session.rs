@@ -22,7 +22,7 @@ use super::events::RunEvent;
 use super::execute::ExecEnv;
 use super::materialize::materialize;
 use super::plan::{plan, Status};
-use super::schedule::{run, RunOptions, RunSummary};
+use super::schedule::{run, Executor, RunOptions, RunSummary};
 
 /// An open store, locked for this run, with its digest cache and the host's facts.
 pub struct Session {
@@ -68,13 +68,14 @@ impl Session {
             .collect())
     }
 
-    /// Runs every stale stage of `pipeline` on `device`, sending events to `on_event`.
-    /// The digest cache is saved whether or not the run succeeds.
+    /// Runs every stale stage of `pipeline` on `device` through `executor`, sending
+    /// events to `on_event`. The digest cache is saved whether or not the run succeeds.
     pub fn execute(
         &self,
         pipeline: &Pipeline,
         device: DeviceChoice,
         options: RunOptions,
+        executor: &dyn Executor,
         on_event: &mut dyn FnMut(RunEvent),
     ) -> Result<RunSummary, super::plan::Error> {
         let env = ExecEnv {
@@ -82,9 +83,8 @@ impl Session {
             pipeline,
             device,
             host: &self.host,
-            threads: rayon::current_num_threads(),
         };
-        let summary = run(&env, &self.files, options, on_event);
+        let summary = run(&env, &self.files, options, executor, on_event);
         self.files.save(&self.store)?;
         summary
     }
