@@ -58,6 +58,8 @@ MpiDefault=none
 KillWait=5
 OverTimeLimit=0
 MinJobAge=30
+# A requeued job may start again after the credential lifetime (default 120 s).
+AuthInfo=cred_expire=10
 SchedulerType=sched/backfill
 NodeName=${host} CPUs=${cpus} RealMemory=20000 State=UNKNOWN
 PartitionName=main Nodes=${host} Default=YES MaxTime=INFINITE State=UP

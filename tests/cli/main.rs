@@ -9,6 +9,7 @@
 //! - `metrics`: `repro metrics` in every format, comparisons, and the run summary;
 //! - `safety`: inputs from the fault campaign that once deleted files or crashed;
 //! - `science`: pruning and noise robustness on small settings;
+//! - `slurm`: `--executor slurm` on a real single-node Slurm (skipped without one);
 //! - `store`: integrity, locking, gc;
 //! - `training`: the train stage: accuracy, determinism, dependants, crashes.
 
@@ -20,6 +21,7 @@ mod kill;
 mod metrics;
 mod safety;
 mod science;
+mod slurm;
 mod store;
 mod training;
 mod util;

@@ -286,9 +286,7 @@ impl Cluster {
         };
         let seconds = |v: Option<f64>, name: &str, default: Duration| match v {
             None => Ok(default),
-            Some(s) if (0.0..=7.0 * 86400.0).contains(&s) => {
-                Ok(Duration::from_secs_f64(s))
-            }
+            Some(s) if (0.0..=7.0 * 86400.0).contains(&s) => Ok(Duration::from_secs_f64(s)),
             Some(s) => Err(format!(
                 "`{name}` must be between 0 and a week in seconds, not {s}"
             )),
@@ -397,7 +395,7 @@ fn format_mem(mb: u64) -> String {
 }
 
 /// A Slurm time limit (`MM`, `MM:SS`, `H:MM:SS`, `D-HH`, `D-HH:MM`, `D-HH:MM:SS`), in
-/// seconds.
+/// seconds, rounded up to whole minutes as Slurm counts them.
 fn parse_time(text: &str) -> Result<u64, String> {
     let bad = || {
         format!("`{text}` is not a Slurm time limit such as 30 (minutes), 4:00:00 or 1-12:00:00")
@@ -424,7 +422,7 @@ fn parse_time(text: &str) -> Result<u64, String> {
     if seconds == 0 {
         return Err(format!("`{text}` leaves a job no time at all"));
     }
-    Ok(seconds)
+    Ok(seconds.div_ceil(60) * 60)
 }
 
 /// `H:MM:SS`, or `D-HH:MM:SS` from a day on: how Slurm writes a time limit.
@@ -459,14 +457,15 @@ mod tests {
         assert_eq!(parse_mem("2048"), Ok(2048));
         assert!(parse_mem("4 parsecs").is_err());
         assert_eq!(parse_time("30"), Ok(1800));
-        assert_eq!(parse_time("0:10"), Ok(10));
+        assert_eq!(parse_time("0:10"), Ok(60), "Slurm counts whole minutes");
         assert_eq!(parse_time("4:00:00"), Ok(14400));
         assert_eq!(parse_time("1-12"), Ok(129600));
-        assert_eq!(parse_time("1-00:00:05"), Ok(86405));
+        assert_eq!(parse_time("1-00:01:00"), Ok(86460));
         assert!(parse_time("1:2:3:4").is_err());
         assert!(parse_time("0").is_err());
         assert_eq!(format_time(10), "0:00:10");
         assert_eq!(format_time(86405), "1-00:00:05");
+        assert_eq!(parse_time("1-00:00:05"), Ok(86460));
         assert_eq!(parse_time(&format_time(129600)), Ok(129600));
     }
 

@@ -73,7 +73,8 @@ pub struct SlurmExecutor {
     changed: Condvar,
 }
 
-/// How often a following stage looks at its job's folder for a result and progress.
+/// How often a following stage looks at its job's folder for a result and progress,
+/// at most (more often when the cluster file polls more often).
 const LOOK: Duration = Duration::from_secs(1);
 
 impl SlurmExecutor {
@@ -238,7 +239,7 @@ impl SlurmExecutor {
                 Ok(None) => {}
                 Err(why) => invalid = Some(why),
             }
-            let (watch, cancelled) = self.next_round(id, LOOK);
+            let (watch, cancelled) = self.next_round(id, LOOK.min(self.cluster.policy.poll_min));
             if cancelled {
                 break Followed::Interrupted;
             }
