@@ -33,7 +33,6 @@ fn slurm() -> Option<MutexGuard<'static, ()>> {
 
 /// Quick polling and a short grace time, so failures show within seconds.
 const CLUSTER: &str = "defaults: { cpus: 1, mem: 1G, time: 10 }
-retries: 1
 grace_seconds: 3
 poll_seconds: 0.5
 poll_max_seconds: 2
@@ -73,8 +72,8 @@ stages:
       rate: 0.2
 ";
 
-/// A project with `pipeline` as `p.yaml` and [`CLUSTER`] (plus `extra` lines) as
-/// `cluster.yaml`.
+/// A project with `pipeline` as `p.yaml` and [`CLUSTER`] plus `extra` lines (at least
+/// `retries`) as `cluster.yaml`.
 fn project(pipeline: &str, extra: &str) -> Project {
     let p = Project::new();
     p.file("p.yaml", pipeline);
@@ -158,13 +157,18 @@ fn wait_for<T>(what: &str, limit: Duration, mut probe: impl FnMut() -> Option<T>
     }
 }
 
-/// The job of the stage being computed once it runs: its folder and id.
-fn running_job(p: &Project, child: &mut Child) -> (PathBuf, String) {
+/// The job of `stage` once it runs: its folder and id.
+fn running_job(p: &Project, child: &mut Child, stage: &str) -> (PathBuf, String) {
     wait_for("a running job", Duration::from_secs(120), || {
         if let Some(status) = child.try_wait().unwrap() {
             panic!("the run ended ({status}) before a job was seen running");
         }
         jobs(p).into_iter().find_map(|(dir, ids)| {
+            let spec: Value =
+                serde_json::from_slice(&std::fs::read(dir.join("spec.json")).ok()?).ok()?;
+            if spec["stage"] != stage {
+                return None;
+            }
             let id = ids.last()?.clone();
             let running = state(&id) == "RUNNING" && dir.join("claim").is_file();
             running.then_some((dir, id))
@@ -213,7 +217,7 @@ fn the_quick_profile_through_slurm_gives_the_local_keys_and_digests_and_then_sub
     args.extend(quick);
     let mut expected = digests(&reference, &local(&reference, &args), &quick);
 
-    let p = project(&std::fs::read_to_string(&pipeline).unwrap(), "");
+    let p = project(&std::fs::read_to_string(&pipeline).unwrap(), "retries: 1\n");
     let mut args = SLURM_RUN.to_vec();
     args.extend(quick);
     let first = p.run(&args);
@@ -246,9 +250,9 @@ fn the_quick_profile_through_slurm_gives_the_local_keys_and_digests_and_then_sub
 #[test]
 fn a_job_cancelled_from_outside_is_retried() {
     let Some(_cluster) = slurm() else { return };
-    let p = project(TRAIN, "");
+    let p = project(TRAIN, "retries: 1\n");
     let mut child = spawn(&p, &SLURM_RUN);
-    let (_, id) = running_job(&p, &mut child);
+    let (_, id) = running_job(&p, &mut child, "net");
     assert!(Command::new("scancel").arg(&id).status().unwrap().success());
     let out = finish(child);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -305,7 +309,7 @@ fn a_job_whose_process_is_killed_leaves_no_record() {
     let Some(_cluster) = slurm() else { return };
     let p = project(TRAIN, "retries: 0\n");
     let mut child = spawn(&p, &SLURM_RUN);
-    let (_, id) = running_job(&p, &mut child);
+    let (_, id) = running_job(&p, &mut child, "net");
     let pid = wait_for("the job's process", Duration::from_secs(30), || {
         stage_process(&id)
     });
@@ -332,9 +336,9 @@ fn a_job_whose_process_is_killed_leaves_no_record() {
 #[test]
 fn a_second_job_for_one_stage_computes_nothing_and_a_restarted_run_follows_the_first() {
     let Some(_cluster) = slurm() else { return };
-    let p = project(TRAIN, "");
+    let p = project(TRAIN, "retries: 1\n");
     let mut child = spawn(&p, &SLURM_RUN);
-    let (dir, first) = running_job(&p, &mut child);
+    let (dir, first) = running_job(&p, &mut child, "net");
     // The coordinator dies; its job runs on.
     child.kill().unwrap();
     child.wait().unwrap();
@@ -375,7 +379,7 @@ fn a_second_job_for_one_stage_computes_nothing_and_a_restarted_run_follows_the_f
 #[test]
 fn ctrl_c_cancels_this_runs_jobs_and_no_other() {
     let Some(_cluster) = slurm() else { return };
-    let p = project(TRAIN, "");
+    let p = project(TRAIN, "retries: 1\n");
     let other = Command::new("sbatch")
         .args([
             "--parsable",
@@ -388,7 +392,7 @@ fn ctrl_c_cancels_this_runs_jobs_and_no_other() {
         .unwrap();
     let other = String::from_utf8_lossy(&other.stdout).trim().to_string();
     let mut child = spawn(&p, &SLURM_RUN);
-    let (_, id) = running_job(&p, &mut child);
+    let (_, id) = running_job(&p, &mut child, "net");
     let pid = child.id().to_string();
     assert!(Command::new("kill")
         .args(["-INT", &pid])
@@ -424,7 +428,7 @@ fn a_requeued_prune_job_resumes_from_its_checkpoints_with_the_same_digest() {
         &[],
     );
 
-    let p = project(PRUNE, "");
+    let p = project(PRUNE, "retries: 1\n");
     let mut child = spawn(&p, &SLURM_RUN);
     let done_rounds = |p: &Project| {
         std::fs::read_dir(p.path().join("store/tmp/scratch"))
@@ -440,7 +444,7 @@ fn a_requeued_prune_job_resumes_from_its_checkpoints_with_the_same_digest() {
             .filter(|r| r.path().join("done").is_file())
             .count()
     };
-    let (_, id) = running_job(&p, &mut child);
+    let (_, id) = running_job(&p, &mut child, "imp");
     wait_for("a checkpointed round", Duration::from_secs(120), || {
         (done_rounds(&p) >= 2).then_some(())
     });
@@ -452,5 +456,11 @@ fn a_requeued_prune_job_resumes_from_its_checkpoints_with_the_same_digest() {
     let out = finish(child);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(summary(&out)["retried"], 0, "a requeue is the same job");
+    let job = Command::new("scontrol")
+        .args(["show", "job", &id])
+        .output()
+        .unwrap();
+    let job = String::from_utf8_lossy(&job.stdout);
+    assert!(job.contains("Restarts=1"), "the job ran twice: {job}");
     assert_eq!(digests(&p, &out, &[]), expected);
 }
