@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::util::{json_lines, stderr, summary, Project};
+use crate::util::{done_rounds, json_lines, stderr, summary, Project};
 
 static SLURM: Mutex<()> = Mutex::new(());
 
@@ -430,23 +430,9 @@ fn a_requeued_prune_job_resumes_from_its_checkpoints_with_the_same_digest() {
 
     let p = project(PRUNE, "retries: 1\n");
     let mut child = spawn(&p, &SLURM_RUN);
-    let done_rounds = |p: &Project| {
-        std::fs::read_dir(p.path().join("store/tmp/scratch"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .flat_map(|k| {
-                std::fs::read_dir(k.path().join("winning"))
-                    .into_iter()
-                    .flatten()
-            })
-            .flatten()
-            .filter(|r| r.path().join("done").is_file())
-            .count()
-    };
     let (_, id) = running_job(&p, &mut child, "imp");
     wait_for("a checkpointed round", Duration::from_secs(120), || {
-        (done_rounds(&p) >= 2).then_some(())
+        (done_rounds(&p.path().join("store")) >= 2).then_some(())
     });
     let requeue = Command::new("scontrol")
         .args(["requeue", &id])
