@@ -10,6 +10,7 @@ mod exec_stage;
 mod gc;
 mod metrics;
 mod plan;
+mod remote;
 mod report;
 mod run;
 mod show;
@@ -129,6 +130,10 @@ enum Command {
     Gc(gc::Args),
     /// Rehash every object in the store.
     Verify(verify::Args),
+    /// Copy the results a pipeline reaches to a remote store.
+    Push(remote::Args),
+    /// Copy the results a pipeline reaches from a remote store.
+    Pull(remote::Args),
     /// List, fetch and verify datasets.
     Data(data::Args),
     /// Measure training/evaluation throughput and the no-op rerun time.
@@ -164,6 +169,8 @@ pub fn main() -> ExitCode {
         Command::Metrics(a) => metrics::exec(a),
         Command::Gc(a) => gc::exec(a),
         Command::Verify(a) => verify::exec(a),
+        Command::Push(a) => remote::push(a),
+        Command::Pull(a) => remote::pull(a),
         Command::Data(a) => data::exec(a),
         Command::Bench(a) => bench::exec(a),
         Command::ExecStage(a) => exec_stage::exec(a),

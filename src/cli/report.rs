@@ -69,7 +69,7 @@ pub fn exec(args: Args) -> CliResult {
             jobs: 1,
             keep_going: false,
         },
-        &Local,
+        (&Local, None),
         &mut |e| reporter.event(e),
     )?;
     if summary.failed() {

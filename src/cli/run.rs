@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::device::DeviceChoice;
 use crate::run::materialize::check_targets;
+use crate::run::remote::Remote;
 use crate::run::reporter::Reporter;
 use crate::run::schedule::{Executor, Local, RunOptions};
 use crate::run::session::Session;
@@ -44,6 +45,14 @@ pub struct Args {
     /// Never download a missing dataset (also `REPRO_OFFLINE=1`).
     #[arg(long)]
     offline: bool,
+    /// A store (e.g. on a shared file system) whose results are copied in, verified,
+    /// instead of computing them again; `repro push` fills it.
+    #[arg(long, value_name = "PATH")]
+    remote: Option<std::path::PathBuf>,
+    /// With --remote: also use results computed on another device or CPU kernel
+    /// (they differ from this machine's in the last bits).
+    #[arg(long, requires = "remote")]
+    any_kernel: bool,
     /// Where report stages are copied (as `<dir>/<pipeline name>/`).
     #[arg(long, default_value = "reports")]
     reports: std::path::PathBuf,
@@ -94,6 +103,12 @@ pub fn exec(args: Args) -> CliResult {
             Box::new(slurm)
         }
     };
+    let remote = args
+        .remote
+        .as_deref()
+        .map(|r| Remote::open(r, args.any_kernel))
+        .transpose()
+        .map_err(CliError::invalid)?;
     let session = Session::open(args.store.open()?, &pipeline, args.wait)?;
     let started = std::time::Instant::now();
     let mut reporter = Reporter::new(args.json, pipeline.stages.len());
@@ -104,7 +119,7 @@ pub fn exec(args: Args) -> CliResult {
             jobs,
             keep_going: args.keep_going,
         },
-        executor.as_ref(),
+        (executor.as_ref(), remote.as_ref()),
         &mut |e| reporter.event(e),
     )?;
     let reports = session.copy_reports(&pipeline, &args.reports)?;

@@ -269,6 +269,21 @@ pub enum RunEvent {
         /// Attempts allowed in all.
         attempts: u32,
     },
+    /// A stage's result was copied from the remote store instead of computed.
+    Fetched {
+        /// Stage name.
+        stage: String,
+        /// The remote store.
+        remote: PathBuf,
+    },
+    /// The remote store has a result for a stage that this run may not use, or that
+    /// could not be copied; the stage runs here.
+    RemoteUnused {
+        /// Stage name.
+        stage: String,
+        /// Why.
+        why: String,
+    },
     /// Polling Slurm's queue failed; the run goes on and polls again.
     PollFailed {
         /// What went wrong.

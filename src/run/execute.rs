@@ -93,6 +93,8 @@ pub struct ExecEnv<'a> {
     pub device: DeviceChoice,
     /// Host facts for manifests.
     pub host: &'a Host,
+    /// A store whose results are fetched instead of computing them again.
+    pub remote: Option<&'a super::remote::Remote>,
 }
 
 /// What computing a stage yields besides its output folder: its metrics and the facts

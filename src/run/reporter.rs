@@ -161,6 +161,12 @@ impl Reporter {
             } => self.log(format!(
                 "  retry   {stage}: job {job} {end}; attempt {attempt} of {attempts}"
             )),
+            RunEvent::Fetched { stage, remote } => {
+                self.log(format!("  fetched {stage} (from {})", remote.display()))
+            }
+            RunEvent::RemoteUnused { stage, why } => {
+                self.log(format!("  remote  {stage}: not used, {why}"))
+            }
             RunEvent::PollFailed {
                 message,
                 retry_seconds,

@@ -156,7 +156,7 @@ pub fn run(
                     .map(|n| (n.clone(), InputState::Ready(records[n].output.clone())))
                     .collect();
                 let a = match assess(env.store, files, pipeline, stage, &inputs) {
-                    Ok(a) => a,
+                    Ok(a) => from_remote(env, stage, a, report),
                     Err(e) => {
                         result = Err(e);
                         stop = true;
@@ -285,6 +285,36 @@ pub fn run(
         submitted,
         retried,
     })
+}
+
+/// A stage to run whose result the remote store has (and this run may use) becomes
+/// cached: the result is copied in first.
+fn from_remote(
+    env: &ExecEnv,
+    stage: &Stage,
+    mut a: Assessment,
+    report: &mut dyn FnMut(RunEvent),
+) -> Assessment {
+    let Some(remote) = env.remote.filter(|_| a.status == Status::Run) else {
+        return a;
+    };
+    match remote.fetch(env.store, &a.key, env.device) {
+        Ok(None) => {}
+        Ok(Some(record)) => {
+            report(RunEvent::Fetched {
+                stage: stage.name.clone(),
+                remote: remote.store.root().to_path_buf(),
+            });
+            a.status = Status::Cached;
+            a.reasons.clear();
+            a.record = Some(record);
+        }
+        Err(why) => report(RunEvent::RemoteUnused {
+            stage: stage.name.clone(),
+            why,
+        }),
+    }
+    a
 }
 
 fn finish(

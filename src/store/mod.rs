@@ -12,7 +12,8 @@
 //! - `files.json`: cached sha256 of external files (datasets) by path, size and mtime;
 //! - `lock`: held by the one process allowed to publish.
 //!
-//! The store never runs stages and never prints.
+//! [`remote`] copies results between two stores. The store never runs stages and never
+//! prints.
 
 pub mod canonical;
 pub mod filecache;
@@ -21,6 +22,7 @@ pub mod key;
 pub mod lock;
 pub mod object;
 pub mod record;
+pub mod remote;
 
 use std::path::{Path, PathBuf};
 

@@ -208,6 +208,19 @@ pub fn discard(store: &Store, digest: &str) -> Result<()> {
     Ok(())
 }
 
+/// Copies the files of a tree into `to` (created), returning their relative paths.
+pub fn copy_tree(from: &Path, to: &Path) -> Result<Vec<String>> {
+    std::fs::create_dir_all(to).map_err(io_err("create", to))?;
+    let files = list_files(from)?;
+    for rel in &files {
+        let (src, dst) = (from.join(rel), to.join(rel));
+        let parent = dst.parent().expect("a file has a parent");
+        std::fs::create_dir_all(parent).map_err(io_err("create", parent))?;
+        std::fs::copy(&src, &dst).map_err(io_err("copy", &src))?;
+    }
+    Ok(files)
+}
+
 /// Removes a folder tree, including read-only files.
 pub fn remove_tree(dir: &Path) -> Result<()> {
     std::fs::remove_dir_all(dir).map_err(io_err("remove", dir))

@@ -7,6 +7,7 @@
 //! - `fuzz`: seeded mutations of pipeline, IDX and CIFAR files (no panic, exit 0/1/2);
 //! - `kill`: SIGKILLs at every prune round boundary and at random moments;
 //! - `metrics`: `repro metrics` in every format, comparisons, and the run summary;
+//! - `remote`: `repro push`, `repro pull` and `run --remote` (a shared cache);
 //! - `safety`: inputs from the fault campaign that once deleted files or crashed;
 //! - `science`: pruning and noise robustness on small settings;
 //! - `slurm`: `--executor slurm` on a real single-node Slurm (skipped without one);
@@ -19,6 +20,7 @@ mod data;
 mod fuzz;
 mod kill;
 mod metrics;
+mod remote;
 mod safety;
 mod science;
 mod slurm;
