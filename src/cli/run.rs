@@ -58,7 +58,7 @@ pub struct Args {
     reports: std::path::PathBuf,
 }
 
-/// Set by the first SIGINT or SIGTERM of a Slurm run; the second one ends the process.
+/// Set by the first SIGINT (Ctrl-C) of a Slurm run; the second one ends the process.
 static INTERRUPT: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_interrupt(_: libc::c_int) {
@@ -68,8 +68,10 @@ extern "C" fn on_interrupt(_: libc::c_int) {
     }
 }
 
-/// Makes Ctrl-C (and SIGTERM) set [`INTERRUPT`] instead of killing the process, so a
-/// Slurm run can cancel its jobs and report before it ends.
+/// Makes Ctrl-C set [`INTERRUPT`] instead of killing the process, so a Slurm run can
+/// cancel its jobs and report before it ends. Other signals (SIGTERM at a time limit,
+/// SIGHUP) end the process as usual and leave the jobs running: the same command run
+/// again follows them.
 fn cancel_on_interrupt() -> &'static AtomicBool {
     #[cfg(unix)]
     // SAFETY: the handler only swaps an atomic and may call `_exit`, both
@@ -77,7 +79,6 @@ fn cancel_on_interrupt() -> &'static AtomicBool {
     unsafe {
         let handler = on_interrupt as extern "C" fn(libc::c_int) as libc::sighandler_t;
         libc::signal(libc::SIGINT, handler);
-        libc::signal(libc::SIGTERM, handler);
     }
     &INTERRUPT
 }

@@ -28,7 +28,7 @@ use crate::store::record::StageRecord;
 
 use super::cluster::{format_time, Cluster, Resources};
 use super::job::{job_name, script, JobDir, JobProgress, JobResult, JobSpec};
-use super::queue::{self, CommandError, JobState, QueueEntry};
+use super::queue::{self, JobState, QueueEntry};
 
 /// What the poller knows of one job.
 #[derive(Debug, Clone, Default)]
@@ -151,9 +151,9 @@ impl SlurmExecutor {
         })?;
         let id = match queue::submit(&dir.script(), self.cluster.policy.submit_timeout) {
             Ok(id) => id,
-            Err(e @ CommandError::Timeout { .. }) => {
-                // sbatch may have submitted before it stopped answering: look for the job
-                // by its name before calling this a failure.
+            // sbatch may have submitted before it failed or stopped answering (a busy
+            // controller times out): look for the job by its name first.
+            Err(e) => {
                 let known = dir.submissions();
                 queue::list(Some(&job_name(&assessment.key)))
                     .ok()
@@ -165,11 +165,6 @@ impl SlurmExecutor {
                     .ok_or(Failure::Submit {
                         message: e.to_string(),
                     })?
-            }
-            Err(e) => {
-                return Err(Failure::Submit {
-                    message: e.to_string(),
-                })
             }
         };
         dir.record_submission(&id).map_err(|e| Failure::Store {
