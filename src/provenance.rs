@@ -14,9 +14,7 @@ pub struct Host {
 impl Host {
     /// Gathers host facts; `dir` is where to look for a git checkout.
     pub fn gather(dir: &Path) -> Host {
-        let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|s| s.trim().to_string())
-            .unwrap_or_else(|_| "unknown".into());
+        let name = host_name();
         let git_commit = std::process::Command::new("git")
             .arg("-C")
             .arg(if dir.as_os_str().is_empty() {
@@ -32,6 +30,13 @@ impl Host {
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
         Host { name, git_commit }
     }
+}
+
+/// This machine's name (`unknown` where it cannot be read).
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 /// Peak resident set size of this process so far (Linux), in bytes.

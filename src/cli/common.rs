@@ -90,3 +90,41 @@ impl PipelineArgs {
         Ok(Pipeline::load(&self.pipeline, &selection)?)
     }
 }
+
+/// Where stages compute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExecutorChoice {
+    /// In this process, on this machine.
+    Local,
+    /// One Slurm job per stage (the store must be on a file system the nodes share).
+    Slurm,
+}
+
+/// `--executor` and `--cluster`.
+#[derive(Debug, clap::Args)]
+pub struct ExecutorArgs {
+    /// Where stages compute.
+    #[arg(long, value_enum, default_value = "local")]
+    pub executor: ExecutorChoice,
+    /// With `--executor slurm`: the cluster file (YAML) of each job's resources and the
+    /// polling and retry settings; without it, every job asks for 2 CPUs, 4G and 4 hours.
+    #[arg(long, value_name = "FILE")]
+    pub cluster: Option<PathBuf>,
+}
+
+impl ExecutorArgs {
+    /// The cluster file's settings with `--executor slurm`, `None` for a local run.
+    pub fn cluster(&self) -> Result<Option<crate::run::slurm::cluster::Cluster>, CliError> {
+        match (self.executor, &self.cluster) {
+            (ExecutorChoice::Local, Some(_)) => Err(CliError::invalid(
+                "--cluster applies to Slurm runs only; add --executor slurm",
+            )),
+            (ExecutorChoice::Local, None) => Ok(None),
+            (ExecutorChoice::Slurm, file) => {
+                crate::run::slurm::cluster::Cluster::load(file.as_deref())
+                    .map(Some)
+                    .map_err(CliError::invalid)
+            }
+        }
+    }
+}

@@ -6,9 +6,11 @@ mod bench;
 mod common;
 mod dag;
 mod data;
+mod exec_stage;
 mod gc;
 mod metrics;
 mod plan;
+mod remote;
 mod report;
 mod run;
 mod show;
@@ -128,10 +130,17 @@ enum Command {
     Gc(gc::Args),
     /// Rehash every object in the store.
     Verify(verify::Args),
+    /// Copy the results a pipeline reaches to a remote store.
+    Push(remote::Args),
+    /// Copy the results a pipeline reaches from a remote store.
+    Pull(remote::Args),
     /// List, fetch and verify datasets.
     Data(data::Args),
     /// Measure training/evaluation throughput and the no-op rerun time.
     Bench(bench::Args),
+    /// What a Slurm job runs: compute one stage into its job folder.
+    #[command(hide = true)]
+    ExecStage(exec_stage::Args),
 }
 
 /// A closed stdout (`repro verify --json | head -1`) ends the process quietly, as it
@@ -160,8 +169,11 @@ pub fn main() -> ExitCode {
         Command::Metrics(a) => metrics::exec(a),
         Command::Gc(a) => gc::exec(a),
         Command::Verify(a) => verify::exec(a),
+        Command::Push(a) => remote::push(a),
+        Command::Pull(a) => remote::pull(a),
         Command::Data(a) => data::exec(a),
         Command::Bench(a) => bench::exec(a),
+        Command::ExecStage(a) => exec_stage::exec(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

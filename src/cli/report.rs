@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::device::DeviceChoice;
 use crate::run::materialize::check_targets;
 use crate::run::reporter::Reporter;
-use crate::run::schedule::RunOptions;
+use crate::run::schedule::{Local, RunOptions};
 use crate::run::session::Session;
 use crate::stages::report::ReportStage;
 use crate::stages::TypedStage;
@@ -69,6 +69,7 @@ pub fn exec(args: Args) -> CliResult {
             jobs: 1,
             keep_going: false,
         },
+        (&Local, None),
         &mut |e| reporter.event(e),
     )?;
     if summary.failed() {

@@ -1,19 +1,24 @@
-//! The executor: runs one stage in a temp folder and publishes its result.
+//! The local executor: runs one stage in a temp folder and publishes its result.
 //!
 //! The stage writes into `tmp/run-<key>-<pid>/`; only when it returns Ok is the folder
 //! published as an object (by rename) and the record written (by rename). A process
 //! killed at any point leaves at most a temp folder, which the next run removes.
+//! The two halves, [`compute`] (run the stage's code into a folder) and
+//! [`publish_computed`] (record a published output), are also what a Slurm job and its
+//! coordinator call (see [`super::slurm`]): there is one way to compute a stage.
 //! Executors never print: progress goes out as [`RunEvent`]s.
 
 use std::collections::BTreeMap;
 use std::sync::mpsc::Sender;
 use std::time::Instant;
 
+use serde::{Deserialize, Serialize};
+
 use crate::device::DeviceChoice;
 use crate::pipeline::{Pipeline, Stage};
 use crate::provenance::Host;
 use crate::stages::dataset::DatasetStage;
-use crate::stages::{Input, Progress, StageContext, TypedStage};
+use crate::stages::{Input, Metrics, Progress, StageContext, StageKind, TypedStage};
 use crate::store::object::{object_file, publish, remove_tree};
 use crate::store::record::{write_record, write_ref, Manifest, StageRecord};
 use crate::store::{io_err, Store};
@@ -88,12 +93,105 @@ pub struct ExecEnv<'a> {
     pub device: DeviceChoice,
     /// Host facts for manifests.
     pub host: &'a Host,
-    /// Threads of the global pool that stages compute on (read outside the stage pool).
-    pub threads: usize,
+    /// A store whose results are fetched instead of computing them again.
+    pub remote: Option<&'a super::remote::Remote>,
 }
 
-/// Runs a stage whose assessment says it must run, and publishes its result.
-/// `upstream` holds the records of the stages it needs.
+/// What computing a stage yields besides its output folder: its metrics and the facts
+/// of the process and machine that computed it, for the manifest. A Slurm job writes
+/// it into its result file; a local run hands it straight to [`publish_computed`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Computed {
+    /// What the stage measured.
+    pub metrics: Metrics,
+    /// Wall-clock seconds of the computation.
+    pub wall_seconds: f64,
+    /// Peak resident memory of the computing process, in bytes.
+    pub peak_rss_bytes: Option<u64>,
+    /// On the CPU, what computed the matrix products.
+    pub cpu_products: Option<String>,
+    /// Worker threads of the global pool the stage computed on.
+    pub threads: usize,
+    /// The machine that computed it.
+    pub host: String,
+    /// When it finished (seconds since the Unix epoch).
+    pub finished_at: u64,
+}
+
+/// The inputs of a stage: the published results of the stages it needs, by name.
+pub fn stage_inputs(
+    env: &ExecEnv,
+    upstream: &BTreeMap<String, StageRecord>,
+) -> BTreeMap<String, Input> {
+    upstream
+        .iter()
+        .map(|(name, r)| {
+            (
+                name.clone(),
+                Input {
+                    stage: name.clone(),
+                    kind: r.fields.kind.clone(),
+                    dir: object_file(env.store, &r.output, ""),
+                    digest: r.output.clone(),
+                    key: r.key.clone(),
+                    wall_seconds: r.manifest.wall_seconds,
+                    params: r.fields.params.clone(),
+                    seed: r.fields.seed,
+                    metrics: r.manifest.metrics.clone(),
+                    datasets: datasets_behind(env.pipeline, name),
+                },
+            )
+        })
+        .collect()
+}
+
+/// Runs a stage's code into `ctx.out_dir` on this process's global pool; a stage
+/// error or a panic is a [`Failure`], and the output folder is then removed.
+pub fn compute(
+    kind: &dyn StageKind,
+    params: &serde_json::Value,
+    ctx: &StageContext,
+    host: &str,
+) -> Result<Computed, Failure> {
+    let started = Instant::now();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| kind.run(params, ctx)));
+    let failure = match result {
+        Ok(Ok(metrics)) => {
+            return Ok(Computed {
+                metrics,
+                wall_seconds: started.elapsed().as_secs_f64(),
+                peak_rss_bytes: crate::provenance::peak_rss_bytes(),
+                cpu_products: (ctx.device == DeviceChoice::Cpu)
+                    .then(|| crate::nn::cpu_products().to_string()),
+                threads: rayon::current_num_threads(),
+                host: host.to_string(),
+                finished_at: crate::provenance::unix_now(),
+            })
+        }
+        Ok(Err(e)) => Failure::Stage {
+            message: e.to_string(),
+        },
+        Err(panic) => Failure::Panic {
+            message: panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown panic".into()),
+        },
+    };
+    let _ = remove_tree(&ctx.out_dir);
+    Err(failure)
+}
+
+/// A store error as the failure of the stage it happened to.
+pub fn store_failure(e: crate::store::Error) -> Failure {
+    Failure::Store {
+        message: e.to_string(),
+    }
+}
+
+/// Runs a stage whose assessment says it must run, on this machine, and publishes its
+/// result. `upstream` holds the records of the stages it needs.
 pub fn execute(
     env: &ExecEnv,
     stage: &Stage,
@@ -101,10 +199,6 @@ pub fn execute(
     upstream: &BTreeMap<String, StageRecord>,
     tx: Sender<RunEvent>,
 ) -> Result<StageRecord, Failure> {
-    let store_failure = |e: crate::store::Error| Failure::Store {
-        message: e.to_string(),
-    };
-    let started = Instant::now();
     let store = env.store;
     let work = store.tmp_dir().join(format!(
         "run-{}-{}",
@@ -117,27 +211,6 @@ pub fn execute(
     std::fs::create_dir_all(&work)
         .map_err(io_err("create", &work))
         .map_err(store_failure)?;
-    let scratch = store.scratch_dir(&assessment.key);
-    let inputs = upstream
-        .iter()
-        .map(|(name, r)| {
-            (
-                name.clone(),
-                Input {
-                    stage: name.clone(),
-                    kind: r.fields.kind.clone(),
-                    dir: object_file(store, &r.output, ""),
-                    digest: r.output.clone(),
-                    key: r.key.clone(),
-                    wall_seconds: r.manifest.wall_seconds,
-                    params: r.fields.params.clone(),
-                    seed: r.fields.seed,
-                    metrics: r.manifest.metrics.clone(),
-                    datasets: datasets_behind(env.pipeline, name),
-                },
-            )
-        })
-        .collect();
     let progress = ChannelProgress {
         stage: &stage.name,
         tx: std::sync::Mutex::new(tx),
@@ -146,35 +219,28 @@ pub fn execute(
         pipeline: env.pipeline.name.clone(),
         stage: stage.name.clone(),
         out_dir: work.clone(),
-        scratch_dir: scratch.clone(),
-        inputs,
+        scratch_dir: store.scratch_dir(&assessment.key),
+        inputs: stage_inputs(env, upstream),
         sources: assessment.sources.clone(),
         seed: stage.seed,
         device: env.device,
         progress: &progress,
     };
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        stage.kind.run(&stage.params, &ctx)
-    }));
-    let metrics = match result {
-        Ok(Ok(m)) => m,
-        Ok(Err(e)) => {
-            let _ = remove_tree(&work);
-            return Err(Failure::Stage {
-                message: e.to_string(),
-            });
-        }
-        Err(panic) => {
-            let _ = remove_tree(&work);
-            let msg = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "unknown panic".into());
-            return Err(Failure::Panic { message: msg });
-        }
-    };
+    let computed = compute(stage.kind, &stage.params, &ctx, &env.host.name)?;
     let output = publish(store, &work).map_err(store_failure)?;
+    publish_computed(env, stage, assessment, output, computed)
+}
+
+/// Records a computed stage whose output is published as object `output`: writes its
+/// record and ref, and removes its scratch folder. Local and Slurm runs both end here.
+pub fn publish_computed(
+    env: &ExecEnv,
+    stage: &Stage,
+    assessment: &Assessment,
+    output: String,
+    computed: Computed,
+) -> Result<StageRecord, Failure> {
+    let store = env.store;
     let record = StageRecord::new(
         assessment.fields.clone(),
         output,
@@ -185,21 +251,21 @@ pub fn execute(
             params: stage.params.clone(),
             inputs: assessment.fields.inputs.clone(),
             seed: stage.seed,
-            metrics,
-            wall_seconds: started.elapsed().as_secs_f64(),
-            peak_rss_bytes: crate::provenance::peak_rss_bytes(),
+            metrics: computed.metrics,
+            wall_seconds: computed.wall_seconds,
+            peak_rss_bytes: computed.peak_rss_bytes,
             device: env.device.name().to_string(),
-            cpu_products: (env.device == DeviceChoice::Cpu)
-                .then(|| crate::nn::cpu_products().to_string()),
-            threads: env.threads,
+            cpu_products: computed.cpu_products,
+            threads: computed.threads,
             crate_version: env!("CARGO_PKG_VERSION").to_string(),
             git_commit: env.host.git_commit.clone(),
-            host: env.host.name.clone(),
-            finished_at: crate::provenance::unix_now(),
+            host: computed.host,
+            finished_at: computed.finished_at,
         },
     );
     write_record(store, &record).map_err(store_failure)?;
     write_ref(store, &env.pipeline.name, &stage.name, &record.fields).map_err(store_failure)?;
+    let scratch = store.scratch_dir(&assessment.key);
     if scratch.exists() {
         let _ = remove_tree(&scratch);
     }

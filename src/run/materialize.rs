@@ -14,7 +14,7 @@ use crate::pipeline::Pipeline;
 use crate::stages::report::ReportStage;
 use crate::stages::TypedStage;
 use crate::store::filecache::FileDigests;
-use crate::store::object::{list_files, remove_tree};
+use crate::store::object::{self, remove_tree};
 use crate::store::{io_err, Result, Store};
 
 use super::plan::{plan, Status};
@@ -118,13 +118,8 @@ fn replace_tree(from: &Path, to: &Path) -> Result<()> {
 
 /// Copies a tree, files readable by all and writable by their owner only, and marks it.
 fn copy_tree(from: &Path, to: &Path) -> Result<()> {
-    std::fs::create_dir_all(to).map_err(io_err("create", to))?;
-    for rel in list_files(from)? {
-        let (src, dst) = (from.join(&rel), to.join(&rel));
-        let parent = dst.parent().expect("a file has a parent");
-        std::fs::create_dir_all(parent).map_err(io_err("create", parent))?;
-        std::fs::copy(&src, &dst).map_err(io_err("copy", &src))?;
-        owner_writable(&dst)?;
+    for rel in object::copy_tree(from, to)? {
+        owner_writable(&to.join(rel))?;
     }
     let marker = to.join(MARKER);
     std::fs::write(&marker, MARKER_TEXT).map_err(io_err("write", &marker))

@@ -96,6 +96,15 @@ impl Reporter {
         }
     }
 
+    /// Shows a Slurm job's state on its stage's bar until the stage reports progress.
+    fn job_state(&self, stage: &str, job: &str, state: &str) {
+        if let Some(bar) = self.bars.get(stage) {
+            if bar.position() == 0 {
+                bar.set_message(format!("job {job} {state}"));
+            }
+        }
+    }
+
     /// Handles one event.
     pub fn event(&mut self, event: RunEvent) {
         match event {
@@ -114,6 +123,56 @@ impl Reporter {
                 self.reasons.insert(stage.clone(), reasons);
                 self.bars.insert(stage, bar);
             }
+            RunEvent::Submitted {
+                stage,
+                job,
+                attempt,
+                resources,
+            } => {
+                let what = if attempt == 1 { "submit" } else { "resubmit" };
+                self.log(format!("  {what:<7} {stage} (job {job}: {resources})"));
+                self.job_state(&stage, &job, "submitted");
+            }
+            RunEvent::Reattached { stage, job } => {
+                self.log(format!(
+                    "  attach  {stage} (job {job}, submitted by an earlier run)"
+                ));
+                self.job_state(&stage, &job, "queued");
+            }
+            RunEvent::Queued {
+                stage,
+                job,
+                state,
+                detail,
+            } => {
+                let text = match (state.as_str(), detail.is_empty()) {
+                    (_, true) => state,
+                    ("running", false) => format!("running on {detail}"),
+                    (_, false) => format!("{state} ({detail})"),
+                };
+                self.job_state(&stage, &job, &text);
+            }
+            RunEvent::Retrying {
+                stage,
+                job,
+                end,
+                attempt,
+                attempts,
+            } => self.log(format!(
+                "  retry   {stage}: job {job} {end}; attempt {attempt} of {attempts}"
+            )),
+            RunEvent::Fetched { stage, remote } => {
+                self.log(format!("  fetched {stage} (from {})", remote.display()))
+            }
+            RunEvent::RemoteUnused { stage, why } => {
+                self.log(format!("  remote  {stage}: not used, {why}"))
+            }
+            RunEvent::PollFailed {
+                message,
+                retry_seconds,
+            } => self.log(format!(
+                "  warning polling Slurm failed ({message}); next poll in {retry_seconds:.0} s"
+            )),
             RunEvent::Progress {
                 stage,
                 position,

@@ -22,7 +22,8 @@ use super::events::RunEvent;
 use super::execute::ExecEnv;
 use super::materialize::materialize;
 use super::plan::{plan, Status};
-use super::schedule::{run, RunOptions, RunSummary};
+use super::remote::Remote;
+use super::schedule::{run, Executor, RunOptions, RunSummary};
 
 /// An open store, locked for this run, with its digest cache and the host's facts.
 pub struct Session {
@@ -68,13 +69,15 @@ impl Session {
             .collect())
     }
 
-    /// Runs every stale stage of `pipeline` on `device`, sending events to `on_event`.
-    /// The digest cache is saved whether or not the run succeeds.
+    /// Runs every stale stage of `pipeline` on `device` through `executor` (fetching
+    /// what `remote` has instead), sending events to `on_event`. The digest cache is
+    /// saved whether or not the run succeeds.
     pub fn execute(
         &self,
         pipeline: &Pipeline,
         device: DeviceChoice,
         options: RunOptions,
+        (executor, remote): (&dyn Executor, Option<&Remote>),
         on_event: &mut dyn FnMut(RunEvent),
     ) -> Result<RunSummary, super::plan::Error> {
         let env = ExecEnv {
@@ -82,9 +85,9 @@ impl Session {
             pipeline,
             device,
             host: &self.host,
-            threads: rayon::current_num_threads(),
+            remote,
         };
-        let summary = run(&env, &self.files, options, on_event);
+        let summary = run(&env, &self.files, options, executor, on_event);
         self.files.save(&self.store)?;
         summary
     }

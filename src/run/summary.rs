@@ -37,6 +37,13 @@ pub struct RunTotals {
     pub failed: usize,
     /// Stages skipped because a stage they need failed.
     pub skipped: usize,
+    /// Slurm jobs submitted (retries included; 0 for a local run).
+    pub submitted: usize,
+    /// Slurm jobs that ended without a result and were submitted again.
+    pub retried: usize,
+    /// CPU seconds reserved by the Slurm jobs that published a result (their CPUs
+    /// times their wall time); absent for a local run.
+    pub job_cpu_seconds: Option<f64>,
     /// Wall-clock seconds of the whole run.
     pub wall_seconds: f64,
     /// CPU seconds of this process (user + system, all threads), where known.
@@ -54,11 +61,20 @@ impl RunTotals {
             wall_seconds,
             cpu_seconds: cpu_seconds(),
             reports,
+            submitted: summary.submitted,
+            retried: summary.retried,
             ..RunTotals::default()
         };
-        for (_, outcome) in &summary.outcomes {
+        for (name, outcome) in &summary.outcomes {
             match outcome {
-                Outcome::Ran => totals.ran += 1,
+                Outcome::Ran => {
+                    totals.ran += 1;
+                    if summary.submitted > 0 {
+                        let m = &summary.records[name].manifest;
+                        *totals.job_cpu_seconds.get_or_insert(0.0) +=
+                            m.threads as f64 * m.wall_seconds;
+                    }
+                }
                 Outcome::Cached => totals.cached += 1,
                 Outcome::Failed(_) => totals.failed += 1,
                 Outcome::Skipped(_) => totals.skipped += 1,
@@ -99,6 +115,13 @@ impl RunTotals {
             self.skipped,
             duration(self.wall_seconds)
         );
+        if self.submitted > 0 {
+            let hours = self.job_cpu_seconds.unwrap_or(0.0) / 3600.0;
+            out.push_str(&format!(
+                "\nslurm: {} jobs submitted, {} retried, {hours:.2} CPU-hours in the jobs that published",
+                self.submitted, self.retried
+            ));
+        }
         if let Some(v) = &self.verdicts {
             out.push_str(&format!("\nverdicts: {} reproduced", v.reproduced));
             match (v.not_reproduced, v.not_comparable) {

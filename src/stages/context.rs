@@ -19,8 +19,8 @@ pub trait Progress: Sync {
     fn update(&self, position: u64, length: u64, message: &str);
 }
 
-/// One upstream result, read-only.
-#[derive(Debug, Clone)]
+/// One upstream result, read-only. Serialized into a Slurm job's spec.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Input {
     /// Upstream stage name (its role).
     pub stage: String,

@@ -7,11 +7,13 @@
 //! - `stages/<key>.json`: a [`record::StageRecord`] mapping a stage key to its object and manifest;
 //! - `refs/<pipeline>/<stage>.json`: the key fields of the last run of a named stage,
 //!   used only to explain why a stage is stale;
-//! - `tmp/`: work in progress; everything is published from here by rename;
+//! - `tmp/`: work in progress; everything is published from here by rename (`tmp/scratch/`
+//!   keeps resumable stages' checkpoints, `tmp/slurm/` Slurm jobs' folders);
 //! - `files.json`: cached sha256 of external files (datasets) by path, size and mtime;
 //! - `lock`: held by the one process allowed to publish.
 //!
-//! The store never runs stages and never prints.
+//! [`remote`] copies results between two stores. The store never runs stages and never
+//! prints.
 
 pub mod canonical;
 pub mod filecache;
@@ -20,6 +22,7 @@ pub mod key;
 pub mod lock;
 pub mod object;
 pub mod record;
+pub mod remote;
 
 use std::path::{Path, PathBuf};
 
@@ -127,15 +130,21 @@ impl Store {
         self.tmp_dir().join(SCRATCH).join(key)
     }
 
+    /// The folder of Slurm jobs' folders (`tmp/slurm/<key>/`): they outlive the run
+    /// that submitted them, so that a restarted run finds its jobs again.
+    pub fn jobs_dir(&self) -> PathBuf {
+        self.tmp_dir().join(JOBS)
+    }
+
     /// Removes what interrupted runs left in `tmp/`, but never the resumable scratch
-    /// folders. Taking the lock as an argument proves that no live run owns anything
-    /// there.
+    /// folders nor the Slurm jobs' folders (a job may still be running). Taking the lock
+    /// as an argument proves that no live run owns anything there.
     pub fn clean_tmp(&self, _held: &lock::StoreLock) {
         let Ok(entries) = std::fs::read_dir(self.tmp_dir()) else {
             return;
         };
         for entry in entries.flatten() {
-            if entry.file_name() == SCRATCH {
+            if entry.file_name() == SCRATCH || entry.file_name() == JOBS {
                 continue;
             }
             let path = entry.path();
@@ -150,6 +159,9 @@ impl Store {
 
 /// The folder of `tmp/` that holds resumable stages' checkpoints.
 const SCRATCH: &str = "scratch";
+
+/// The folder of `tmp/` that holds Slurm jobs' folders.
+const JOBS: &str = "slurm";
 
 /// Makes a stage or pipeline name safe as a file name.
 fn sanitize(name: &str) -> String {

@@ -127,20 +127,25 @@ fn set_read_only(root: &Path) -> Result<()> {
 /// If an identical object already exists, the temp folder is removed instead.
 pub fn publish(store: &Store, finished: &Path) -> Result<String> {
     let digest = tree_digest(finished)?;
-    let target = store.object_dir(&digest);
-    if target.exists() && check(store, &digest)? == Health::Intact {
+    publish_as(store, finished, &digest)?;
+    Ok(digest)
+}
+
+/// [`publish`] for a folder whose [`tree_digest`] the caller has just computed.
+pub fn publish_as(store: &Store, finished: &Path, digest: &str) -> Result<()> {
+    let target = store.object_dir(digest);
+    if target.exists() && check(store, digest)? == Health::Intact {
         std::fs::remove_dir_all(finished).map_err(io_err("remove", finished))?;
-        return Ok(digest);
+        return Ok(());
     }
     if target.exists() {
-        discard(store, &digest)?;
+        discard(store, digest)?;
     }
     set_read_only(finished)?;
     std::fs::rename(finished, &target).map_err(io_err("publish", &target))?;
     let stamps = stamps_of(&target)?;
     let json = serde_json::to_vec_pretty(&stamps).expect("stamps serialize");
-    write_atomic(store, &store.stamp_path(&digest), &json)?;
-    Ok(digest)
+    write_atomic(store, &store.stamp_path(digest), &json)
 }
 
 /// The state of an object on disk.
@@ -201,6 +206,19 @@ pub fn discard(store: &Store, digest: &str) -> Result<()> {
         std::fs::remove_file(&stamp).map_err(io_err("remove", &stamp))?;
     }
     Ok(())
+}
+
+/// Copies the files of a tree into `to` (created), returning their relative paths.
+pub fn copy_tree(from: &Path, to: &Path) -> Result<Vec<String>> {
+    std::fs::create_dir_all(to).map_err(io_err("create", to))?;
+    let files = list_files(from)?;
+    for rel in &files {
+        let (src, dst) = (from.join(rel), to.join(rel));
+        let parent = dst.parent().expect("a file has a parent");
+        std::fs::create_dir_all(parent).map_err(io_err("create", parent))?;
+        std::fs::copy(&src, &dst).map_err(io_err("copy", &src))?;
+    }
+    Ok(files)
 }
 
 /// Removes a folder tree, including read-only files.

@@ -2,12 +2,12 @@
 //! boundary and at seeded random moments, rerun after each kill, and must end with
 //! `verify` clean and the same output digests as an uninterrupted run.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::util::{json_lines, stderr, Project};
+use crate::util::{done_rounds, json_lines, stderr, Project};
 
 const ROUNDS: usize = 8;
 
@@ -49,18 +49,6 @@ fn digests(p: &Project) -> Vec<(String, String)> {
             (stage, m["output"].as_str().unwrap().to_string())
         })
         .collect()
-}
-
-/// Rounds of the prune stage whose checkpoint is complete.
-fn done_rounds(store: &Path) -> usize {
-    std::fs::read_dir(store.join("tmp/scratch"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|key| key.path().join("winning"))
-        .flat_map(|w| std::fs::read_dir(w).into_iter().flatten().flatten())
-        .filter(|r| r.path().join("done").is_file())
-        .count()
 }
 
 /// A small seeded generator (xorshift) for the kill moments.

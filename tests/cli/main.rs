@@ -7,8 +7,10 @@
 //! - `fuzz`: seeded mutations of pipeline, IDX and CIFAR files (no panic, exit 0/1/2);
 //! - `kill`: SIGKILLs at every prune round boundary and at random moments;
 //! - `metrics`: `repro metrics` in every format, comparisons, and the run summary;
+//! - `remote`: `repro push`, `repro pull` and `run --remote` (a shared cache);
 //! - `safety`: inputs from the fault campaign that once deleted files or crashed;
 //! - `science`: pruning and noise robustness on small settings;
+//! - `slurm`: `--executor slurm` on a real single-node Slurm (skipped without one);
 //! - `store`: integrity, locking, gc;
 //! - `training`: the train stage: accuracy, determinism, dependants, crashes.
 
@@ -18,8 +20,10 @@ mod data;
 mod fuzz;
 mod kill;
 mod metrics;
+mod remote;
 mod safety;
 mod science;
+mod slurm;
 mod store;
 mod training;
 mod util;

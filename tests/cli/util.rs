@@ -114,3 +114,15 @@ pub fn output_csv(manifest: &Value, file: &str) -> Vec<Vec<String>> {
         .map(|l| l.split(',').map(String::from).collect())
         .collect()
 }
+
+/// Rounds of the prune stages of a store whose checkpoint is complete.
+pub fn done_rounds(store: &Path) -> usize {
+    std::fs::read_dir(store.join("tmp/scratch"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|key| key.path().join("winning"))
+        .flat_map(|w| std::fs::read_dir(w).into_iter().flatten().flatten())
+        .filter(|r| r.path().join("done").is_file())
+        .count()
+}
