@@ -106,12 +106,17 @@ running slurmctld || slurmctld
 running slurmd || slurmd
 
 # Wait for the node to come up, then make sure it takes jobs.
+up=0
 for _ in $(seq 60); do
   state=$(sinfo -h -N -o '%T' 2>/dev/null | head -1 || true)
   case "$state" in
-    idle* | mixed* | allocated*) break ;;
+    idle* | mixed* | allocated* | completing*) up=1; break ;;
     down* | drain*) scontrol update NodeName="$host" State=RESUME >/dev/null 2>&1 || true ;;
   esac
   sleep 0.5
 done
 sinfo
+if [ "$up" -ne 1 ]; then
+  echo "slurm-setup.sh: node $host did not come up (state: ${state:-unknown}); see /var/log/slurm/slurmctld.log and /var/log/slurm/slurmd.log" >&2
+  exit 1
+fi

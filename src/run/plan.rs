@@ -298,24 +298,7 @@ stages:
             std::fs::create_dir_all(&work).unwrap();
             std::fs::write(work.join("out.txt"), "result").unwrap();
             let output = object::publish(&self.store, &work).unwrap();
-            let manifest = Manifest {
-                pipeline: self.pipeline.name.clone(),
-                stage: stage.to_string(),
-                kind: fields.kind.clone(),
-                params: fields.params.clone(),
-                inputs: fields.inputs.clone(),
-                seed: fields.seed,
-                metrics: BTreeMap::new(),
-                wall_seconds: 0.0,
-                peak_rss_bytes: None,
-                device: "cpu".into(),
-                cpu_products: None,
-                threads: 1,
-                crate_version: "test".into(),
-                git_commit: None,
-                host: "test".into(),
-                finished_at: 0,
-            };
+            let manifest = Manifest::for_tests(&self.pipeline.name, stage, fields);
             let record = StageRecord::new(fields.clone(), output, manifest);
             write_record(&self.store, &record).unwrap();
             write_ref(&self.store, &self.pipeline.name, stage, fields).unwrap();

@@ -52,6 +52,31 @@ pub struct Manifest {
     pub finished_at: u64,
 }
 
+#[cfg(test)]
+impl Manifest {
+    /// A manifest of a stage with no metrics, computed nowhere in particular.
+    pub fn for_tests(pipeline: &str, stage: &str, fields: &KeyFields) -> Manifest {
+        Manifest {
+            pipeline: pipeline.to_string(),
+            stage: stage.to_string(),
+            kind: fields.kind.clone(),
+            params: fields.params.clone(),
+            inputs: fields.inputs.clone(),
+            seed: fields.seed,
+            metrics: BTreeMap::new(),
+            wall_seconds: 0.0,
+            peak_rss_bytes: None,
+            device: "cpu".into(),
+            cpu_products: None,
+            threads: 1,
+            crate_version: "test".into(),
+            git_commit: None,
+            host: "test".into(),
+            finished_at: 0,
+        }
+    }
+}
+
 /// A published stage result.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StageRecord {

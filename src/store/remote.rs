@@ -77,24 +77,7 @@ mod tests {
             sources: BTreeMap::new(),
             pending: BTreeMap::new(),
         };
-        let manifest = Manifest {
-            pipeline: "p".into(),
-            stage: "s".into(),
-            kind: "dataset".into(),
-            params: fields.params.clone(),
-            inputs: BTreeMap::new(),
-            seed: 0,
-            metrics: BTreeMap::new(),
-            wall_seconds: 0.0,
-            peak_rss_bytes: None,
-            device: "cpu".into(),
-            cpu_products: None,
-            threads: 1,
-            crate_version: "test".into(),
-            git_commit: None,
-            host: "test".into(),
-            finished_at: 0,
-        };
+        let manifest = Manifest::for_tests("p", "s", &fields);
         let r = StageRecord::new(fields, output, manifest);
         write_record(store, &r).unwrap();
         r

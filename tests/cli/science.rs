@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::util::{json_lines, output_csv, stderr, with_status, Project};
+use crate::util::{done_rounds, json_lines, output_csv, stderr, with_status, Project};
 
 const LOTTERY: &str = "name: lt
 seed: 1
@@ -159,19 +159,9 @@ fn an_interrupted_prune_stage_resumes_at_its_last_finished_round() {
         ])
         .spawn()
         .unwrap();
-    let scratch = p.path().join("store/tmp/scratch");
+    let store = p.path().join("store");
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    let done_rounds = || {
-        std::fs::read_dir(&scratch)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|key| key.path().join("winning"))
-            .flat_map(|w| std::fs::read_dir(w).into_iter().flatten().flatten())
-            .filter(|r| r.path().join("done").is_file())
-            .count()
-    };
-    while done_rounds() < 3 {
+    while done_rounds(&store) < 3 {
         assert!(
             std::time::Instant::now() < deadline,
             "rounds never finished"

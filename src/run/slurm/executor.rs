@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use crate::pipeline::Stage;
 use crate::run::events::{Failure, JobEnd, RunEvent};
-use crate::run::execute::{publish_computed, stage_inputs, store_failure, ExecEnv};
+use crate::run::execute::{publish_computed, stage_inputs, store_failure, Computed, ExecEnv};
 use crate::run::plan::Assessment;
 use crate::run::schedule::Executor;
 use crate::store::object::{publish_as, tree_digest};
@@ -282,7 +282,7 @@ impl SlurmExecutor {
         assessment: &Assessment,
         dir: &JobDir,
         digest: String,
-        computed: crate::run::execute::Computed,
+        computed: Computed,
     ) -> Result<StageRecord, Failure> {
         publish_as(env.store, &dir.out_dir(), &digest).map_err(store_failure)?;
         let record = publish_computed(env, stage, assessment, digest, computed)?;
