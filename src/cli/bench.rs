@@ -4,7 +4,9 @@
 
 use std::time::Instant;
 
-use crate::nn::{self, InputShape, ModelConfig};
+use crate::nn::{
+    self, ActiveInit, ActiveSpec, BenchNet, BinaryConfig, InputShape, ModelConfig, NormKind,
+};
 
 use super::{exit, CliError, CliResult};
 
@@ -17,6 +19,11 @@ pub struct Args {
     /// One JSON object per measurement on stdout.
     #[arg(long)]
     json: bool,
+    /// Only the rows of these networks (comma-separated names, e.g.
+    /// `lenet5-conv,bnn-1024`), or `noop-rerun`; `scripts/bench-pair.py`
+    /// uses it to interleave repro's rows with PyTorch's.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
 }
 
 const MNIST: InputShape = InputShape {
@@ -26,14 +33,83 @@ const MNIST: InputShape = InputShape {
     classes: 10,
 };
 
-fn cases() -> Vec<(&'static str, ModelConfig, usize)> {
+/// One network's measurements: the training batch sizes, whether it is
+/// evaluated (at batch 1000), and how much costlier a step is than
+/// LeNet-300-100's, which divides its number of steps. `scripts/pytorch_bench.py`
+/// has the same table.
+struct Case {
+    name: &'static str,
+    net: BenchNet,
+    train_batches: &'static [usize],
+    evaluate: bool,
+    cost: usize,
+}
+
+fn cases() -> Vec<Case> {
     let mlp = |h: &[usize]| ModelConfig::Mlp { hidden: h.to_vec() };
+    let bnn = |width: usize| {
+        BenchNet::Binary(BinaryConfig {
+            hidden: vec![width, width],
+            binary: true,
+            init_width: 0.1,
+            norm: NormKind::Batch,
+            binarize_input: false,
+        })
+    };
+    let active = |segments: usize, context: usize| {
+        BenchNet::Active(ActiveSpec {
+            conv: vec![],
+            hidden: vec![2048, 2048],
+            conv_percent_on: None,
+            percent_on: Some(0.05),
+            weight_sparsity: 0.5,
+            sparse_output: false,
+            segments,
+            context,
+            context_percent_on: 0.1,
+            init: ActiveInit::Numenta,
+        })
+    };
+    let case = |name, net, train_batches, evaluate, cost| Case {
+        name,
+        net,
+        train_batches,
+        evaluate,
+        cost,
+    };
     vec![
-        ("lenet-300-100", mlp(&[300, 100]), 60),
-        ("lenet-300-100", mlp(&[300, 100]), 128),
-        ("mlp-2048-2048", mlp(&[2048, 2048]), 128),
-        ("mlp-2048-2048", mlp(&[2048, 2048]), 256),
-        ("lenet5-conv", ModelConfig::Lenet5, 60),
+        case(
+            "lenet-300-100",
+            BenchNet::Dense(mlp(&[300, 100])),
+            &[60, 128],
+            true,
+            1,
+        ),
+        case(
+            "mlp-2048-2048",
+            BenchNet::Dense(mlp(&[2048, 2048])),
+            &[128, 256],
+            true,
+            1,
+        ),
+        case(
+            "lenet5-conv",
+            BenchNet::Dense(ModelConfig::Lenet5),
+            &[60],
+            true,
+            20,
+        ),
+        case("bnn-1024", bnn(1024), &[100], true, 1),
+        case("bnn-4096", bnn(4096), &[100], true, 10),
+        case(
+            "fc1-masked-3pct",
+            BenchNet::Masked(mlp(&[300, 100]), 0.03),
+            &[60],
+            false,
+            1,
+        ),
+        case("sparse-2048", active(0, 0), &[256], true, 2),
+        case("adn-2048", active(10, 784), &[256], true, 2),
     ]
 }
 
@@ -54,32 +130,39 @@ pub fn exec(args: Args) -> CliResult {
             );
         }
     };
+    let wanted = |name: &str| args.only.is_empty() || args.only.iter().any(|o| o == name);
+    let known: Vec<&str> = cases()
+        .iter()
+        .map(|c| c.name)
+        .chain(["noop-rerun"])
+        .collect();
+    if let Some(unknown) = args.only.iter().find(|o| !known.contains(&o.as_str())) {
+        return Err(CliError::invalid(format!(
+            "--only: no benchmark `{unknown}`; known: {}",
+            known.join(", ")
+        )));
+    }
     let repetitions = if args.quick { 3 } else { 5 };
-    for (name, model, batch) in cases() {
-        let budget = if args.quick { 2_000 } else { 10_000 };
-        let steps = (budget / batch).max(3);
-        let steps = if name.starts_with("lenet5") {
-            steps / 20 + 2
-        } else {
-            steps
-        };
-        let train = Runs::measure(repetitions, || {
-            nn::bench_training(&dev, &model, MNIST, batch, steps)
-        })?;
-        emit("train", name, batch, &train, "samples/s");
+    let budget = if args.quick { 2_000 } else { 10_000 };
+    for case in cases().into_iter().filter(|c| wanted(c.name)) {
+        for &batch in case.train_batches {
+            let steps = (budget / (batch * case.cost)).max(3);
+            let train = Runs::measure(repetitions, || {
+                nn::bench_training(&dev, &case.net, MNIST, batch, steps)
+            })?;
+            emit("train", case.name, batch, &train, "samples/s");
+        }
+        if case.evaluate {
+            let steps = ((if args.quick { 4 } else { 10 }) / case.cost).max(2);
+            let eval = Runs::measure(repetitions, || {
+                nn::bench_evaluation(&dev, &case.net, MNIST, 1000, steps)
+            })?;
+            emit("evaluate", case.name, 1000, &eval, "samples/s");
+        }
     }
-    for (name, model, _) in cases().into_iter().step_by(2) {
-        let steps = match (name.starts_with("lenet5"), args.quick) {
-            (true, _) => 2,
-            (false, true) => 4,
-            (false, false) => 10,
-        };
-        let eval = Runs::measure(repetitions, || {
-            nn::bench_evaluation(&dev, &model, MNIST, 1000, steps)
-        })?;
-        emit("evaluate", name, 1000, &eval, "samples/s");
+    if wanted("noop-rerun") {
+        emit("noop-rerun", "synthetic+mlp", 0, &noop_rerun_ms()?, "ms");
     }
-    emit("noop-rerun", "synthetic+mlp", 0, &noop_rerun_ms()?, "ms");
     Ok(exit::OK)
 }
 

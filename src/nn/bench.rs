@@ -1,6 +1,8 @@
 //! Throughput measurements for `repro bench`: training and evaluation speed
-//! of a model on seeded random data, in examples per second. The first batch
-//! is a warm-up (allocation cache, rayon threads) and is not timed.
+//! of the papers' networks on seeded random data, in examples per second.
+//! The first batch is a warm-up (allocation cache, rayon threads) and is not
+//! timed. A dendritic network reads one context vector shared by every
+//! example, as in training on one task and testing one task.
 
 use std::time::Instant;
 
@@ -8,130 +10,234 @@ use dfdx::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use super::active::{ActiveNet, ActiveSpec};
+use super::binary::{BinaryConfig, BinaryNet};
 use super::config::{InitConfig, InputShape, ModelConfig};
 use super::error::Result;
+use super::model::Model;
 use super::network::Network;
 use super::optim::{Optimizer, OptimizerConfig};
 use super::train::{evaluate, train_epoch};
 
-/// Random inputs and labels for `n` examples.
-fn random_data(shape: InputShape, n: usize) -> (Vec<f32>, Vec<u8>) {
-    let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let images = (0..n * shape.features())
-        .map(|_| rng.gen_range(-1.0..1.0))
-        .collect();
-    let labels = (0..n)
-        .map(|_| rng.gen_range(0..shape.classes) as u8)
-        .collect();
-    (images, labels)
+/// A network to measure, built the way its stage kind builds it.
+#[derive(Debug, Clone)]
+pub enum BenchNet {
+    /// A `train` stage's network.
+    Dense(ModelConfig),
+    /// A `train` stage's network whose weight matrices keep only a random
+    /// `keep` fraction of their entries (a late lottery-ticket round).
+    Masked(ModelConfig, f64),
+    /// A `continual` stage's sparse or dendritic network.
+    Active(ActiveSpec),
+    /// A `continual` stage's binarized network.
+    Binary(BinaryConfig),
 }
 
-/// Examples per second of `steps` Adam training steps with `batch_size`.
+/// Examples per second of `steps` Adam (lr 1e-3) steps with `batch_size`.
 pub fn bench_training<D: Device<f32>>(
     dev: &D,
-    model: &ModelConfig,
+    net: &BenchNet,
     shape: InputShape,
     batch_size: usize,
     steps: usize,
 ) -> Result<f64> {
+    match net {
+        BenchNet::Dense(model) => train_rate(
+            &mut Network::new(model, shape, &InitConfig::default(), 0, dev)?,
+            batch_size,
+            steps,
+        ),
+        BenchNet::Masked(model, keep) => {
+            train_rate(&mut masked(model, *keep, shape, dev)?, batch_size, steps)
+        }
+        BenchNet::Active(spec) => {
+            train_rate(&mut ActiveNet::new(spec, shape, 0, dev)?, batch_size, steps)
+        }
+        BenchNet::Binary(config) => train_rate(
+            &mut BinaryNet::new(config, shape, 0, dev)?,
+            batch_size,
+            steps,
+        ),
+    }
+}
+
+/// Examples per second of inference over `steps` batches of `batch_size`.
+pub fn bench_evaluation<D: Device<f32>>(
+    dev: &D,
+    net: &BenchNet,
+    shape: InputShape,
+    batch_size: usize,
+    steps: usize,
+) -> Result<f64> {
+    match net {
+        BenchNet::Dense(model) => eval_rate(
+            &Network::new(model, shape, &InitConfig::default(), 0, dev)?,
+            batch_size,
+            steps,
+        ),
+        BenchNet::Masked(model, keep) => {
+            eval_rate(&masked(model, *keep, shape, dev)?, batch_size, steps)
+        }
+        BenchNet::Active(spec) => {
+            eval_rate(&ActiveNet::new(spec, shape, 0, dev)?, batch_size, steps)
+        }
+        BenchNet::Binary(config) => {
+            eval_rate(&BinaryNet::new(config, shape, 0, dev)?, batch_size, steps)
+        }
+    }
+}
+
+/// `model` with a seeded random mask keeping `keep` of every weight matrix.
+fn masked<D: Device<f32>>(
+    model: &ModelConfig,
+    keep: f64,
+    shape: InputShape,
+    dev: &D,
+) -> Result<Network<D>> {
     let mut net = Network::new(model, shape, &InitConfig::default(), 0, dev)?;
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    for param in net.params_mut() {
+        if param.info().kind.is_prunable() {
+            let mask: Vec<f32> = (0..param.info().numel())
+                .map(|_| f32::from(u8::from(rng.gen_bool(keep))))
+                .collect();
+            param.set_mask(Some(&mask))?;
+        }
+    }
+    Ok(net)
+}
+
+fn train_rate<D: Device<f32>, M: Model<D>>(
+    net: &mut M,
+    batch_size: usize,
+    steps: usize,
+) -> Result<f64> {
     let mut opt = Optimizer::new(OptimizerConfig::Adam {
         lr: 1e-3,
         betas: [0.9, 0.999],
         eps: 1e-8,
         weight_decay: 0.0,
     });
-    let (images, labels) = random_data(shape, batch_size * steps.max(1));
-    let warm = batch_size * shape.features();
+    let (images, labels) = random_data(net, batch_size * steps.max(1));
+    let warm = batch_size * (images.len() / labels.len());
+    let skip = &mut |_, _: &M| {};
     train_epoch(
-        &mut net,
+        net,
         &mut opt,
         &images[..warm],
         &labels[..batch_size],
         batch_size,
         0,
-        &mut |_, _| {},
+        skip,
     )?;
     let start = Instant::now();
-    let stats = train_epoch(
-        &mut net,
-        &mut opt,
-        &images,
-        &labels,
-        batch_size,
-        1,
-        &mut |_, _| {},
-    )?;
+    let stats = train_epoch(net, &mut opt, &images, &labels, batch_size, 1, skip)?;
     Ok(stats.samples as f64 / start.elapsed().as_secs_f64())
 }
 
-/// Examples per second of inference over `steps` batches of `batch_size`.
-pub fn bench_evaluation<D: Device<f32>>(
-    dev: &D,
-    model: &ModelConfig,
-    shape: InputShape,
-    batch_size: usize,
-    steps: usize,
-) -> Result<f64> {
-    let net = Network::new(model, shape, &InitConfig::default(), 0, dev)?;
-    let (images, labels) = random_data(shape, batch_size * steps.max(1));
-    let warm = batch_size * shape.features();
-    evaluate(&net, &images[..warm], &labels[..batch_size], batch_size)?;
+fn eval_rate<D: Device<f32>, M: Model<D>>(net: &M, batch_size: usize, steps: usize) -> Result<f64> {
+    let (images, labels) = random_data(net, batch_size * steps.max(1));
+    let warm = batch_size * (images.len() / labels.len());
+    evaluate(net, &images[..warm], &labels[..batch_size], batch_size)?;
     let start = Instant::now();
-    evaluate(&net, &images, &labels, batch_size)?;
+    evaluate(net, &images, &labels, batch_size)?;
     Ok(labels.len() as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Random inputs in [-1, 1) and labels for `n` examples of `net`, each
+/// followed by the same random context vector when `net` reads one.
+fn random_data<D: Device<f32>, M: Model<D>>(net: &M, n: usize) -> (Vec<f32>, Vec<u8>) {
+    let shape = net.input_shape();
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let context: Vec<f32> = (0..net.context_features())
+        .map(|_| rng.gen_range(0.0..1.0))
+        .collect();
+    let mut images = Vec::with_capacity(n * (shape.features() + context.len()));
+    for _ in 0..n {
+        images.extend((0..shape.features()).map(|_| rng.gen_range(-1.0f32..1.0)));
+        images.extend_from_slice(&context);
+    }
+    let labels = (0..n)
+        .map(|_| rng.gen_range(0..shape.classes) as u8)
+        .collect();
+    (images, labels)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nn::active::ActiveInit;
     use crate::nn::device::cpu;
+    use crate::nn::norm::NormKind;
 
-    const MNIST: InputShape = InputShape {
+    const SHAPE: InputShape = InputShape {
         channels: 1,
-        height: 28,
-        width: 28,
-        classes: 10,
+        height: 4,
+        width: 4,
+        classes: 3,
     };
 
-    #[test]
-    fn benchmarks_run_on_tiny_models() {
-        let shape = InputShape {
-            channels: 1,
-            height: 4,
-            width: 4,
-            classes: 3,
-        };
-        let model = ModelConfig::Mlp { hidden: vec![5] };
-        assert!(bench_training(&cpu(), &model, shape, 8, 3).unwrap() > 0.0);
-        assert!(bench_evaluation(&cpu(), &model, shape, 8, 3).unwrap() > 0.0);
+    fn nets() -> Vec<BenchNet> {
+        let mlp = ModelConfig::Mlp { hidden: vec![5] };
+        vec![
+            BenchNet::Dense(mlp.clone()),
+            BenchNet::Masked(mlp, 0.3),
+            BenchNet::Active(ActiveSpec {
+                conv: vec![],
+                hidden: vec![6],
+                conv_percent_on: None,
+                percent_on: Some(0.5),
+                weight_sparsity: 0.5,
+                sparse_output: false,
+                segments: 2,
+                context: 4,
+                context_percent_on: 1.0,
+                init: ActiveInit::Numenta,
+            }),
+            BenchNet::Binary(BinaryConfig {
+                hidden: vec![6],
+                binary: true,
+                init_width: 0.1,
+                norm: NormKind::Batch,
+                binarize_input: false,
+            }),
+        ]
     }
 
-    /// Throughput table; run with
-    /// `cargo test --release --lib nn::bench -- --ignored --nocapture`.
     #[test]
-    #[ignore]
-    fn throughput() {
-        let dev = cpu();
-        let mlp = |h: &[usize]| ModelConfig::Mlp { hidden: h.to_vec() };
-        for (name, model, batch, steps, eval_batch) in [
-            ("mlp 300-100", mlp(&[300, 100]), 60, 1000, 512),
-            ("mlp 300-100", mlp(&[300, 100]), 128, 500, 512),
-            ("mlp 2048-2048", mlp(&[2048, 2048]), 128, 40, 512),
-            ("mlp 2048-2048", mlp(&[2048, 2048]), 256, 20, 512),
-            ("lenet5", ModelConfig::Lenet5, 60, 5, 60),
-        ] {
-            // `REPRO_BENCH_ONLY=lenet5` runs only the matching rows.
-            if let Ok(only) = std::env::var("REPRO_BENCH_ONLY") {
-                if !name.contains(only.as_str()) {
-                    continue;
-                }
-            }
-            let train = bench_training(&dev, &model, MNIST, batch, steps).unwrap();
-            let eval = bench_evaluation(&dev, &model, MNIST, eval_batch, 10).unwrap();
-            println!(
-                "{name:>14} batch {batch:>3}: train {train:>8.0}/s; eval batch {eval_batch}: {eval:>8.0}/s"
+    fn every_kind_of_network_can_be_measured() {
+        for net in nets() {
+            assert!(
+                bench_training(&cpu(), &net, SHAPE, 8, 3).unwrap() > 0.0,
+                "{net:?}"
+            );
+            assert!(
+                bench_evaluation(&cpu(), &net, SHAPE, 8, 3).unwrap() > 0.0,
+                "{net:?}"
             );
         }
+    }
+
+    #[test]
+    fn masked_networks_keep_about_the_asked_fraction() {
+        let net = masked(&ModelConfig::Mlp { hidden: vec![50] }, 0.1, SHAPE, &cpu()).unwrap();
+        let weight = net.param("fc1.weight").unwrap();
+        let kept = weight.mask().unwrap().iter().filter(|&&m| m == 1.0).count();
+        assert!((40..=120).contains(&kept), "{kept} of 800 kept");
+        assert!(net.param("fc1.bias").unwrap().mask().is_none());
+    }
+
+    #[test]
+    fn dendritic_inputs_share_one_context() {
+        let BenchNet::Active(spec) = &nets()[2] else {
+            unreachable!()
+        };
+        let net = ActiveNet::new(spec, SHAPE, 0, &cpu()).unwrap();
+        let (images, labels) = random_data(&net, 3);
+        let width = SHAPE.features() + 4;
+        assert_eq!(images.len(), 3 * width);
+        assert_eq!(labels.len(), 3);
+        assert_eq!(images[16..20], images[width + 16..width + 20]);
+        assert_ne!(images[..16], images[width..width + 16]);
     }
 }

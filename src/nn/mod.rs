@@ -39,7 +39,7 @@ mod train;
 use dfdx::prelude::{NoneTape, Tensor};
 
 pub use active::{ActiveInit, ActiveNet, ActiveSpec};
-pub use bench::{bench_evaluation, bench_training};
+pub use bench::{bench_evaluation, bench_training, BenchNet};
 pub use binary::{BinaryConfig, BinaryNet};
 pub use config::{BiasInit, InitConfig, InputShape, ModelConfig, WeightInit};
 pub use cpu::cpu_products;
