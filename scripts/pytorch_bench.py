@@ -1,7 +1,10 @@
 """PyTorch's side of `repro bench`: the same networks, batch sizes, optimizer
 (Adam, lr 1e-3), random data and row names, timed the same way (median and
 best of 5 repetitions, each after one untimed warm-up batch), so that
-`scripts/bench-pair.py` can run both interleaved and pair their rows. Each
+`scripts/bench-pair.py` can run both interleaved and pair their rows. Run it
+on an otherwise idle machine: with two OpenMP threads on two busy cores,
+PyTorch runs 10-40x slower (measured: LeNet-300-100 5,300 samples/s on one
+thread, 190-1,050 on two, while two compilers ran). Each
 network is written the way its authors' code computes it:
 
 - lenet5-conv: Bain's LeNet5 (conv 3x3 pad 1: 64, 64, max-pool 2, FC 256, 256, 10).
