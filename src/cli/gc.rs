@@ -5,8 +5,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::run::live::live_keys;
+use crate::run::slurm::job::JobDir;
+use crate::run::slurm::queue;
 use crate::store::filecache::FileDigests;
-use crate::store::gc::collect;
+use crate::store::gc::{collect, collect_tmp};
 use crate::store::lock::StoreLock;
 
 use super::common::StoreArgs;
@@ -37,6 +39,20 @@ pub fn exec(args: Args) -> CliResult {
     let files = FileDigests::load(&store);
     let live = live_keys(&store, &files, &keep)?;
     let summary = collect(&store, &live, args.dry_run)?;
+    let listing = std::cell::OnceCell::new();
+    let job_may_run = |dir: &std::path::Path| {
+        let ids = JobDir::at(dir).submissions();
+        if ids.is_empty() {
+            return false;
+        }
+        // Without an answer from Slurm, a job may still be queued: keep its folder.
+        let Ok(listing) = listing.get_or_init(|| queue::list(None)) else {
+            return true;
+        };
+        ids.iter()
+            .any(|id| listing.get(id).is_some_and(|e| e.state.is_alive()))
+    };
+    let tmp = collect_tmp(&store, &live, args.dry_run, &job_may_run)?;
     let verb = if args.dry_run {
         "would remove"
     } else {
@@ -50,6 +66,20 @@ pub fn exec(args: Args) -> CliResult {
         summary.bytes as f64 / (1024.0 * 1024.0),
         live.len(),
         keep.len()
+    );
+    println!(
+        "{verb} {} checkpoint folders and {} Slurm job folders from tmp/, {:.1} MiB{}",
+        tmp.scratch,
+        tmp.jobs,
+        tmp.bytes as f64 / (1024.0 * 1024.0),
+        if tmp.jobs_kept > 0 {
+            format!(
+                "; kept {} job folders whose jobs may still run (Slurm lists them, or did not answer)",
+                tmp.jobs_kept
+            )
+        } else {
+            String::new()
+        }
     );
     Ok(exit::OK)
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::run::remote::{transfer, Remote, Transfer};
 use crate::store::filecache::FileDigests;
 use crate::store::lock::StoreLock;
+use crate::store::remote_names::RemoteNames;
 use crate::store::Store;
 
 use super::common::{PipelineArgs, StoreArgs};
@@ -20,9 +21,10 @@ pub struct Args {
     pipeline: PipelineArgs,
     #[command(flatten)]
     store: StoreArgs,
-    /// The remote store's folder.
-    #[arg(long, value_name = "PATH")]
-    remote: PathBuf,
+    /// The remote store: its folder, or a name from `.repro/config.yaml` or
+    /// `~/.config/repro/config.yaml` (`remotes: {lab: /shared/store}`).
+    #[arg(long, value_name = "NAME|PATH")]
+    remote: String,
     /// Pull: the device this store's runs compute on; results of another device, or
     /// of another CPU kernel, are refused (they differ in the last bits).
     #[arg(long, value_enum, default_value = "cpu")]
@@ -39,26 +41,24 @@ pub struct Args {
 pub fn push(args: Args) -> CliResult {
     let pipeline = args.pipeline.load()?;
     let local = args.store.open_existing()?;
-    let remote = Store::open(&args.remote).map_err(|e| {
+    let path = remote_path(&args.remote)?;
+    let remote = Store::open(&path).map_err(|e| {
         CliError::invalid(format!(
             "cannot use {} as the remote store: {e}",
-            args.remote.display()
+            path.display()
         ))
     })?;
     let files = FileDigests::load(&local);
     let outcomes = transfer(&local, &remote, &files, &pipeline, &|_| None)?;
     let _ = files.save(&local);
-    render(
-        &outcomes,
-        args.json,
-        &format!("to {}", args.remote.display()),
-    )
+    render(&outcomes, args.json, &format!("to {}", path.display()))
 }
 
 /// Runs `repro pull`: the remote's results into the local store (locked meanwhile).
 pub fn pull(args: Args) -> CliResult {
     let pipeline = args.pipeline.load()?;
-    let remote = Remote::open(&args.remote, args.any_kernel).map_err(CliError::invalid)?;
+    let path = remote_path(&args.remote)?;
+    let remote = Remote::open(&path, args.any_kernel).map_err(CliError::invalid)?;
     let local = args.store.open()?;
     let _lock = StoreLock::acquire(&local, Duration::ZERO)?;
     let files = FileDigests::load(&local);
@@ -66,11 +66,14 @@ pub fn pull(args: Args) -> CliResult {
         remote.refuses(m, args.device)
     })?;
     let _ = files.save(&local);
-    render(
-        &outcomes,
-        args.json,
-        &format!("from {}", args.remote.display()),
-    )
+    render(&outcomes, args.json, &format!("from {}", path.display()))
+}
+
+/// The folder of the remote store `arg` names (a path, or a configured name).
+pub fn remote_path(arg: &str) -> Result<PathBuf, CliError> {
+    RemoteNames::of_this_process()
+        .resolve(arg)
+        .map_err(CliError::invalid)
 }
 
 /// One line per stage and a count; exit 1 when a copy failed.

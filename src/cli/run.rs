@@ -46,9 +46,10 @@ pub struct Args {
     #[arg(long)]
     offline: bool,
     /// A store (e.g. on a shared file system) whose results are copied in, verified,
-    /// instead of computing them again; `repro push` fills it.
-    #[arg(long, value_name = "PATH")]
-    remote: Option<std::path::PathBuf>,
+    /// instead of computing them again; `repro push` fills it. A folder, or a name
+    /// from `.repro/config.yaml` or `~/.config/repro/config.yaml`.
+    #[arg(long, value_name = "NAME|PATH")]
+    remote: Option<String>,
     /// With --remote: also use results computed on another device or CPU kernel
     /// (they differ from this machine's in the last bits).
     #[arg(long, requires = "remote")]
@@ -107,7 +108,9 @@ pub fn exec(args: Args) -> CliResult {
     let remote = args
         .remote
         .as_deref()
-        .map(|r| Remote::open(r, args.any_kernel))
+        .map(super::remote::remote_path)
+        .transpose()?
+        .map(|r| Remote::open(&r, args.any_kernel))
         .transpose()
         .map_err(CliError::invalid)?;
     let session = Session::open(args.store.open()?, &pipeline, args.wait)?;

@@ -1,6 +1,7 @@
 //! Running pipelines, split by role: [`plan`] decides what is stale and why,
 //! [`schedule`] orders and parallelises, [`execute`] runs one stage and publishes it,
-//! [`events`] is what they report, and [`reporter`] is the only part that prints.
+//! [`events`] is what they report, and [`reporter`] is the only part that prints
+//! ([`job_groups`] sums up a Slurm run's jobs for it).
 //! [`materialize`] copies reports out of the store, [`metrics`] reads every stage's
 //! metrics back as one table, [`summary`] totals a run, and [`session`] is what
 //! `repro run` and `repro report` do around the stages (lock, `tmp/`, digests, reports).
@@ -9,6 +10,7 @@
 
 pub mod events;
 pub mod execute;
+pub mod job_groups;
 pub mod live;
 pub mod materialize;
 pub mod metrics;

@@ -2,7 +2,7 @@
 //! log lines on stderr, the `--json` lines on stdout, and the closing summary. It alone
 //! renders the events' miss reasons, failures and skip causes to text.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::time::Duration;
 
@@ -11,6 +11,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::store::key::{describe, MissReason};
 
 use super::events::{Outcome, RunEvent};
+use super::job_groups::JobGroups;
 use super::summary::{duration, RunTotals};
 
 /// Renders run events for people (stderr) and, optionally, scripts (stdout).
@@ -24,6 +25,12 @@ pub struct Reporter {
     overall: ProgressBar,
     /// Seconds of each stage that ran to completion, for the ETA of those not started.
     ran_seconds: Vec<f64>,
+    /// Slurm jobs by stage group, shown as one line per group.
+    jobs: JobGroups,
+    /// Each group's line (under the overall line) and its last text.
+    group_lines: BTreeMap<String, (ProgressBar, String)>,
+    /// Stages whose job waits in Slurm's queue: their bars are off screen until it runs.
+    queued: BTreeSet<String>,
 }
 
 impl Reporter {
@@ -43,6 +50,9 @@ impl Reporter {
             reasons: BTreeMap::new(),
             overall,
             ran_seconds: Vec::new(),
+            jobs: JobGroups::default(),
+            group_lines: BTreeMap::new(),
+            queued: BTreeSet::new(),
         }
     }
 
@@ -78,6 +88,9 @@ impl Reporter {
     /// Ends the run: clears the progress line, prints the totals on stderr, and with
     /// `--json` one `{"summary": ...}` object as the last line on stdout.
     pub fn finish(&self, totals: &RunTotals) {
+        for (line, _) in self.group_lines.values() {
+            line.finish_and_clear();
+        }
         self.overall.finish_and_clear();
         self.log(totals.describe());
         if self.json {
@@ -96,12 +109,42 @@ impl Reporter {
         }
     }
 
-    /// Shows a Slurm job's state on its stage's bar until the stage reports progress.
-    fn job_state(&self, stage: &str, job: &str, state: &str) {
-        if let Some(bar) = self.bars.get(stage) {
-            if bar.position() == 0 {
-                bar.set_message(format!("job {job} {state}"));
-            }
+    /// Shows a Slurm job's state on its stage's bar until the stage reports progress,
+    /// and the bar itself only while the job runs.
+    fn job_state(&mut self, stage: &str, job: &str, state: &str) {
+        let Some(bar) = self.bars.get(stage) else {
+            return;
+        };
+        if bar.position() == 0 {
+            bar.set_message(format!("job {job} {state}"));
+        }
+        let waits = state != "running" && !state.starts_with("running ");
+        if waits && self.queued.insert(stage.to_string()) {
+            self.multi.remove(bar);
+        } else if !waits && self.queued.remove(stage) {
+            self.multi.add(bar.clone());
+        }
+    }
+
+    /// Redraws `group`'s line; without a terminal, logs it when it changed.
+    fn show_group(&mut self, group: &str) {
+        let text = self.jobs.line(group);
+        let hidden = self.multi.is_hidden();
+        let (line, shown) = self
+            .group_lines
+            .entry(group.to_string())
+            .or_insert_with(|| {
+                let line = self.multi.insert_after(&self.overall, ProgressBar::new(0));
+                line.set_style(ProgressStyle::with_template("  {msg}").expect("template is valid"));
+                (line, String::new())
+            });
+        if *shown == text {
+            return;
+        }
+        line.set_message(text.clone());
+        *shown = text.clone();
+        if hidden {
+            self.log(format!("  slurm   {text}"));
         }
     }
 
@@ -132,12 +175,16 @@ impl Reporter {
                 let what = if attempt == 1 { "submit" } else { "resubmit" };
                 self.log(format!("  {what:<7} {stage} (job {job}: {resources})"));
                 self.job_state(&stage, &job, "submitted");
+                let group = self.jobs.submitted(&stage);
+                self.show_group(&group);
             }
             RunEvent::Reattached { stage, job } => {
                 self.log(format!(
                     "  attach  {stage} (job {job}, submitted by an earlier run)"
                 ));
                 self.job_state(&stage, &job, "queued");
+                let group = self.jobs.submitted(&stage);
+                self.show_group(&group);
             }
             RunEvent::Queued {
                 stage,
@@ -145,12 +192,14 @@ impl Reporter {
                 state,
                 detail,
             } => {
+                let group = self.jobs.queued(&stage, &state, &detail);
                 let text = match (state.as_str(), detail.is_empty()) {
                     (_, true) => state,
                     ("running", false) => format!("running on {detail}"),
                     (_, false) => format!("{state} ({detail})"),
                 };
                 self.job_state(&stage, &job, &text);
+                self.show_group(&group);
             }
             RunEvent::Retrying {
                 stage,
@@ -180,6 +229,9 @@ impl Reporter {
                 message,
             } => {
                 if let Some(bar) = self.bars.get(&stage) {
+                    if self.queued.remove(&stage) {
+                        self.multi.add(bar.clone());
+                    }
                     bar.set_length(length);
                     bar.set_position(position);
                     bar.set_message(message);
@@ -196,6 +248,7 @@ impl Reporter {
                     bar.finish_and_clear();
                     self.multi.remove(&bar);
                 }
+                self.queued.remove(&stage);
                 let reasons = self.reasons.remove(&stage).unwrap_or_default();
                 if outcome == Outcome::Ran {
                     self.ran_seconds.push(seconds);
@@ -211,6 +264,9 @@ impl Reporter {
                     Outcome::Skipped(cause) => format!(" ({cause})"),
                 };
                 self.log(format!("  {:<7} {stage}{detail}", outcome.word()));
+                if let Some(group) = self.jobs.finished(&stage, outcome == Outcome::Ran) {
+                    self.show_group(&group);
+                }
                 if self.json {
                     let line = serde_json::json!({
                         "stage": stage,

@@ -23,6 +23,7 @@ pub mod lock;
 pub mod object;
 pub mod record;
 pub mod remote;
+pub mod remote_names;
 
 use std::path::{Path, PathBuf};
 

@@ -146,3 +146,33 @@ fn a_result_of_another_cpu_kernel_is_pulled_only_when_allowed() {
         "{text}"
     );
 }
+
+#[test]
+fn remotes_are_named_in_the_project_or_user_config() {
+    let p = pushed();
+    p.file(".repro/config.yaml", "remotes:\n  lab: remote\n");
+    let user = p.path().join("user-config");
+    let pull = |name: &str| {
+        p.cmd(&["pull", "p.yaml", "--remote", name])
+            .env("REPRO_STORE", p.path().join("fresh"))
+            .env("XDG_CONFIG_HOME", &user)
+            .output()
+            .unwrap()
+    };
+    let named = pull("lab");
+    assert!(named.status.success(), "{}", stderr(&named));
+    let out = String::from_utf8_lossy(&named.stdout);
+    assert!(out.contains("2 copied from ./remote"), "{out}");
+
+    let typo = pull("labb");
+    assert_eq!(typo.status.code(), Some(2), "{}", stderr(&typo));
+    let err = stderr(&typo);
+    assert!(
+        err.contains("no remote of that name (defined: lab)") && err.contains(".repro/config.yaml"),
+        "{err}"
+    );
+    assert!(
+        !p.path().join("labb").exists(),
+        "a mistyped name creates nothing"
+    );
+}

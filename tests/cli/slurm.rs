@@ -236,6 +236,11 @@ fn the_quick_profile_through_slurm_gives_the_local_keys_and_digests_and_then_sub
         "one job per stage"
     );
     assert_eq!(summary(&first)["retried"], 0);
+    let log = stderr(&first);
+    assert!(
+        log.contains("  slurm   fc1: 2 jobs, 2 ran\n"),
+        "one line per stage group: {log}"
+    );
     let again = p.run(&args);
     assert!(again.status.success(), "{}", stderr(&again));
     assert_eq!(summary(&again)["submitted"], 0);

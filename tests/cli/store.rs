@@ -137,8 +137,22 @@ fn gc_keeps_what_pipelines_reach_and_frees_the_rest() {
         "{}",
         String::from_utf8_lossy(&dry.stdout)
     );
+    // Leftovers of an interrupted run of a stage no pipeline reaches any more.
+    let store = p.path().join("store");
+    let stale = store.join("tmp/scratch/0123abcd");
+    std::fs::create_dir_all(&stale).unwrap();
+    std::fs::write(stale.join("round-3.safetensors"), b"weights").unwrap();
+    let job = store.join("tmp/slurm/0123abcd");
+    std::fs::create_dir_all(&job).unwrap();
+    std::fs::write(job.join("slurm-1.out"), b"log").unwrap();
     let gc = p.run(&["gc"]);
-    assert!(String::from_utf8_lossy(&gc.stdout).contains("removed 1 records and 1 objects"));
+    let out = String::from_utf8_lossy(&gc.stdout);
+    assert!(out.contains("removed 1 records and 1 objects"), "{out}");
+    assert!(
+        out.contains("removed 1 checkpoint folders and 1 Slurm job folders from tmp/"),
+        "{out}"
+    );
+    assert!(!stale.exists() && !job.exists());
     assert_eq!(
         with_status(
             &p.statuses(&["run", "pipelines/p.yaml", "--json"]),
