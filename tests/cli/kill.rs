@@ -34,6 +34,9 @@ stages:
       rounds: 8
       rate: 0.2
       random_tickets: true
+      # Resuming must also restore the random tickets' own chain of kept weights.
+      no_rewind: [fc]
+      random_chain: own
 ";
 
 /// Stage name -> output digest, from `run --json` and `show`.

@@ -313,3 +313,52 @@ fn the_report_renders_from_the_cache_and_references_only_files_that_exist() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(dir.join("index.html").is_file());
 }
+
+/// Bain's LeNet5 keeps its convolutions trained from round to round (`no_rewind`); his
+/// random tickets ran as a separate `--rlt` chain, so their kept weights come from the
+/// random chain's previous round (`random_chain: own`), not the winning chain's.
+#[test]
+fn random_tickets_can_keep_their_own_chain_of_unrewound_weights() {
+    let p = Project::new();
+    p.file(
+        "p.yaml",
+        &LOTTERY.replace(
+            "      random_tickets: true\n",
+            "      random_tickets: true\n      prunable: [output]\n      no_rewind: [fc]\n",
+        ),
+    );
+    let own = ["--set", "imp.random_chain=own"];
+    p.statuses(&["run", "p.yaml", "--json", "--only", "imp"]);
+    p.statuses(&["run", "p.yaml", "--json", "--only", "imp", own[0], own[1]]);
+    let weights = |extra: &[&str], ticket: &str| -> Vec<Vec<u8>> {
+        let mut args = vec!["show", "p.yaml", "imp@seed=0", "--json"];
+        args.extend(extra);
+        let out = p.run(&args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let m: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let dir = std::path::PathBuf::from(m["output_dir"].as_str().unwrap());
+        (1..=4)
+            .map(|r| {
+                std::fs::read(dir.join(format!("{ticket}/r{r:02}/weights.safetensors"))).unwrap()
+            })
+            .collect()
+    };
+    assert_eq!(
+        weights(&[], "winning"),
+        weights(&own, "winning"),
+        "the winning chain does not depend on it"
+    );
+    let (shared, chained) = (weights(&[], "random"), weights(&own, "random"));
+    assert_eq!(
+        shared[0], chained[0],
+        "round 1's random ticket starts from the dense round 0 in both"
+    );
+    for r in 1..4 {
+        assert_ne!(
+            shared[r],
+            chained[r],
+            "round {}'s random ticket keeps the random chain's trained layers",
+            r + 1
+        );
+    }
+}

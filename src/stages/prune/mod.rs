@@ -95,6 +95,26 @@ pub enum Rewind {
     Iteration(usize),
 }
 
+/// Which trained weights a random ticket keeps where the protocol does not rewind
+/// (`no_rewind`): only differs from the winning ticket's when some weights are not
+/// rewound, as LeNet5's convolutions in Bain's protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RandomChain {
+    /// The winning chain's last trained round (one chain of convolutions for both).
+    #[default]
+    Winning,
+    /// The random tickets' own previous round (round 0, the dense network, is
+    /// shared), as when `--rlt` runs as a separate IMP chain.
+    Own,
+}
+
+impl RandomChain {
+    fn is_default(&self) -> bool {
+        *self == RandomChain::Winning
+    }
+}
+
 /// Params of a `prune` stage.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -124,6 +144,11 @@ pub struct PruneParams {
     pub prune_from: Keep,
     /// Also train a random ticket at every round's density.
     pub random_tickets: bool,
+    /// Where a random ticket's `no_rewind` weights (Bain's LeNet5 convolutions) come
+    /// from: the winning chain's last round, or the random tickets' own previous round,
+    /// as in Bain's separate `--rlt` runs. Left out of the params at its default.
+    #[serde(default, skip_serializing_if = "RandomChain::is_default")]
+    pub random_chain: RandomChain,
     /// Also train the winning mask from a new random initialization.
     pub reinit: bool,
     /// Also save each ticket's best test-accuracy epoch (`best.safetensors`), the
@@ -149,6 +174,7 @@ impl Default for PruneParams {
             no_rewind: Vec::new(),
             prune_from: Keep::Last,
             random_tickets: false,
+            random_chain: RandomChain::Winning,
             reinit: false,
             save_best: false,
         }
@@ -163,7 +189,7 @@ impl TypedStage for PruneStage {
     // 2: matrix products on the AVX-512 kernel (another summation order).
     const VERSION: u32 = 2;
     type Params = PruneParams;
-    const OPTIONAL_KEYS: &'static [&'static str] = &["save_best"];
+    const OPTIONAL_KEYS: &'static [&'static str] = &["save_best", "random_chain"];
 
     fn check_inputs(_: &PruneParams, inputs: &[Upstream]) -> std::result::Result<(), ParamError> {
         one_dataset(inputs)
@@ -324,6 +350,9 @@ impl<'a, D: Device<f32>> Pruner<'a, D> {
             .map(|n| (n.clone(), vec![1.0; numel(&init, n)]))
             .collect();
         let mut last_trained: Option<Network<D>> = None;
+        // With `random_chain: own`, the random chain's last ticket (round 0 is shared).
+        let mut last_random: Option<Network<D>> = None;
+        let own_chain = self.p.random_chain == RandomChain::Own && self.p.random_tickets;
         let mut rows: Vec<RoundRow> = Vec::new();
         let mut round_seconds = Vec::new();
         let mut resumed_at = None;
@@ -339,6 +368,12 @@ impl<'a, D: Device<f32>> Pruner<'a, D> {
                     }
                 }
                 masks = self.next_masks(&trained, masks)?;
+                if own_chain && round > 0 {
+                    let mut random = init.clone();
+                    let path = self.scratch(TicketKind::Random, round).join(TICKET_WEIGHTS);
+                    checkpoint::load_into(&mut random, &path)?;
+                    last_random = Some(random);
+                }
                 last_trained = Some(trained);
                 continue;
             }
@@ -375,10 +410,17 @@ impl<'a, D: Device<f32>> Pruner<'a, D> {
                         )
                     })
                     .collect();
-                let mut rnet = self.rewound(&rewind_to, last_trained.as_ref(), &random)?;
+                let kept_from = match (own_chain, &last_random) {
+                    (true, Some(previous)) => Some(previous),
+                    _ => last_trained.as_ref(),
+                };
+                let mut rnet = self.rewound(&rewind_to, kept_from, &random)?;
                 let (h, _) = self.train_round(&mut rnet, round, TicketKind::Random, false)?;
                 round_rows.push(self.row(round, TicketKind::Random, &rnet, &h, t));
                 self.save_ticket(&rnet, &h, &self.scratch(TicketKind::Random, round))?;
+                if own_chain {
+                    last_random = Some(rnet);
+                }
             }
             if round > 0 && self.p.reinit {
                 let t = Instant::now();
