@@ -51,7 +51,8 @@ pub(crate) struct Conv2d<D: Device<f32>> {
 
 impl<D: Device<f32>> Conv2d<D> {
     /// A convolution `input.channels -> out_channels` named `name`; the caller
-    /// has checked that the kernel fits the padded input.
+    /// has checked that the kernel fits the padded input, and the padding is
+    /// less than the kernel's side (as the CPU backward pass needs).
     pub(crate) fn new(
         name: &str,
         input: Map,
@@ -61,6 +62,7 @@ impl<D: Device<f32>> Conv2d<D> {
         init: &mut Initializer,
         dev: &D,
     ) -> Self {
+        debug_assert!(pad < kernel, "padding of a kernel's side or more");
         let output = Map {
             channels: out_channels,
             height: input.height + 2 * pad + 1 - kernel,
