@@ -4,10 +4,10 @@
 //! Activations are feature-major, (C·H·W, batch). A convolution is im2col to
 //! (C·K·K, OH·OW·batch) and one product with the [O, C·K·K] kernel; its output
 //! (O·OH·OW, batch) is already the next layer's input layout, and flattening
-//! for the fully connected head is a no-op. On the CPU, `cpu::conv_product`
-//! builds the im2col columns on the host and multiplies on our AVX-512 kernel
-//! (dfdx's `matmul` on other CPUs), `cpu::bias_act` adds the bias (and a fused
-//! ReLU), and `cpu::max_pool2` pools. On other devices the generic path uses
+//! for the fully connected head is a no-op. On the CPU, `cpu::conv2d` runs
+//! the convolution, its bias, a fused ReLU and (`forward_fused`) a fused 2x2
+//! max pool as one op, in tiles of examples and output rows with bounded
+//! im2col columns; a pool on its own is `cpu::max_pool2`. On other devices the generic path uses
 //! stable, device-generic dfdx ops: im2col is one `gather` along axis 0 with a
 //! precomputed index (zero padding points at one extra zero row appended to
 //! the input) and a free reshape, then `matmul`; pooling gathers the four
@@ -51,7 +51,8 @@ pub(crate) struct Conv2d<D: Device<f32>> {
 
 impl<D: Device<f32>> Conv2d<D> {
     /// A convolution `input.channels -> out_channels` named `name`; the caller
-    /// has checked that the kernel fits the padded input.
+    /// has checked that the kernel fits the padded input, and the padding is
+    /// less than the kernel's side (as the CPU backward pass needs).
     pub(crate) fn new(
         name: &str,
         input: Map,
@@ -61,6 +62,7 @@ impl<D: Device<f32>> Conv2d<D> {
         init: &mut Initializer,
         dev: &D,
     ) -> Self {
+        debug_assert!(pad < kernel, "padding of a kernel's side or more");
         let output = Map {
             channels: out_channels,
             height: input.height + 2 * pad + 1 - kernel,
@@ -105,7 +107,8 @@ impl<D: Device<f32>> Conv2d<D> {
         self.output
     }
 
-    fn geom(&self) -> ConvGeom {
+    /// The geometry the CPU kernels take.
+    pub(crate) fn geom(&self) -> ConvGeom {
         ConvGeom {
             input: self.input,
             output: self.output,
@@ -114,9 +117,8 @@ impl<D: Device<f32>> Conv2d<D> {
         }
     }
 
-    /// (C·H·W, batch) -> (O·OH·OW, batch); on the CPU through
-    /// `cpu::conv_product` (host im2col, our kernel or dfdx's `matmul`),
-    /// elsewhere through dfdx's `gather` and `matmul`.
+    /// (C·H·W, batch) -> (O·OH·OW, batch); on the CPU through `cpu::conv2d`
+    /// (in tiles on the host), elsewhere through dfdx's `gather` and `matmul`.
     pub(crate) fn forward<T, R>(&self, x: Matrix<D, R>) -> Matrix<D, T>
     where
         T: Tape<f32, D> + Merge<R>,
@@ -131,24 +133,44 @@ impl<D: Device<f32>> Conv2d<D> {
         T: Tape<f32, D> + Merge<R>,
         R: Tape<f32, D>,
     {
+        self.forward_fused(x, relu, None)
+    }
+
+    /// `forward`, a ReLU if `relu`, then `pool` if given (whose input map
+    /// must be this layer's output): on the CPU one op, in tiles that never
+    /// hold the whole unpooled output of a tapeless batch.
+    pub(crate) fn forward_fused<T, R>(
+        &self,
+        x: Matrix<D, R>,
+        relu: bool,
+        pool: Option<&MaxPool2<D>>,
+    ) -> Matrix<D, T>
+    where
+        T: Tape<f32, D> + Merge<R>,
+        R: Tape<f32, D>,
+    {
+        debug_assert!(pool.is_none_or(|p| p.input == self.output));
         if !on_cpu::<D>() {
             let y = self.forward_generic(x);
-            return if relu { y.relu() } else { y };
+            let y = if relu { y.relu() } else { y };
+            return match pool {
+                Some(p) => p.forward_generic(y),
+                None => y,
+            };
         }
-        let batch = x.shape().1;
-        let z = cpu::conv_product(
+        cpu::conv2d(
             self.kernel_matrix::<T>(),
             Some(&self.weight),
+            self.bias.effective::<T>(),
             x,
             self.geom(),
-        );
-        let y = cpu::bias_act(z, self.bias.effective::<T>(), relu);
-        y.reshape_like(&(self.output.len(), batch))
+            relu,
+            pool.is_some(),
+        )
     }
 
     /// `forward_act` for the first layer, whose input is data: on the CPU
-    /// `conv_product` sees an input without a tape and skips its gradient
-    /// (no col2im, no input side of the product's backward).
+    /// `conv2d` sees an input without a tape and skips its gradient.
     pub(crate) fn forward_first<T: Tape<f32, D>>(&self, x: Matrix<D>, relu: bool) -> Matrix<D, T> {
         self.forward_act(x, relu)
     }
@@ -217,7 +239,7 @@ fn im2col_index(input: Map, output: Map, kernel: usize, pad: usize) -> Vec<usize
 /// 2x2 max pooling with stride 2.
 #[derive(Debug, Clone)]
 pub(crate) struct MaxPool2<D: Device<f32>> {
-    input: Map,
+    pub(crate) input: Map,
     output: Map,
     index: Tensor<(usize,), usize, D>,
 }

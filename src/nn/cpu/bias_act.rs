@@ -70,7 +70,7 @@ pub(crate) fn bias_act<D: Device<f32>, T: Tape<f32, D>>(
 /// The sum of `values` in a fixed order that vectorizes: 16 running sums
 /// over interleaved lanes, added up in lane order at the end (a serial f32
 /// sum cannot be vectorized, and was the bias gradient's bottleneck).
-fn lane_sum(values: &[f32]) -> f32 {
+pub(super) fn lane_sum(values: &[f32]) -> f32 {
     const LANES: usize = 16;
     let mut acc = [0.0f32; LANES];
     let chunks = values.chunks_exact(LANES);

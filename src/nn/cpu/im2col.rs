@@ -1,13 +1,11 @@
-//! im2col and its adjoint col2im for stride-1, zero-padded convolutions with
-//! square kernels (`ConvGeom`), as rayon loops over host buffers, and `im2col`,
-//! the taped op that the products use where our AVX-512 kernel does not run.
+//! The geometry of a stride-1, zero-padded convolution with square kernels
+//! (`ConvGeom`), and `im2col_band`, the im2col of one tile of it: a band of
+//! output rows for a run of examples, read straight from the feature-major
+//! (C·H·W, batch) layout, whose rows hold a run of examples contiguously.
 
-use dfdx::prelude::*;
+use std::ops::Range;
 
-use super::op::{grad_mut, put_grad, take_grad, to_host, upload};
-use super::par::for_each_chunk;
 use crate::nn::conv::Map;
-use crate::nn::Matrix;
 
 /// Geometry of a stride-1, zero-padded convolution with square kernels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,79 +21,79 @@ pub(crate) struct ConvGeom {
 }
 
 impl ConvGeom {
-    /// Input row and column read by output position (oy, ox) at kernel offset (ky, kx).
-    fn source(&self, oy: usize, ox: usize, ky: usize, kx: usize) -> Option<(usize, usize)> {
-        let iy = (oy + ky).checked_sub(self.pad)?;
-        let ix = (ox + kx).checked_sub(self.pad)?;
-        (iy < self.input.height && ix < self.input.width).then_some((iy, ix))
+    /// Rows of a patch (and columns of the kernel matrix): C·K·K.
+    pub(super) fn patch(&self) -> usize {
+        self.input.channels * self.kernel * self.kernel
     }
-}
 
-/// im2col of a (C·H·W, B) batch: rows (c, ky, kx), columns (oy, ox, b).
-pub(super) fn im2col_kernel(x: &[f32], g: ConvGeom, batch: usize) -> Vec<f32> {
-    let (k, out) = (g.kernel, g.output);
-    let row = out.height * out.width * batch;
-    let plane = g.input.height * g.input.width * batch;
-    let mut cols = vec![0.0f32; g.input.channels * k * k * row];
-    for_each_chunk(&mut cols, row, |r, dst| {
-        let (c, ky, kx) = (r / (k * k), r / k % k, r % k);
-        let src = &x[c * plane..(c + 1) * plane];
-        for oy in 0..out.height {
-            for ox in 0..out.width {
-                if let Some((iy, ix)) = g.source(oy, ox, ky, kx) {
-                    let s = (iy * g.input.width + ix) * batch;
-                    let d = (oy * out.width + ox) * batch;
-                    dst[d..d + batch].copy_from_slice(&src[s..s + batch]);
-                }
-            }
+    /// The convolution whose output is this one's input gradient: over the
+    /// output map, back to the input map, with the kernels flipped and
+    /// transposed (`flipped_kernels`) and K-1-pad zeros of padding.
+    pub(super) fn adjoint(&self) -> ConvGeom {
+        assert!(self.pad < self.kernel, "padding of a kernel's side or more");
+        ConvGeom {
+            input: self.output,
+            output: self.input,
+            kernel: self.kernel,
+            pad: self.kernel - 1 - self.pad,
         }
-    });
-    cols
-}
+    }
 
-/// col2im, accumulated into `gx`: the adjoint of `im2col_kernel`.
-pub(super) fn col2im_kernel(gcols: &[f32], gx: &mut [f32], g: ConvGeom, batch: usize) {
-    let (k, out) = (g.kernel, g.output);
-    let row = out.height * out.width * batch;
-    let plane = g.input.height * g.input.width * batch;
-    for_each_chunk(gx, plane, |c, dst| {
-        for ky in 0..k {
-            for kx in 0..k {
-                let src = &gcols[((c * k + ky) * k + kx) * row..][..row];
-                for oy in 0..out.height {
-                    for ox in 0..out.width {
-                        if let Some((iy, ix)) = g.source(oy, ox, ky, kx) {
-                            let d = (iy * g.input.width + ix) * batch;
-                            let s = (oy * out.width + ox) * batch;
-                            for (a, b) in dst[d..d + batch].iter_mut().zip(&src[s..s + batch]) {
-                                *a += b;
-                            }
-                        }
+    /// The kernel matrix of `adjoint` from this one's (O, C·K·K) matrix `w`:
+    /// (C, O·K·K), entry (c, (o, ky, kx)) = w(o, (c, K-1-ky, K-1-kx)).
+    pub(super) fn flipped_kernels(&self, w: &[f32]) -> Vec<f32> {
+        let (o_n, c_n, k) = (self.output.channels, self.input.channels, self.kernel);
+        let mut out = vec![0.0f32; w.len()];
+        for c in 0..c_n {
+            for o in 0..o_n {
+                for ky in 0..k {
+                    for kx in 0..k {
+                        let src = ((o * c_n + c) * k + (k - 1 - ky)) * k + (k - 1 - kx);
+                        out[((c * o_n + o) * k + ky) * k + kx] = w[src];
                     }
                 }
             }
         }
-    });
+        out
+    }
+
+    /// The input coordinate read at output coordinate `o` and kernel offset
+    /// `d` along an axis of `size` input positions; `None` in the padding.
+    fn source(&self, o: usize, d: usize, size: usize) -> Option<usize> {
+        (o + d).checked_sub(self.pad).filter(|&i| i < size)
+    }
 }
 
-/// im2col on the CPU: (C·H·W, B) -> (C·K·K, OH·OW·B), backward col2im.
-pub(super) fn im2col<D: Device<f32>, R: Tape<f32, D>>(
-    x: Matrix<D, R>,
-    geom: ConvGeom,
-) -> Matrix<D, R> {
-    let batch = x.shape().1;
-    let (x, mut tape) = x.split_tape();
-    let cols = im2col_kernel(&to_host(&x), geom, batch);
-    let rows = geom.input.channels * geom.kernel * geom.kernel;
-    let n = cols.len() / rows;
-    let out = upload(x.device(), &cols, (rows, n));
-    if R::OWNS_TAPE {
-        let y = out.clone();
-        tape.add_backward_op(move |grads| {
-            let gy = take_grad(grads, &y)?;
-            col2im_kernel(&gy, grad_mut(grads, &x)?, geom, batch);
-            put_grad(grads, &y, gy)
-        });
+/// im2col of output rows `rows` (all columns) for examples `examples` of a
+/// feature-major (C·H·W, `batch`) input `x`: `cols` is (C·K·K, n), n =
+/// rows·OW·examples, columns ordered (oy, ox, example), padding zero.
+pub(super) fn im2col_band(
+    x: &[f32],
+    batch: usize,
+    g: ConvGeom,
+    examples: Range<usize>,
+    rows: Range<usize>,
+    cols: &mut [f32],
+) {
+    let (k, ow, t) = (g.kernel, g.output.width, examples.len());
+    let (ih, iw) = (g.input.height, g.input.width);
+    let n = rows.len() * ow * t;
+    for (r, dst) in cols[..g.patch() * n].chunks_mut(n).enumerate() {
+        let (c, ky, kx) = (r / (k * k), r / k % k, r % k);
+        for (line, oy) in dst.chunks_mut(ow * t).zip(rows.clone()) {
+            let Some(iy) = g.source(oy, ky, ih) else {
+                line.fill(0.0);
+                continue;
+            };
+            for (ox, d) in line.chunks_mut(t).enumerate() {
+                match g.source(ox, kx, iw) {
+                    Some(ix) => {
+                        let s = ((c * ih + iy) * iw + ix) * batch + examples.start;
+                        d.copy_from_slice(&x[s..s + t]);
+                    }
+                    None => d.fill(0.0),
+                }
+            }
+        }
     }
-    out.put_tape(tape)
 }

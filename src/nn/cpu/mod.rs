@@ -1,6 +1,6 @@
 //! `cpu`: the CPU kernels behind the layers and optimizers. Custom dfdx ops
 //! whose forward and backward passes run as rayon loops over host buffers
-//! (im2col, pooling, bias + ReLU, masks, dendritic gating, the straight-through
+//! (convolutions in tiles, pooling, bias + ReLU, masks, dendritic gating, the straight-through
 //! sign), Adam's update on a parameter's host copy, and the matrix products
 //! (`product`, on our AVX-512 `sgemm` where the CPU has it). Callers check
 //! `on_cpu::<D>()`, or call an op that does, and keep dfdx's generic path on
@@ -10,6 +10,7 @@
 
 mod adam;
 mod bias_act;
+mod conv;
 mod gating;
 mod im2col;
 mod mask;
@@ -24,11 +25,12 @@ mod simd;
 
 pub(crate) use adam::{adam_update, for_each_moment_chunk};
 pub(crate) use bias_act::bias_act;
+pub(crate) use conv::conv2d;
 pub(crate) use gating::{gate_channels, pick_in_groups};
 pub(crate) use im2col::ConvGeom;
 pub(crate) use mask::{mask_gradient, mul_mask};
 pub(crate) use op::{on_cpu, to_host, upload};
 pub(crate) use pool::max_pool2;
 pub use product::cpu_products;
-pub(crate) use product::{conv_product, matmul, matmul_no_input_grad};
+pub(crate) use product::{matmul, matmul_no_input_grad};
 pub(crate) use sign::sign_ste;

@@ -1,11 +1,11 @@
-//! The layers' matrix products and their backward passes: dense layers,
-//! the im2col product of a convolution, dendritic segments.
+//! The layers' matrix products and their backward passes (dense layers,
+//! dendritic segments), and `tile_product`, the single-threaded product that
+//! the convolution (`conv`) runs on each of its tiles.
 //!
 //! On a CPU with AVX-512 they run on our kernel (`sgemm`) over host buffers:
 //! a weight's values come from its `Param`'s host copy (so no step copies a
 //! weight matrix off its tensor), Wᵀ and xᵀ are read in place as column-major
-//! operands, a convolution keeps its im2col columns on the host from the
-//! forward to the backward pass, and a layer whose input is data skips the
+//! operands, and a layer whose input is data skips the
 //! input gradient. Elsewhere dfdx's `matmul` (and on other CPUs the same
 //! skipping of the input gradient).
 
@@ -13,7 +13,6 @@ use std::sync::Arc;
 
 use dfdx::prelude::*;
 
-use super::im2col::{col2im_kernel, im2col, im2col_kernel, ConvGeom};
 use super::op::{grad_mut, on_cpu, put_grad, take_grad, to_host, upload};
 use super::par::{for_each_chunk, PAR_MIN};
 use crate::nn::param::Param;
@@ -51,7 +50,10 @@ fn on_kernel<D: Device<f32>>() -> bool {
 
 /// `w`'s values on the host: the host copy of `param` when `w` is that
 /// parameter's value as it is (reshaped), otherwise a copy of `w`.
-fn weight_values<D: Device<f32>>(w: &Matrix<D>, param: Option<&Param<D>>) -> Arc<Vec<f32>> {
+pub(super) fn weight_values<D: Device<f32>>(
+    w: &Matrix<D>,
+    param: Option<&Param<D>>,
+) -> Arc<Vec<f32>> {
     match param {
         Some(p) => {
             let values = p.host_values();
@@ -126,41 +128,85 @@ pub(crate) fn matmul_no_input_grad<D: Device<f32>, T: Tape<f32, D>>(
     out.put_tape(tape)
 }
 
-/// A convolution's product W · im2col(x) on the CPU (other devices gather
-/// with dfdx): W is (O, C·K·K), x (C·H·W, batch), the result (O, OH·OW·batch).
-/// x gets a gradient (col2im of Wᵀ · dY) when it is on a tape. On the kernel
-/// the columns never leave the host.
-pub(crate) fn conv_product<D: Device<f32>, T, R>(
-    w: Matrix<D, T>,
-    param: Option<&Param<D>>,
-    x: Matrix<D, R>,
-    geom: ConvGeom,
-) -> Matrix<D, T>
-where
-    T: Tape<f32, D> + Merge<R>,
-    R: Tape<f32, D>,
-{
-    debug_assert!(on_cpu::<D>(), "conv_product is the CPU path");
-    if !on_kernel::<D>() {
-        let cols = im2col(x, geom);
-        return if R::OWNS_TAPE {
-            w.matmul(cols)
-        } else {
-            let (cols, _) = cols.split_tape();
-            matmul_no_input_grad(w, param, cols)
-        };
+/// A matrix operand of `tile_product` read through strides: element
+/// (r, c) at `data[r * rows + c * cols]`.
+#[derive(Clone, Copy)]
+pub(super) struct Strided<'a> {
+    /// The values.
+    pub(super) data: &'a [f32],
+    /// The stride between rows.
+    pub(super) rows: usize,
+    /// The stride between columns.
+    pub(super) cols: usize,
+}
+
+/// C (m × n, row-major, row stride `ldc`) = A (m × k) · B (k × n), or C +=
+/// A · B with `accumulate`, for one tile of a convolution: on our kernel
+/// where it runs, otherwise on `gemm` (dfdx's) on the calling thread, as
+/// the tiles themselves run in parallel. The summation order depends only
+/// on the shapes, never on the number of threads.
+pub(super) fn tile_product(
+    (m, n, k): (usize, usize, usize),
+    a: Strided,
+    b: Strided,
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+) {
+    if m == 0 || n == 0 {
+        return;
     }
-    let batch = x.shape().1;
-    let (w, wt) = w.split_tape();
-    let (x, xt) = x.split_tape();
-    let values = weight_values(&w, param);
-    let cols = im2col_kernel(&to_host(&x), geom, batch);
-    let input_grad = if R::OWNS_TAPE {
-        InputGrad::Col2im(x, geom)
-    } else {
-        InputGrad::Skip
-    };
-    kernel_product(w, values, cols, wt.merge(xt), input_grad)
+    assert!(ldc >= n && c.len() >= (m - 1) * ldc + n, "C too short");
+    if k == 0 {
+        if !accumulate {
+            c.chunks_mut(ldc).take(m).for_each(|r| r[..n].fill(0.0));
+        }
+        return;
+    }
+    for (x, r, cl) in [(&a, m, k), (&b, k, n)] {
+        assert!(
+            x.data.len() > (r - 1) * x.rows + (cl - 1) * x.cols,
+            "operand too short"
+        );
+    }
+    #[cfg(target_arch = "x86_64")]
+    if kernel_enabled() {
+        use super::sgemm::{sgemm, Operand};
+        fn operand(x: Strided<'_>) -> Operand<'_> {
+            if x.cols == 1 {
+                Operand::row_major(x.data, x.rows)
+            } else {
+                debug_assert_eq!(x.rows, 1, "one stride must be 1");
+                Operand::col_major(x.data, x.cols)
+            }
+        }
+        return sgemm((m, n, k), operand(a), operand(b), c, ldc, accumulate);
+    }
+    // SAFETY: the asserts above keep every read inside A and B and every
+    // write inside C; C does not alias A or B (it is borrowed mutably).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            ldc as isize,
+            accumulate,
+            a.data.as_ptr(),
+            a.cols as isize,
+            a.rows as isize,
+            b.data.as_ptr(),
+            b.cols as isize,
+            b.rows as isize,
+            if accumulate { 1.0 } else { 0.0 },
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        )
+    }
 }
 
 /// What a product's backward pass does with the input gradient Wᵀ · dY.
@@ -169,8 +215,6 @@ enum InputGrad<D: Device<f32>> {
     Skip,
     /// Added to this tensor's gradient.
     Add(Matrix<D>),
-    /// Gradient of im2col columns: added to this tensor's gradient by col2im.
-    Col2im(Matrix<D>, ConvGeom),
 }
 
 /// y = W · X on the kernel, W (out, k) from `values` and X (k, n) row-major
@@ -203,12 +247,6 @@ fn kernel_product<D: Device<f32>, T: Tape<f32, D>>(
             match &input_grad {
                 InputGrad::Skip => {}
                 InputGrad::Add(x) => sgemm((k, n, out), a, b, grad_mut(grads, x)?, n, true),
-                InputGrad::Col2im(x, geom) => {
-                    let mut gcols = vec![0.0f32; k * n];
-                    sgemm((k, n, out), a, b, &mut gcols, n, false);
-                    let batch = x.shape().1;
-                    col2im_kernel(&gcols, grad_mut(grads, x)?, *geom, batch);
-                }
             }
             put_grad(grads, &yc, gy)
         });
@@ -272,6 +310,48 @@ mod tests {
             let (y, dw, _) = grads_of(matmul_no_input_grad(w(), kept, x.clone()), false);
             assert_close(&y, &y0, "first-layer y");
             assert_close(&dw, &dw0, "first-layer dw");
+        }
+    }
+
+    /// Odd shapes, every mix of row- and column-major operands, with and
+    /// without accumulation, against a plain triple loop.
+    #[test]
+    fn tile_products_match_a_plain_loop() {
+        let (m, n, k, ldc) = (13, 37, 19, 41);
+        let a: Vec<f32> = (0..m * k).map(|v| ((v * 7) % 11) as f32 - 5.0).collect();
+        let b: Vec<f32> = (0..k * n).map(|v| ((v * 5) % 13) as f32 - 6.0).collect();
+        for (a_rm, b_rm, accumulate) in [
+            (true, true, false),
+            (true, false, true),
+            (false, true, false),
+            (false, false, true),
+        ] {
+            let strided = |data, rows, cols, row_major| {
+                let (r, c) = if row_major { (cols, 1) } else { (1, rows) };
+                Strided {
+                    data,
+                    rows: r,
+                    cols: c,
+                }
+            };
+            let (sa, sb) = (strided(&a[..], m, k, a_rm), strided(&b[..], k, n, b_rm));
+            let mut c = vec![1.0f32; m * ldc];
+            tile_product((m, n, k), sa, sb, &mut c, ldc, accumulate);
+            for i in 0..m {
+                for j in 0..n {
+                    let dot: f32 = (0..k)
+                        .map(|p| a[i * sa.rows + p * sa.cols] * b[p * sb.rows + j * sb.cols])
+                        .sum();
+                    let want = dot + if accumulate { 1.0 } else { 0.0 };
+                    // Small integers: exact in any summation order.
+                    assert_eq!(
+                        c[i * ldc + j],
+                        want,
+                        "({i}, {j}) {a_rm} {b_rm} {accumulate}"
+                    );
+                }
+                assert!(c[i * ldc + n..(i + 1) * ldc].iter().all(|&v| v == 1.0));
+            }
         }
     }
 }
