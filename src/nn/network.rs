@@ -5,6 +5,9 @@
 //! Layer naming follows PyTorch: `conv1`, `fc1`, ..., `out`.
 
 use dfdx::prelude::*;
+use rand::seq::index;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 
 use super::config::{InitConfig, InputShape, ModelConfig};
 use super::conv::{Conv2d, Map, MaxPool2};
@@ -133,6 +136,28 @@ impl<D: Device<f32>> Network<D> {
     pub fn config(&self) -> &ModelConfig {
         &self.config
     }
+
+    /// Masks every fully connected weight matrix (hidden and output layers,
+    /// the ones the lottery stages prune) to `round(keep · n)` of its n
+    /// entries at random positions drawn from `seed`: a pruned ticket's
+    /// density without the pruning, to measure what training at that density
+    /// costs (e.g. FC1 at `keep` 0.03, Bain's 3% ticket: he prunes every layer
+    /// at the same rate).
+    pub fn mask_fc_randomly(&mut self, keep: f64, seed: u64) -> Result<()> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        for p in self.params_mut() {
+            if matches!(p.info().kind, ParamKind::FcWeight | ParamKind::OutputWeight) {
+                let n = p.info().numel();
+                let kept = ((keep.clamp(0.0, 1.0) * n as f64).round() as usize).min(n);
+                let mut mask = vec![0.0; n];
+                for i in index::sample(&mut rng, n, kept) {
+                    mask[i] = 1.0;
+                }
+                p.set_mask(Some(&mask))?;
+            }
+        }
+        Ok(())
+    }
 }
 
 impl<D: Device<f32>> Model<D> for Network<D> {
@@ -194,6 +219,8 @@ impl<D: Device<f32>> Model<D> for Network<D> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nn::optim::{Optimizer, OptimizerConfig};
+    use crate::nn::train::train_epoch;
 
     fn shape(channels: usize, side: usize) -> InputShape {
         InputShape {
@@ -271,6 +298,176 @@ mod tests {
 
     fn zero_free() -> ModelConfig {
         ModelConfig::Mlp { hidden: vec![] }
+    }
+
+    const MNIST: InputShape = InputShape {
+        channels: 1,
+        height: 28,
+        width: 28,
+        classes: 10,
+    };
+
+    /// FC1 (784-300-100-10), Bain's initialization.
+    fn fc1(seed: u64) -> Network<Cpu> {
+        let mlp = ModelConfig::Mlp {
+            hidden: vec![300, 100],
+        };
+        Network::new(&mlp, MNIST, &InitConfig::default(), seed, &Cpu::default()).unwrap()
+    }
+
+    /// Seeded random images in [-1, 1) and labels for `n` examples of `shape`.
+    fn random_data(shape: InputShape, n: usize) -> (Vec<f32>, Vec<u8>) {
+        use rand::Rng;
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        let images = (0..n * shape.features())
+            .map(|_| rng.gen_range(-1.0..1.0))
+            .collect();
+        let labels = (0..n)
+            .map(|_| rng.gen_range(0..shape.classes) as u8)
+            .collect();
+        (images, labels)
+    }
+
+    fn adam() -> Optimizer<Cpu> {
+        Optimizer::new(OptimizerConfig::Adam {
+            lr: 1.2e-3,
+            betas: [0.9, 0.999],
+            eps: 1e-8,
+            weight_decay: 1e-4,
+        })
+    }
+
+    /// Gives every masked weight of `net` a sparse layout or none.
+    fn force_layouts(net: &mut Network<Cpu>, sparse: bool) {
+        for p in net.params_mut() {
+            if p.mask().is_some() {
+                p.force_layout(sparse);
+            }
+        }
+    }
+
+    #[test]
+    fn random_fc_masks_keep_the_asked_fraction_of_every_weight_matrix() {
+        let mut net = fc1(0);
+        net.mask_fc_randomly(0.03, 1).unwrap();
+        for p in net.params() {
+            let kept = p.mask().map(|m| m.iter().filter(|&&m| m == 1.0).count());
+            match p.info().kind {
+                ParamKind::Bias => assert_eq!(kept, None),
+                _ => {
+                    let want = (0.03 * p.info().numel() as f64).round() as usize;
+                    assert_eq!(kept, Some(want), "{}", p.info().name);
+                    assert!(p.sparse_layout().is_some());
+                }
+            }
+        }
+    }
+
+    /// FC1 with 3% of its weights trains on the products that skip the
+    /// masked weights as on the dense masked ones (up to summation order):
+    /// the same weights after two epochs, masked weights exactly 0.0, and
+    /// the same bits with one thread as with two.
+    #[test]
+    fn sparse_fc1_trains_as_the_dense_masked_path_whatever_the_threads() {
+        let (images, labels) = random_data(MNIST, 300);
+        let train = |sparse: bool, threads: usize| {
+            let mut net = fc1(0);
+            net.mask_fc_randomly(0.03, 1).unwrap();
+            force_layouts(&mut net, sparse);
+            let mut opt = adam();
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                for epoch in 0..2 {
+                    train_epoch(
+                        &mut net,
+                        &mut opt,
+                        &images,
+                        &labels,
+                        60,
+                        epoch,
+                        &mut |_, _| {},
+                    )
+                    .unwrap();
+                }
+            });
+            net
+        };
+        let (sparse, dense) = (train(true, 2), train(false, 2));
+        for (p, q) in sparse.params().iter().zip(dense.params()) {
+            let (a, b) = (p.values(), q.values());
+            for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+                let name = &p.info().name;
+                assert!(
+                    (x - y).abs() <= 1e-4 * (1.0 + y.abs()),
+                    "{name}[{i}]: {x} vs {y}"
+                );
+            }
+            if let Some(mask) = p.mask() {
+                assert!(a
+                    .iter()
+                    .zip(&mask)
+                    .all(|(v, m)| *m == 1.0 || v.to_bits() == 0));
+            }
+        }
+        let one = train(true, 1);
+        for (p, q) in sparse.params().iter().zip(one.params()) {
+            assert!(
+                p.values() == q.values(),
+                "{}: threads changed the bits",
+                p.info().name
+            );
+        }
+    }
+
+    /// Seconds per training epoch of FC1 at batch 60 (Adam), dense and with
+    /// every weight matrix masked to each density, on the products that skip
+    /// the masked weights and on the dense masked ones, interleaved, twice:
+    /// what `SPARSE_BELOW` was chosen from. Run with
+    /// `cargo test --lib masked_fc1_timing -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn masked_fc1_timing() {
+        let (images, labels) = random_data(MNIST, 6000);
+        let seconds = |net: &mut Network<Cpu>| {
+            let mut opt = adam();
+            let warm = 60 * MNIST.features();
+            train_epoch(
+                net,
+                &mut opt,
+                &images[..warm],
+                &labels[..60],
+                60,
+                0,
+                &mut |_, _| {},
+            )
+            .unwrap();
+            let start = std::time::Instant::now();
+            train_epoch(net, &mut opt, &images, &labels, 60, 1, &mut |_, _| {}).unwrap();
+            start.elapsed().as_secs_f64()
+        };
+        for round in 1..=2 {
+            let dense = seconds(&mut fc1(0));
+            println!("round {round}: dense FC1 {dense:.3} s per 6000 examples");
+            for keep in [0.5, 0.3, 0.2, 0.15, 0.1, 0.05, 0.03, 0.01] {
+                let mut times = [0.0; 2];
+                for (t, sparse) in times.iter_mut().zip([true, false]) {
+                    let mut net = fc1(0);
+                    net.mask_fc_randomly(keep, 1).unwrap();
+                    force_layouts(&mut net, sparse);
+                    *t = seconds(&mut net);
+                }
+                println!(
+                    "round {round}: keep {keep:>4}: sparse {:.3} s, dense masked {:.3} s: sparse {:.2}x dense masked, {:.2}x dense",
+                    times[0],
+                    times[1],
+                    times[1] / times[0],
+                    dense / times[0]
+                );
+            }
+        }
     }
 
     #[test]

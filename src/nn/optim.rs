@@ -263,8 +263,10 @@ impl<D: Device<f32>> Optimizer<D> {
                 }
                 // On the CPU, Adam runs in parallel (`cpu::adam_update`).
                 (Rule::Adam(cfg), Moments::Device { first, second }) if on_cpu::<D>() => {
-                    p.update_on_host(|value, values, mask| {
-                        cpu::adam_update(cfg, self.steps, value, values, mask, first, second, grads)
+                    p.update_on_host(|value, values, mask, kept| {
+                        cpu::adam_update(
+                            cfg, self.steps, value, values, mask, kept, first, second, grads,
+                        )
                     })
                     .map_err(device_error)?;
                 }

@@ -10,13 +10,16 @@
 //! A `Param` also keeps a host copy of its values once asked for one: the
 //! CPU matrix products read it, and the host optimizers update it in place
 //! and upload the result, so no step copies a weight matrix off its tensor.
+//! A weight masked below `SPARSE_BELOW` density also gets, once per mask,
+//! the `SparseLayout` of its kept entries: the CPU products and host
+//! optimizers then skip the masked ones.
 
 use std::sync::{Arc, OnceLock};
 
 use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::cpu::{self, on_cpu};
+use super::cpu::{self, on_cpu, SparseLayout};
 use super::error::{Error, Result};
 
 /// What a parameter is, which decides whether pruning may touch it.
@@ -79,11 +82,13 @@ pub struct Param<D: Device<f32>> {
 }
 
 /// A 0/1 mask on the device (for dfdx's element-wise ops) and on the host
-/// (read by the CPU fast paths and the host optimizers without a copy per step).
+/// (read by the CPU fast paths and the host optimizers without a copy per step),
+/// with the layout of its kept entries if it is sparse, made on first use.
 #[derive(Debug, Clone)]
 struct Mask<D: Device<f32>> {
     device: Tensor<(usize,), f32, D>,
     host: Arc<Vec<f32>>,
+    layout: OnceLock<Option<Arc<SparseLayout>>>,
 }
 
 impl<D: Device<f32>> Param<D> {
@@ -167,8 +172,31 @@ impl<D: Device<f32>> Param<D> {
         self.mask = Some(Mask {
             device: dev.tensor_from_vec(mask.to_vec(), (n,)),
             host: Arc::new(mask.to_vec()),
+            layout: OnceLock::new(),
         });
         Ok(())
+    }
+
+    /// Where the mask keeps weights, for the products and updates that skip
+    /// the masked ones: `Some` for a mask that keeps less than `SPARSE_BELOW`
+    /// of the entries of this parameter, seen as a (shape[0], rest) matrix.
+    /// Made once per mask.
+    pub(crate) fn sparse_layout(&self) -> Option<Arc<SparseLayout>> {
+        let mask = self.mask.as_ref()?;
+        let rows = self.info.shape.first().copied().unwrap_or(1);
+        mask.layout
+            .get_or_init(|| SparseLayout::if_sparse(&mask.host, rows).map(Arc::new))
+            .clone()
+    }
+
+    /// Gives the mask a sparse layout (`true`) or none (`false`) whatever
+    /// its density, to compare the sparse and dense paths in tests.
+    #[cfg(test)]
+    pub(crate) fn force_layout(&mut self, sparse: bool) {
+        let rows = self.info.shape.first().copied().unwrap_or(1);
+        let mask = self.mask.as_mut().expect("a masked parameter");
+        let layout = sparse.then(|| Arc::new(SparseLayout::new(&mask.host, rows)));
+        mask.layout = OnceLock::from(layout);
     }
 
     /// The value as used by the forward pass (W ⊙ M when masked), on tape `T`.
@@ -214,23 +242,31 @@ impl<D: Device<f32>> Param<D> {
         }
     }
 
-    /// Runs an update on the host: `update(value, values, mask)` changes
-    /// `values` (the host copy, taken without a copy when nothing else holds
-    /// it) and may look up `value`'s gradient; the result is uploaded and
-    /// kept as the new host copy. For optimizers that update the values and
-    /// re-apply the mask in one pass on the host.
+    /// Runs an update on the host: `update(value, values, mask, kept)`
+    /// changes `values` (the host copy, taken without a copy when nothing
+    /// else holds it) and may look up `value`'s gradient; the result is
+    /// uploaded and kept as the new host copy. For optimizers that update the
+    /// values and re-apply the mask in one pass on the host, or that update
+    /// only the `kept` positions (ascending) of a sparse mask.
     pub(crate) fn update_on_host<E>(
         &mut self,
-        update: impl FnOnce(&Vector<D>, &mut [f32], Option<&[f32]>) -> std::result::Result<(), E>,
+        update: impl FnOnce(
+            &Vector<D>,
+            &mut [f32],
+            Option<&[f32]>,
+            Option<&[u32]>,
+        ) -> std::result::Result<(), E>,
     ) -> std::result::Result<(), E> {
         let mut values = match self.host.take() {
             Some(kept) => Arc::try_unwrap(kept).unwrap_or_else(|shared| shared.to_vec()),
             None => cpu::to_host(&self.value),
         };
+        let layout = self.sparse_layout();
         update(
             &self.value,
             &mut values,
             self.mask.as_ref().map(|m| m.host.as_slice()),
+            layout.as_ref().map(|l| l.kept()),
         )?;
         self.value.copy_from(&values);
         self.host = OnceLock::from(Arc::new(values));
@@ -321,8 +357,9 @@ mod tests {
         // A host update sees the mask, is uploaded, and becomes the host copy;
         // a copy still held elsewhere is left as it was.
         let held = p.host_values();
-        p.update_on_host(|_, values, mask| {
+        p.update_on_host(|_, values, mask, kept| {
             assert_eq!(mask, Some(&[1.0, 0.0, 1.0, 1.0][..]));
+            assert_eq!(kept, None, "3 of 4 kept is dense");
             values.iter_mut().for_each(|v| *v += 1.0);
             Ok::<(), ()>(())
         })

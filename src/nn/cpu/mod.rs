@@ -2,7 +2,8 @@
 //! whose forward and backward passes run as rayon loops over host buffers
 //! (im2col, pooling, bias + ReLU, masks, dendritic gating, the straight-through
 //! sign), Adam's update on a parameter's host copy, and the matrix products
-//! (`product`, on our AVX-512 `sgemm` where the CPU has it). Callers check
+//! (`product`, on our AVX-512 `sgemm` where the CPU has it, or `sparse` for a
+//! weight pruned below `SPARSE_BELOW` density). Callers check
 //! `on_cpu::<D>()`, or call an op that does, and keep dfdx's generic path on
 //! other devices. This module holds no layer or model state, never lets the
 //! thread count change a result (fixed chunks, fixed summation orders), and
@@ -21,6 +22,7 @@ mod product;
 mod sgemm;
 mod sign;
 mod simd;
+mod sparse;
 
 pub(crate) use adam::{adam_update, for_each_moment_chunk};
 pub(crate) use bias_act::bias_act;
@@ -30,5 +32,8 @@ pub(crate) use mask::{mask_gradient, mul_mask};
 pub(crate) use op::{on_cpu, to_host, upload};
 pub(crate) use pool::max_pool2;
 pub use product::cpu_products;
-pub(crate) use product::{conv_product, matmul, matmul_no_input_grad};
+pub(crate) use product::{conv_product, matmul, matmul_no_input_grad, sparse_matmul};
 pub(crate) use sign::sign_ste;
+pub(crate) use sparse::SparseLayout;
+#[cfg(test)]
+pub(crate) use sparse::SPARSE_BELOW;

@@ -1,5 +1,6 @@
 //! The layers' matrix products and their backward passes: dense layers,
-//! the im2col product of a convolution, dendritic segments.
+//! the im2col product of a convolution, dendritic segments, and layers whose
+//! weight is pruned below `SPARSE_BELOW` density (`sparse_matmul`).
 //!
 //! On a CPU with AVX-512 they run on our kernel (`sgemm`) over host buffers:
 //! a weight's values come from its `Param`'s host copy (so no step copies a
@@ -16,6 +17,7 @@ use dfdx::prelude::*;
 use super::im2col::{col2im_kernel, im2col, im2col_kernel, ConvGeom};
 use super::op::{grad_mut, on_cpu, put_grad, take_grad, to_host, upload};
 use super::par::{for_each_chunk, PAR_MIN};
+use super::sparse::{self, SparseLayout};
 use crate::nn::param::Param;
 use crate::nn::Matrix;
 
@@ -124,6 +126,52 @@ pub(crate) fn matmul_no_input_grad<D: Device<f32>, T: Tape<f32, D>>(
         });
     }
     out.put_tape(tape)
+}
+
+/// `W x` on the CPU for a layer whose weight `param` has the sparse layout
+/// `layout`, skipping the masked weights: the forward pass, the input
+/// gradient (only when x is on a tape) and the weight gradient, which is
+/// added at the kept positions only (the masked ones stay 0.0, so no mask
+/// pass is needed). The tape is `T`'s, as from `param.effective::<T>()`.
+pub(crate) fn sparse_matmul<D: Device<f32>, T, R>(
+    param: &Param<D>,
+    layout: Arc<SparseLayout>,
+    x: Matrix<D, R>,
+) -> Matrix<D, T>
+where
+    T: Tape<f32, D> + Merge<R>,
+    R: Tape<f32, D>,
+{
+    debug_assert!(on_cpu::<D>(), "sparse_matmul is the CPU path");
+    let (rows, cols) = layout.shape();
+    let (x, xt) = x.split_tape();
+    debug_assert_eq!(x.shape().0, cols);
+    let n = x.shape().1;
+    let np = sparse::padded_width(n);
+    let values = param.host_values();
+    let xh = sparse::pad(to_host(&x), n, np);
+    let y = sparse::unpad(sparse::forward(&layout, &values, &xh, np), n, np);
+    let y = upload(x.device(), &y, (rows, n));
+    let mut tape = T::default().merge(xt);
+    if T::OWNS_TAPE {
+        let (yc, w) = (y.clone(), param.value().clone());
+        tape.add_backward_op(move |grads| {
+            let gy = take_grad(grads, &yc)?;
+            let gp = sparse::pad(gy, n, np);
+            sparse::weight_grad(&layout, &gp, &xh, np, grad_mut(grads, &w)?);
+            if R::OWNS_TAPE {
+                let dx = sparse::input_grad(&layout, &values, &gp, np);
+                let acc = grad_mut(grads, &x)?;
+                for (a, d) in acc.chunks_mut(n).zip(dx.chunks(np)) {
+                    for (a, d) in a.iter_mut().zip(d) {
+                        *a += d;
+                    }
+                }
+            }
+            put_grad(grads, &yc, sparse::unpad(gp, n, np))
+        });
+    }
+    y.put_tape(tape)
 }
 
 /// A convolution's product W · im2col(x) on the CPU (other devices gather
