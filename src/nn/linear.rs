@@ -3,14 +3,13 @@
 //! Activations flow through the whole network feature-major, shape
 //! (features, batch), so a layer is `y = W x + b` with `W` stored [out, in]
 //! as in PyTorch and no transposes; the tape comes from the parameters, so the
-//! network input itself needs none. On the CPU, a weight pruned below
-//! `SPARSE_BELOW` density takes the products that skip its masked entries.
-
-use std::sync::Arc;
+//! network input itself needs none. A sparse weight (pruned below
+//! `SPARSE_BELOW` density, on the CPU) takes the products that skip its
+//! masked entries.
 
 use dfdx::prelude::*;
 
-use super::cpu::{self, on_cpu, SparseLayout};
+use super::cpu;
 use super::init::Initializer;
 use super::param::{Param, ParamInfo, ParamKind};
 use super::Matrix;
@@ -76,7 +75,7 @@ impl<D: Device<f32>> Linear<D> {
         T: Tape<f32, D> + Merge<R>,
         R: Tape<f32, D>,
     {
-        let z = match self.sparse_layout() {
+        let z = match self.weight.sparse_layout() {
             Some(layout) => cpu::sparse_matmul(&self.weight, layout, x),
             None => cpu::matmul(self.weight_matrix::<T>(), Some(&self.weight), x),
         };
@@ -86,17 +85,11 @@ impl<D: Device<f32>> Linear<D> {
     /// `forward_act` for the first layer: the input is data, so on the CPU
     /// the backward computes only the weight and bias gradients.
     pub(crate) fn forward_first<T: Tape<f32, D>>(&self, x: Matrix<D>, relu: bool) -> Matrix<D, T> {
-        let z = match self.sparse_layout() {
+        let z = match self.weight.sparse_layout() {
             Some(layout) => cpu::sparse_matmul(&self.weight, layout, x),
             None => cpu::matmul_no_input_grad(self.weight_matrix::<T>(), Some(&self.weight), x),
         };
         cpu::bias_act(z, self.bias.effective::<T>(), relu)
-    }
-
-    /// The weight's sparse layout when the products skip its masked entries:
-    /// on the CPU, below `SPARSE_BELOW` density.
-    fn sparse_layout(&self) -> Option<Arc<SparseLayout>> {
-        on_cpu::<D>().then(|| self.weight.sparse_layout()).flatten()
     }
 
     /// W ⊙ M as an (outputs, inputs) matrix on tape `T`.
@@ -134,7 +127,7 @@ mod tests {
         let grads = (y * r.clone()).sum::<Rank0, _>().backward();
         let mut out = vec![
             yv,
-            grads.get(l.weight.value()).as_vec(),
+            l.weight.gradient(&grads),
             grads.get(l.bias.value()).as_vec(),
         ];
         if !first {

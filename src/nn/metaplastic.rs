@@ -29,7 +29,7 @@ pub(crate) fn adam_meta_update<D: Device<f32>>(
     v: &mut [f32],
     grads: &mut Gradients<f32, D>,
 ) -> Result<()> {
-    param.update_on_host(|value, p, mask, kept| {
+    param.update_on_host(|value, p, mask| {
         grads.try_alloc_for(value).map_err(device_error)?;
         let g = to_host(&grads.get(value));
         let [b1, b2] = cfg.betas.map(|b| b as f32);
@@ -47,7 +47,6 @@ pub(crate) fn adam_meta_update<D: Device<f32>>(
             v,
             &g,
             mask,
-            kept,
             #[inline(always)]
             |p: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32]| {
                 for (((p, m), v), &g) in p.iter_mut().zip(m).zip(v).zip(g) {

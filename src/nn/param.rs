@@ -10,9 +10,12 @@
 //! A `Param` also keeps a host copy of its values once asked for one: the
 //! CPU matrix products read it, and the host optimizers update it in place
 //! and upload the result, so no step copies a weight matrix off its tensor.
-//! A weight masked below `SPARSE_BELOW` density also gets, once per mask,
-//! the `SparseLayout` of its kept entries: the CPU products and host
-//! optimizers then skip the masked ones.
+//!
+//! On the CPU, a weight whose mask keeps less than `SPARSE_BELOW` of its
+//! entries is sparse: it stores only its kept values (row-major order, as
+//! its mask's `SparseLayout` lists them), so its gradient and optimizer
+//! state have one entry per kept weight too, and a step costs what the kept
+//! weights cost. `values` and `effective` still give every entry.
 
 use std::sync::{Arc, OnceLock};
 
@@ -74,21 +77,23 @@ type Vector<D> = Tensor<(usize,), f32, D>;
 #[derive(Debug, Clone)]
 pub struct Param<D: Device<f32>> {
     info: ParamInfo,
+    /// The stored values: every entry, or for a sparse parameter (whose
+    /// mask has a layout) the kept ones only.
     value: Tensor<(usize,), f32, D>,
     mask: Option<Mask<D>>,
-    /// The values on the host, equal to `value`'s whenever set; cleared by
-    /// every change made to `value` other than through `update_on_host`.
+    /// The stored values on the host, equal to `value`'s whenever set;
+    /// cleared by every change made to `value` other than through `update_on_host`.
     host: OnceLock<Arc<Vec<f32>>>,
 }
 
 /// A 0/1 mask on the device (for dfdx's element-wise ops) and on the host
-/// (read by the CPU fast paths and the host optimizers without a copy per step),
-/// with the layout of its kept entries if it is sparse, made on first use.
+/// (read by the CPU fast paths and the host optimizers without a copy per
+/// step), with the layout of its kept entries if the parameter is sparse.
 #[derive(Debug, Clone)]
 struct Mask<D: Device<f32>> {
     device: Tensor<(usize,), f32, D>,
     host: Arc<Vec<f32>>,
-    layout: OnceLock<Option<Arc<SparseLayout>>>,
+    layout: Option<Arc<SparseLayout>>,
 }
 
 impl<D: Device<f32>> Param<D> {
@@ -109,28 +114,38 @@ impl<D: Device<f32>> Param<D> {
         &self.info
     }
 
-    /// Current values, row-major.
+    /// Current values, row-major, every entry.
     pub fn values(&self) -> Vec<f32> {
-        self.value.as_vec()
+        match self.sparse_layout() {
+            Some(layout) => layout.expand(&self.host_values()),
+            None => self.value.as_vec(),
+        }
     }
 
     /// Replaces the values; entries under a 0 in the mask are stored as 0.0.
     pub fn set_values(&mut self, values: &[f32]) -> Result<()> {
         self.check_len(values.len())?;
-        let mut values = values.to_vec();
-        if let Some(mask) = &self.mask {
-            for (v, &m) in values.iter_mut().zip(mask.host.iter()) {
-                if m == 0.0 {
-                    *v = 0.0;
-                }
-            }
-        }
-        self.value = self
-            .value
-            .device()
-            .tensor_from_vec(values, (self.info.numel(),));
-        self.host = OnceLock::new();
+        let stored = match &self.mask {
+            Some(Mask {
+                layout: Some(layout),
+                ..
+            }) => layout.gather(values),
+            Some(mask) => values
+                .iter()
+                .zip(mask.host.iter())
+                .map(|(&v, &m)| if m == 0.0 { 0.0 } else { v })
+                .collect(),
+            None => values.to_vec(),
+        };
+        self.store(stored);
         Ok(())
+    }
+
+    /// Makes `stored` the stored values.
+    fn store(&mut self, stored: Vec<f32>) {
+        let n = stored.len();
+        self.value = self.value.device().tensor_from_vec(stored, (n,));
+        self.host = OnceLock::new();
     }
 
     /// The mask, or `None` while the parameter is dense.
@@ -140,9 +155,24 @@ impl<D: Device<f32>> Param<D> {
 
     /// Sets (or with `None` removes) the mask. Every entry must be 0.0 or 1.0;
     /// weights under a 0 become exactly 0.0 now and stay so while training.
+    /// On the CPU, a mask keeping less than `SPARSE_BELOW` of the entries
+    /// makes the parameter sparse.
     pub fn set_mask(&mut self, mask: Option<&[f32]>) -> Result<()> {
+        self.set_mask_as(mask, |m| on_cpu::<D>() && SparseLayout::is_sparse(m))
+    }
+
+    /// `set_mask`, sparse if `sparse(mask)` says so.
+    fn set_mask_as(
+        &mut self,
+        mask: Option<&[f32]>,
+        sparse: impl FnOnce(&[f32]) -> bool,
+    ) -> Result<()> {
         let Some(mask) = mask else {
+            let dense = self.sparse_layout().map(|_| self.values());
             self.mask = None;
+            if let Some(values) = dense {
+                self.store(values);
+            }
             return Ok(());
         };
         if !self.info.kind.is_prunable() {
@@ -161,65 +191,82 @@ impl<D: Device<f32>> Param<D> {
         let n = self.info.numel();
         let dev = self.value.device().clone();
         let values: Vec<f32> = self
-            .value
-            .as_vec()
+            .values()
             .iter()
             .zip(mask)
             .map(|(&v, &m)| if m == 0.0 { 0.0 } else { v })
             .collect();
-        self.value = dev.tensor_from_vec(values, (n,));
-        self.host = OnceLock::new();
+        let rows = self.info.shape.first().copied().unwrap_or(1);
+        let layout = sparse(mask).then(|| Arc::new(SparseLayout::new(mask, rows)));
+        let stored = match &layout {
+            Some(layout) => layout.gather(&values),
+            None => values,
+        };
         self.mask = Some(Mask {
             device: dev.tensor_from_vec(mask.to_vec(), (n,)),
             host: Arc::new(mask.to_vec()),
-            layout: OnceLock::new(),
+            layout,
         });
+        self.store(stored);
         Ok(())
     }
 
-    /// Where the mask keeps weights, for the products and updates that skip
-    /// the masked ones: `Some` for a mask that keeps less than `SPARSE_BELOW`
-    /// of the entries of this parameter, seen as a (shape[0], rest) matrix.
-    /// Made once per mask.
+    /// Where the mask keeps weights, if the parameter is sparse: it then
+    /// stores (and has gradients and optimizer state for) those entries
+    /// only, in this order, seen as a (shape[0], rest) matrix.
     pub(crate) fn sparse_layout(&self) -> Option<Arc<SparseLayout>> {
-        let mask = self.mask.as_ref()?;
-        let rows = self.info.shape.first().copied().unwrap_or(1);
-        mask.layout
-            .get_or_init(|| SparseLayout::if_sparse(&mask.host, rows).map(Arc::new))
-            .clone()
+        self.mask.as_ref()?.layout.clone()
     }
 
-    /// Gives the mask a sparse layout (`true`) or none (`false`) whatever
-    /// its density, to compare the sparse and dense paths in tests.
+    /// Makes a masked parameter sparse (`true`) or dense (`false`) whatever
+    /// its mask's density, to compare the two paths in tests.
     #[cfg(test)]
     pub(crate) fn force_layout(&mut self, sparse: bool) {
-        let rows = self.info.shape.first().copied().unwrap_or(1);
-        let mask = self.mask.as_mut().expect("a masked parameter");
-        let layout = sparse.then(|| Arc::new(SparseLayout::new(&mask.host, rows)));
-        mask.layout = OnceLock::from(layout);
+        let mask = self.mask().expect("a masked parameter");
+        self.set_mask_as(Some(&mask), |_| sparse)
+            .expect("the mask was valid");
     }
 
-    /// The value as used by the forward pass (W ⊙ M when masked), on tape `T`.
+    /// This parameter's gradient in `grads`, every entry (0.0 where a sparse
+    /// parameter's mask is).
+    #[cfg(test)]
+    pub(crate) fn gradient(&self, grads: &Gradients<f32, D>) -> Vec<f32> {
+        let g = grads.get(&self.value).as_vec();
+        match self.sparse_layout() {
+            Some(layout) => layout.expand(&g),
+            None => g,
+        }
+    }
+
+    /// The value as used by the forward pass (W ⊙ M when masked, every
+    /// entry), on tape `T`.
     ///
     /// Masked entries of the value are exactly ±0.0 at all times, so W ⊙ M has
     /// the bits of W: on the CPU the forward pass uses W as it is and only the
     /// gradient is multiplied by M (in place, after every other contribution).
+    /// A sparse parameter's kept values are expanded, their gradients gathered.
     pub(crate) fn effective<T: Tape<f32, D>>(&self) -> Tensor<(usize,), f32, D, T> {
         let value = self.value.retaped::<T>();
         match &self.mask {
+            Some(Mask {
+                layout: Some(layout),
+                ..
+            }) => cpu::expand_kept(value, Arc::clone(layout)),
             Some(mask) if on_cpu::<D>() => cpu::mask_gradient(value, Arc::clone(&mask.host)),
             Some(mask) => value * mask.device.clone(),
             None => value,
         }
     }
 
-    /// The raw value, for optimizers that update it in place.
+    /// The stored value (a sparse parameter's kept entries), for optimizers
+    /// that update it in place.
     pub(crate) fn value_mut(&mut self) -> &mut Tensor<(usize,), f32, D> {
         self.host = OnceLock::new();
         &mut self.value
     }
 
-    /// The values on the host, row-major: the kept copy, made on first use.
+    /// The stored values (a sparse parameter's kept entries) on the host,
+    /// row-major: the kept copy, made on first use.
     pub(crate) fn host_values(&self) -> Arc<Vec<f32>> {
         Arc::clone(
             self.host
@@ -227,47 +274,44 @@ impl<D: Device<f32>> Param<D> {
         )
     }
 
-    /// The raw value, for gradient lookup.
+    /// The stored value, for gradient lookup: a sparse parameter's gradient
+    /// has one entry per kept weight.
     pub(crate) fn value(&self) -> &Tensor<(usize,), f32, D> {
         &self.value
     }
 
+    /// Number of stored values (and of gradient and optimizer state entries).
+    pub(crate) fn stored_len(&self) -> usize {
+        self.value.shape().0
+    }
+
     /// Zeroes the masked entries again after an optimizer update. Without
     /// stale optimizer state they are already +0.0; a weight that stale state
-    /// pushed negative becomes -0.0, which compares equal to 0.0.
+    /// pushed negative becomes -0.0, which compares equal to 0.0. A sparse
+    /// parameter stores no masked entry.
     pub(crate) fn reapply_mask(&mut self) {
-        if let Some(mask) = &self.mask {
+        if let Some(mask) = self.mask.as_ref().filter(|m| m.layout.is_none()) {
             self.value = self.value.clone() * mask.device.clone();
             self.host = OnceLock::new();
         }
     }
 
-    /// Runs an update on the host: `update(value, values, mask, kept)`
-    /// changes `values` (the host copy, taken without a copy when nothing
-    /// else holds it) and may look up `value`'s gradient; the result is
-    /// uploaded and kept as the new host copy. For optimizers that update the
-    /// values and re-apply the mask in one pass on the host, or that update
-    /// only the `kept` positions (ascending) of a sparse mask.
+    /// Runs an update on the host: `update(value, values, mask)` changes
+    /// `values` (the host copy, taken without a copy when nothing else holds
+    /// it) and may look up `value`'s gradient; the result is uploaded and
+    /// kept as the new host copy. For optimizers that update the values and
+    /// re-apply the mask in one pass on the host; a sparse parameter, whose
+    /// stored values are all kept, gets no mask.
     pub(crate) fn update_on_host<E>(
         &mut self,
-        update: impl FnOnce(
-            &Vector<D>,
-            &mut [f32],
-            Option<&[f32]>,
-            Option<&[u32]>,
-        ) -> std::result::Result<(), E>,
+        update: impl FnOnce(&Vector<D>, &mut [f32], Option<&[f32]>) -> std::result::Result<(), E>,
     ) -> std::result::Result<(), E> {
         let mut values = match self.host.take() {
             Some(kept) => Arc::try_unwrap(kept).unwrap_or_else(|shared| shared.to_vec()),
             None => cpu::to_host(&self.value),
         };
-        let layout = self.sparse_layout();
-        update(
-            &self.value,
-            &mut values,
-            self.mask.as_ref().map(|m| m.host.as_slice()),
-            layout.as_ref().map(|l| l.kept()),
-        )?;
+        let mask = self.mask.as_ref().filter(|m| m.layout.is_none());
+        update(&self.value, &mut values, mask.map(|m| m.host.as_slice()))?;
         self.value.copy_from(&values);
         self.host = OnceLock::from(Arc::new(values));
         Ok(())
@@ -357,9 +401,8 @@ mod tests {
         // A host update sees the mask, is uploaded, and becomes the host copy;
         // a copy still held elsewhere is left as it was.
         let held = p.host_values();
-        p.update_on_host(|_, values, mask, kept| {
+        p.update_on_host(|_, values, mask| {
             assert_eq!(mask, Some(&[1.0, 0.0, 1.0, 1.0][..]));
-            assert_eq!(kept, None, "3 of 4 kept is dense");
             values.iter_mut().for_each(|v| *v += 1.0);
             Ok::<(), ()>(())
         })

@@ -52,9 +52,10 @@ fn on_kernel<D: Device<f32>>() -> bool {
 }
 
 /// `w`'s values on the host: the host copy of `param` when `w` is that
-/// parameter's value as it is (reshaped), otherwise a copy of `w`.
+/// parameter's value as it is (reshaped) and it stores every entry (is not
+/// sparse), otherwise a copy of `w`.
 fn weight_values<D: Device<f32>>(w: &Matrix<D>, param: Option<&Param<D>>) -> Arc<Vec<f32>> {
-    match param {
+    match param.filter(|p| p.sparse_layout().is_none()) {
         Some(p) => {
             let values = p.host_values();
             debug_assert_eq!(values.len(), w.shape().num_elements());
@@ -128,11 +129,11 @@ pub(crate) fn matmul_no_input_grad<D: Device<f32>, T: Tape<f32, D>>(
     out.put_tape(tape)
 }
 
-/// `W x` on the CPU for a layer whose weight `param` has the sparse layout
+/// `W x` on the CPU for a layer whose weight `param` is sparse with
 /// `layout`, skipping the masked weights: the forward pass, the input
-/// gradient (only when x is on a tape) and the weight gradient, which is
-/// added at the kept positions only (the masked ones stay 0.0, so no mask
-/// pass is needed). The tape is `T`'s, as from `param.effective::<T>()`.
+/// gradient (only when x is on a tape) and the weight gradient, one entry
+/// per kept weight as the parameter stores them. The tape is `T`'s, as from
+/// `param.effective::<T>()`.
 pub(crate) fn sparse_matmul<D: Device<f32>, T, R>(
     param: &Param<D>,
     layout: Arc<SparseLayout>,

@@ -1,22 +1,27 @@
-//! Products with a pruned weight matrix that skip its masked entries.
-//! `SparseLayout` lists where a mask keeps weights, by row and by column
-//! (built once per mask); `forward`, `input_grad` and `weight_grad` compute
-//! Y = W X, Wᵀ dY and dY Xᵀ at the kept positions only, reading W from its
-//! dense host copy. Activations are (features, batch) with the batch padded
-//! to `padded_width` (zeros), so that a tile of one output row stays in vector
-//! registers. Every output element is summed by one task in a fixed order
-//! (ascending kept position), so results never depend on the thread count;
-//! they differ from a dense product's in the last bits.
+//! Sparse weights: `SparseLayout` lists where a pruning mask keeps entries,
+//! by row and by column (built once per mask), for a parameter that stores
+//! only its kept values (in row-major order); `gather`, `expand` and
+//! `relayout` move per-entry data between that compact form and the full
+//! one. `forward`, `input_grad` and `weight_grad` compute Y = W X, Wᵀ dY and
+//! dY Xᵀ at the kept entries only, from and into compact vectors, so their
+//! cost follows the kept count. Activations are (features, batch), with the
+//! batch padded (`pad`) to a multiple of 8 so that a tile of one output row
+//! stays in vector registers. Every output element is summed by one task in
+//! a fixed order (ascending kept position), so results never depend on the
+//! thread count; they differ from a dense product's in the last bits.
 
+use dfdx::prelude::*;
 use rayon::prelude::*;
 
+use super::op::cpu_vec;
 use super::par::PAR_MIN;
 use super::simd::with_wide_simd;
 
-/// Densities (kept / all weights) below which the products skip the masked
-/// weights. Measured with `nn::network`'s ignored `masked_fc1_timing` test
-/// (FC1, every weight matrix at the same density, train batch 60, the
-/// sparse and the dense masked products interleaved in one process):
+/// Densities (kept / all entries) below which a weight on the CPU stores
+/// only its kept values and its products skip the masked ones. Measured
+/// with `nn::network`'s ignored `masked_fc1_timing` test (FC1, every weight
+/// matrix at the same density, train batch 60, the sparse and the dense
+/// masked paths interleaved in one process):
 /// TODO
 pub(crate) const SPARSE_BELOW: f64 = 0.2;
 
@@ -24,34 +29,34 @@ pub(crate) const SPARSE_BELOW: f64 = 0.2;
 const ROWS_PER_TASK: usize = 8;
 
 /// Where a 0/1 mask of a (rows, cols) row-major weight matrix keeps entries.
+/// Kept entry k (its index in compact vectors) sits at `kept[k]`.
 #[derive(Debug)]
 pub(crate) struct SparseLayout {
     rows: usize,
     cols: usize,
     /// Row-major positions of the kept entries, ascending.
     kept: Vec<u32>,
-    /// Row i's kept entries are `kept[row_start[i]..row_start[i + 1]]`.
+    /// Row i's kept entries are `row_start[i]..row_start[i + 1]`.
     row_start: Vec<usize>,
-    /// The kept positions in column-major order, rows ascending within a
-    /// column: column j's are `col_pos[col_start[j]..col_start[j + 1]]`,
+    /// The kept entries in column-major order, rows ascending within a
+    /// column: column j's are `col_entry[col_start[j]..col_start[j + 1]]`,
     /// and `col_row` holds their rows.
-    col_pos: Vec<u32>,
+    col_entry: Vec<u32>,
     col_row: Vec<u32>,
     col_start: Vec<usize>,
 }
 
 impl SparseLayout {
-    /// The layout of `mask` as a (rows, mask.len() / rows) matrix if it keeps
-    /// less than `SPARSE_BELOW` of its entries (otherwise the dense products
-    /// are faster) and its positions fit in 32 bits.
-    pub(crate) fn if_sparse(mask: &[f32], rows: usize) -> Option<Self> {
+    /// Whether `mask` keeps less than `SPARSE_BELOW` of its entries (below
+    /// that the sparse products are faster) and has positions that fit in
+    /// 32 bits.
+    pub(crate) fn is_sparse(mask: &[f32]) -> bool {
         let kept = mask.iter().filter(|&&m| m != 0.0).count();
-        let sparse = (kept as f64) < SPARSE_BELOW * mask.len() as f64;
-        (sparse && u32::try_from(mask.len()).is_ok()).then(|| Self::new(mask, rows))
+        (kept as f64) < SPARSE_BELOW * mask.len() as f64 && u32::try_from(mask.len()).is_ok()
     }
 
-    /// The layout of `mask` as a (rows, mask.len() / rows) matrix, whatever
-    /// its density (positions must fit in 32 bits).
+    /// The layout of `mask` as a (rows, mask.len() / rows) matrix (its
+    /// positions must fit in 32 bits).
     pub(crate) fn new(mask: &[f32], rows: usize) -> Self {
         let rows = rows.max(1);
         let cols = mask.len() / rows;
@@ -74,10 +79,10 @@ impl SparseLayout {
         }
         // Counting sort by column; `kept` is row-major, so rows ascend.
         let mut next = col_start.clone();
-        let (mut col_pos, mut col_row) = (vec![0; kept.len()], vec![0; kept.len()]);
-        for &p in &kept {
+        let (mut col_entry, mut col_row) = (vec![0; kept.len()], vec![0; kept.len()]);
+        for (k, &p) in kept.iter().enumerate() {
             let j = p as usize % cols;
-            col_pos[next[j]] = p;
+            col_entry[next[j]] = k as u32;
             col_row[next[j]] = (p as usize / cols) as u32;
             next[j] += 1;
         }
@@ -86,7 +91,7 @@ impl SparseLayout {
             cols,
             kept,
             row_start,
-            col_pos,
+            col_entry,
             col_row,
             col_start,
         }
@@ -101,6 +106,58 @@ impl SparseLayout {
     pub(crate) fn shape(&self) -> (usize, usize) {
         (self.rows, self.cols)
     }
+
+    /// Number of entries, kept or not: rows · cols.
+    pub(crate) fn len(&self) -> usize {
+        self.rows * self.cols
+    }
+
+    /// The kept entries of `full` (rows · cols values), in order.
+    pub(crate) fn gather(&self, full: &[f32]) -> Vec<f32> {
+        self.kept.iter().map(|&p| full[p as usize]).collect()
+    }
+
+    /// The full rows · cols values from the kept ones, 0.0 elsewhere.
+    pub(crate) fn expand(&self, kept: &[f32]) -> Vec<f32> {
+        let mut full = vec![0.0; self.len()];
+        for (&p, &v) in self.kept.iter().zip(kept) {
+            full[p as usize] = v;
+        }
+        full
+    }
+}
+
+/// Per-entry state (an optimizer moment) stored for `from` (a sparse
+/// layout's kept entries, or every entry) re-indexed for `to`: entries both
+/// keep keep their values, entries only `to` keeps start at 0.0.
+pub(crate) fn relayout(
+    v: &[f32],
+    from: Option<&SparseLayout>,
+    to: Option<&SparseLayout>,
+) -> Vec<f32> {
+    let full = match from {
+        Some(l) => l.expand(v),
+        None => v.to_vec(),
+    };
+    match to {
+        Some(l) => l.gather(&full),
+        None => full,
+    }
+}
+
+/// `relayout` of a device buffer (an optimizer moment), replaced by one of
+/// the new length. CPU only.
+pub(crate) fn relayout_buffer<D: Device<f32>>(
+    dev: &D,
+    buf: &mut <D as Storage<f32>>::Vec,
+    from: Option<&SparseLayout>,
+    to: Option<&SparseLayout>,
+) -> Result<(), D::Err> {
+    let moved = relayout(cpu_vec::<D>(buf), from, to);
+    let mut fresh = Storage::<f32>::try_alloc_len(dev, moved.len())?;
+    cpu_vec::<D>(&mut fresh).copy_from_slice(&moved);
+    *buf = fresh;
+    Ok(())
 }
 
 /// The batch width the kernels work on: `n` rounded up to a multiple of 8.
@@ -108,27 +165,35 @@ pub(crate) fn padded_width(n: usize) -> usize {
     n.div_ceil(8) * 8
 }
 
-/// Rows of `n` values (row-major) widened to rows of `np` with zeros.
-pub(crate) fn pad(v: Vec<f32>, n: usize, np: usize) -> Vec<f32> {
+/// Rows of `n` values (row-major) widened in place to rows of `np` with zeros.
+pub(crate) fn pad(mut v: Vec<f32>, n: usize, np: usize) -> Vec<f32> {
     if n == np {
         return v;
     }
-    let mut out = vec![0.0; v.len() / n.max(1) * np];
-    for (o, r) in out.chunks_mut(np).zip(v.chunks(n)) {
-        o[..n].copy_from_slice(r);
+    let rows = v.len() / n;
+    v.resize(rows * np, 0.0);
+    // From the last row back, so that no row is overwritten before it moves.
+    for r in (0..rows).rev() {
+        v.copy_within(r * n..(r + 1) * n, r * np);
+        v[r * np + n..(r + 1) * np].fill(0.0);
     }
-    out
+    v
 }
 
-/// Rows of `np` values cut to their first `n`.
-pub(crate) fn unpad(v: Vec<f32>, n: usize, np: usize) -> Vec<f32> {
+/// Rows of `np` values cut in place to their first `n`.
+pub(crate) fn unpad(mut v: Vec<f32>, n: usize, np: usize) -> Vec<f32> {
     if n == np {
         return v;
     }
-    v.chunks(np).flat_map(|r| &r[..n]).copied().collect()
+    let rows = v.len() / np;
+    for r in 0..rows {
+        v.copy_within(r * np..r * np + n, r * n);
+    }
+    v.truncate(rows * n);
+    v
 }
 
-/// Y (rows, np) = W X for X (cols, np), W's values `w` (rows · cols, row-major).
+/// Y (rows, np) = W X for X (cols, np), W's kept values `w`.
 pub(crate) fn forward(l: &SparseLayout, w: &[f32], x: &[f32], np: usize) -> Vec<f32> {
     let mut y = vec![0.0; l.rows * np];
     in_row_tasks(
@@ -140,15 +205,14 @@ pub(crate) fn forward(l: &SparseLayout, w: &[f32], x: &[f32], np: usize) -> Vec<
             let (start, base) = (l.row_start[i], i * l.cols);
             let count = l.row_start[i + 1] - start;
             sum_rows(row, x, np, count, |e| {
-                let p = l.kept[start + e] as usize;
-                (w[p], p - base)
+                (w[start + e], l.kept[start + e] as usize - base)
             });
         },
     );
     y
 }
 
-/// Wᵀ dY (cols, np) for dY (rows, np), W's values `w` (rows · cols, row-major).
+/// Wᵀ dY (cols, np) for dY (rows, np), W's kept values `w`.
 pub(crate) fn input_grad(l: &SparseLayout, w: &[f32], gy: &[f32], np: usize) -> Vec<f32> {
     let mut dx = vec![0.0; l.cols * np];
     in_row_tasks(
@@ -161,7 +225,7 @@ pub(crate) fn input_grad(l: &SparseLayout, w: &[f32], gy: &[f32], np: usize) -> 
             let count = l.col_start[j + 1] - start;
             sum_rows(row, gy, np, count, |e| {
                 (
-                    w[l.col_pos[start + e] as usize],
+                    w[l.col_entry[start + e] as usize],
                     l.col_row[start + e] as usize,
                 )
             });
@@ -170,23 +234,39 @@ pub(crate) fn input_grad(l: &SparseLayout, w: &[f32], gy: &[f32], np: usize) -> 
     dx
 }
 
-/// dW += dY Xᵀ at the kept positions of dW (rows · cols, row-major), for
-/// dY (rows, np) and X (cols, np); the other entries are left as they are.
+/// dW += dY Xᵀ at the kept entries, into `dw` (one value per kept entry),
+/// for dY (rows, np) and X (cols, np).
 pub(crate) fn weight_grad(l: &SparseLayout, gy: &[f32], x: &[f32], np: usize, dw: &mut [f32]) {
-    in_row_tasks(
-        dw,
-        l.cols,
-        l.kept.len() * np,
-        #[inline(always)]
-        |i, row| {
-            let g = &gy[i * np..][..np];
-            let base = i * l.cols;
-            for &p in &l.kept[l.row_start[i]..l.row_start[i + 1]] {
-                let j = p as usize - base;
-                row[j] += dot(g, &x[j * np..][..np]);
-            }
-        },
-    );
+    debug_assert_eq!(dw.len(), l.kept.len());
+    // Tasks of ROWS_PER_TASK rows, each owning its rows' run of `dw`.
+    let mut tasks = Vec::with_capacity(l.rows.div_ceil(ROWS_PER_TASK));
+    let mut rest = dw;
+    for first in (0..l.rows).step_by(ROWS_PER_TASK) {
+        let last = (first + ROWS_PER_TASK).min(l.rows);
+        let (own, tail) = rest.split_at_mut(l.row_start[last] - l.row_start[first]);
+        tasks.push((first..last, own));
+        rest = tail;
+    }
+    let task = |(rows, dw): (std::ops::Range<usize>, &mut [f32])| {
+        let offset = l.row_start[rows.start];
+        with_wide_simd(
+            #[inline(always)]
+            || {
+                for i in rows {
+                    let (g, base) = (&gy[i * np..][..np], i * l.cols);
+                    for k in l.row_start[i]..l.row_start[i + 1] {
+                        let j = l.kept[k] as usize - base;
+                        dw[k - offset] += dot(g, &x[j * np..][..np]);
+                    }
+                }
+            },
+        )
+    };
+    if l.kept.len() * np < PAR_MIN {
+        tasks.into_iter().for_each(task);
+    } else {
+        tasks.into_par_iter().for_each(task);
+    }
 }
 
 /// `f(r, row)` for every row `r` (of `width` values) of `data`, in tasks of
@@ -295,7 +375,13 @@ mod tests {
             .collect();
         let w = mask
             .iter()
-            .map(|m| m * rng.gen_range(-1.0..1.0f32))
+            .map(|&m| {
+                if m == 0.0 {
+                    0.0
+                } else {
+                    rng.gen_range(-1.0..1.0)
+                }
+            })
             .collect();
         (mask, w)
     }
@@ -329,28 +415,39 @@ mod tests {
         assert_eq!(l.kept(), [1, 3, 5, 10]);
         assert_eq!(l.row_start, [0, 1, 3, 3, 4]);
         assert_eq!(l.col_start, [0, 1, 3, 4]);
-        assert_eq!(l.col_pos, [3, 1, 10, 5]);
+        assert_eq!(l.col_entry, [1, 0, 3, 2]);
         assert_eq!(l.col_row, [1, 0, 3, 1]);
+        let full: Vec<f32> = (0..12).map(|i| i as f32).collect();
+        assert_eq!(l.gather(&full), [1.0, 3.0, 5.0, 10.0]);
+        let back = l.expand(&[1.0, 3.0, 5.0, 10.0]);
+        assert_eq!(
+            back,
+            full.iter()
+                .zip(&mask)
+                .map(|(v, m)| v * m)
+                .collect::<Vec<_>>()
+        );
+        // Moments move between layouts; entries newly kept start at 0.
+        let mut other = mask;
+        (other[1], other[0]) = (0.0, 1.0);
+        let o = SparseLayout::new(&other, 4);
+        assert_eq!(
+            relayout(&[7.0, 8.0, 9.0, 6.0], Some(&l), Some(&o)),
+            [0.0, 8.0, 9.0, 6.0]
+        );
+        assert_eq!(relayout(&full, None, Some(&l)), [1.0, 3.0, 5.0, 10.0]);
+        assert_eq!(relayout(&[1.0, 3.0, 5.0, 10.0], Some(&l), None), back);
     }
 
-    /// A layout exists just below the threshold density, none at it.
+    /// A weight is sparse just below the threshold density, not at it.
     #[test]
-    fn layouts_exist_only_below_the_threshold() {
+    fn weights_are_sparse_only_below_the_threshold() {
         let n = 1000;
         let at = (SPARSE_BELOW * n as f64).ceil() as usize;
         let mask = |kept: usize| -> Vec<f32> { (0..n).map(|p| (p < kept) as u8 as f32).collect() };
-        assert!(SparseLayout::if_sparse(&mask(at), 10).is_none());
-        assert_eq!(
-            SparseLayout::if_sparse(&mask(at - 1), 10)
-                .unwrap()
-                .kept()
-                .len(),
-            at - 1
-        );
-        assert_eq!(
-            SparseLayout::if_sparse(&mask(0), 10).unwrap().kept().len(),
-            0
-        );
+        assert!(!SparseLayout::is_sparse(&mask(at)));
+        assert!(SparseLayout::is_sparse(&mask(at - 1)));
+        assert!(SparseLayout::is_sparse(&mask(0)));
     }
 
     #[test]
@@ -359,6 +456,7 @@ mod tests {
         let p = pad(v.clone(), 5, 8);
         assert_eq!(p.len(), 24);
         assert_eq!(&p[8..16], [5.0, 6.0, 7.0, 8.0, 9.0, 0.0, 0.0, 0.0]);
+        assert_eq!(&p[16..24], [10.0, 11.0, 12.0, 13.0, 14.0, 0.0, 0.0, 0.0]);
         assert_eq!(unpad(p, 5, 8), v);
         assert_eq!(padded_width(60), 64);
         assert_eq!(padded_width(64), 64);
@@ -375,45 +473,41 @@ mod tests {
                 for density in [0.0, 0.03, 0.5, 1.0] {
                     let (mask, w) = masked(rows, cols, density, &mut rng);
                     let l = SparseLayout::new(&mask, rows);
+                    let wk = l.gather(&w);
                     let np = padded_width(n);
                     let x = random(cols * n, &mut rng);
                     let gy = random(rows * n, &mut rng);
-                    let dw0 = random(rows * cols, &mut rng);
+                    let dw0 = random(l.kept().len(), &mut rng);
                     let (xp, gp) = (pad(x.clone(), n, np), pad(gy.clone(), n, np));
-                    let y = unpad(forward(&l, &w, &xp, np), n, np);
-                    let dx = unpad(input_grad(&l, &w, &gp, np), n, np);
+                    let y = unpad(forward(&l, &wk, &xp, np), n, np);
+                    let dx = unpad(input_grad(&l, &wk, &gp, np), n, np);
                     let mut dw = dw0.clone();
                     weight_grad(&l, &gp, &xp, np, &mut dw);
                     let (mut yw, mut ys) = (vec![0.0f64; rows * n], vec![0.0f64; rows * n]);
                     let (mut xw, mut xs) = (vec![0.0f64; cols * n], vec![0.0f64; cols * n]);
-                    let (mut ww, mut ws) = (vec![0.0f64; rows * cols], vec![0.0f64; rows * cols]);
+                    let expanded: Vec<f64> = l.expand(&dw0).iter().map(|&v| v as f64).collect();
+                    let (mut ww, mut ws) = (expanded, vec![0.0f64; rows * cols]);
                     for i in 0..rows {
                         for j in 0..cols {
                             let wij = w[i * cols + j] as f64;
-                            ww[i * cols + j] = dw0[i * cols + j] as f64;
                             for b in 0..n {
                                 let (xj, gi) = (x[j * n + b] as f64, gy[i * n + b] as f64);
                                 yw[i * n + b] += wij * xj;
                                 ys[i * n + b] += (wij * xj).abs();
                                 xw[j * n + b] += wij * gi;
                                 xs[j * n + b] += (wij * gi).abs();
-                                if mask[i * cols + j] != 0.0 {
-                                    ww[i * cols + j] += gi * xj;
-                                    ws[i * cols + j] += (gi * xj).abs();
-                                }
+                                ww[i * cols + j] += gi * xj;
+                                ws[i * cols + j] += (gi * xj).abs();
                             }
                         }
                     }
+                    let kept = |v: &[f64]| -> Vec<f64> {
+                        l.kept().iter().map(|&p| v[p as usize]).collect()
+                    };
                     let what = format!("{rows}x{cols} batch {n} density {density}");
                     check(&y, &yw, &ys, &format!("y {what}"));
                     check(&dx, &xw, &xs, &format!("dx {what}"));
-                    check(&dw, &ww, &ws, &format!("dw {what}"));
-                    // Masked entries of dW are left exactly as they were.
-                    for (p, m) in mask.iter().enumerate() {
-                        if *m == 0.0 {
-                            assert_eq!(dw[p].to_bits(), dw0[p].to_bits());
-                        }
-                    }
+                    check(&dw, &kept(&ww), &kept(&ws), &format!("dw {what}"));
                 }
             }
         }
@@ -427,6 +521,7 @@ mod tests {
         let (rows, cols, n) = (300, 784, 60);
         let (mask, w) = masked(rows, cols, 0.1, &mut rng);
         let l = SparseLayout::new(&mask, rows);
+        let wk = l.gather(&w);
         let np = padded_width(n);
         let x = pad(random(cols * n, &mut rng), n, np);
         let gy = pad(random(rows * n, &mut rng), n, np);
@@ -440,12 +535,12 @@ mod tests {
                 .build()
                 .unwrap();
             pool.install(|| {
-                let mut dw = vec![0.0; rows * cols];
+                let mut dw = vec![0.0; l.kept().len()];
                 weight_grad(&l, &gy, &x, np, &mut dw);
                 let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
                 (
-                    bits(forward(&l, &w, &x, np)),
-                    bits(input_grad(&l, &w, &gy, np)),
+                    bits(forward(&l, &wk, &x, np)),
+                    bits(input_grad(&l, &wk, &gy, np)),
                     bits(dw),
                 )
             })
