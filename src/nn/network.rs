@@ -436,44 +436,58 @@ mod tests {
     /// Wall and CPU seconds per training epoch (6000 examples) of FC1 at
     /// batch 60 (Adam), dense and with every weight matrix masked to each
     /// density, sparse and dense masked, interleaved, twice: what
-    /// `SPARSE_BELOW` was chosen from. `REPRO_TIMING_KEEP=0.03` times only
-    /// that density. Run with
+    /// `SPARSE_BELOW` was chosen from. Other settings: `REPRO_TIMING_KEEP`
+    /// (densities, e.g. `0.3,0.03`), `REPRO_TIMING_BATCH` (e.g. `256`) and
+    /// `REPRO_TIMING_HIDDEN` (e.g. `2048,2048`). Run with
     /// `cargo test --lib masked_fc1_timing -- --ignored --nocapture`.
     #[test]
     #[ignore]
     fn masked_fc1_timing() {
+        let env = |name: &str, default: &str| -> Vec<f64> {
+            let v = std::env::var(name).unwrap_or_else(|_| default.into());
+            v.split(',').map(|x| x.parse().expect("numbers")).collect()
+        };
+        let keeps = env("REPRO_TIMING_KEEP", "0.5,0.3,0.2,0.15,0.1,0.05,0.03,0.01");
+        let batch = env("REPRO_TIMING_BATCH", "60")[0] as usize;
+        let hidden: Vec<usize> = env("REPRO_TIMING_HIDDEN", "300,100")
+            .into_iter()
+            .map(|h| h as usize)
+            .collect();
+        let build = || {
+            let mlp = ModelConfig::Mlp {
+                hidden: hidden.clone(),
+            };
+            Network::new(&mlp, MNIST, &InitConfig::default(), 0, &Cpu::default()).unwrap()
+        };
         let (images, labels) = random_data(MNIST, 6000);
         let seconds = |net: &mut Network<Cpu>| {
             let mut opt = adam();
-            let warm = 60 * MNIST.features();
+            let warm = batch * MNIST.features();
             train_epoch(
                 net,
                 &mut opt,
                 &images[..warm],
-                &labels[..60],
-                60,
+                &labels[..batch],
+                batch,
                 0,
                 &mut |_, _| {},
             )
             .unwrap();
             let (wall, cpu) = (std::time::Instant::now(), cpu_seconds());
-            train_epoch(net, &mut opt, &images, &labels, 60, 1, &mut |_, _| {}).unwrap();
+            train_epoch(net, &mut opt, &images, &labels, batch, 1, &mut |_, _| {}).unwrap();
             (wall.elapsed().as_secs_f64(), cpu_seconds() - cpu)
         };
-        let keeps: Vec<f64> = match std::env::var("REPRO_TIMING_KEEP") {
-            Ok(k) => vec![k.parse().expect("a fraction")],
-            Err(_) => vec![0.5, 0.3, 0.2, 0.15, 0.1, 0.05, 0.03, 0.01],
-        };
+        println!("hidden {hidden:?}, batch {batch}");
         for round in 1..=2 {
-            let dense = seconds(&mut fc1(0));
+            let dense = seconds(&mut build());
             println!(
-                "round {round}: dense FC1: {:.3} s wall, {:.3} s CPU",
+                "round {round}: dense: {:.3} s wall, {:.3} s CPU",
                 dense.0, dense.1
             );
             for &keep in &keeps {
                 let mut times = [(0.0, 0.0); 2];
                 for (t, sparse) in times.iter_mut().zip([true, false]) {
-                    let mut net = fc1(0);
+                    let mut net = build();
                     net.mask_fc_randomly(keep, 1).unwrap();
                     force_layouts(&mut net, sparse);
                     *t = seconds(&mut net);

@@ -231,7 +231,8 @@ impl<D: Device<f32>> Param<D> {
     /// parameter's mask is).
     #[cfg(test)]
     pub(crate) fn gradient(&self, grads: &Gradients<f32, D>) -> Vec<f32> {
-        let g = grads.get(&self.value).as_vec();
+        // Not `as_vec`: it panics on a tensor of no entries (no kept weight).
+        let g = cpu::to_host(&grads.get(&self.value));
         match self.sparse_layout() {
             Some(layout) => layout.expand(&g),
             None => g,
