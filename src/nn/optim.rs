@@ -16,11 +16,11 @@
 //! only; when a mask change makes a parameter sparse or dense, or changes
 //! its layout, the state follows (kept entries keep theirs).
 
+use std::sync::Arc;
+
 use dfdx::optim::{Momentum, WeightDecay};
 use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
-
-use std::sync::Arc;
 
 use super::cpu::{self, on_cpu, SparseLayout};
 use super::error::{device_error, Error, Result};
