@@ -24,8 +24,8 @@ use super::train::{evaluate, train_epoch};
 pub enum BenchNet {
     /// A `train` stage's network.
     Dense(ModelConfig),
-    /// A `train` stage's network whose weight matrices keep only a random
-    /// `keep` fraction of their entries (a late lottery-ticket round).
+    /// A `train` stage's network whose fully connected weight matrices keep
+    /// only a random `keep` fraction of their entries (a late lottery round).
     Masked(ModelConfig, f64),
     /// A `continual` stage's sparse or dendritic network.
     Active(ActiveSpec),
@@ -87,7 +87,7 @@ pub fn bench_evaluation<D: Device<f32>>(
     }
 }
 
-/// `model` with a seeded random mask keeping `keep` of every weight matrix.
+/// `model` with `keep` of each fully connected weight matrix kept, at random.
 fn masked<D: Device<f32>>(
     model: &ModelConfig,
     keep: f64,
@@ -95,15 +95,7 @@ fn masked<D: Device<f32>>(
     dev: &D,
 ) -> Result<Network<D>> {
     let mut net = Network::new(model, shape, &InitConfig::default(), 0, dev)?;
-    let mut rng = ChaCha8Rng::seed_from_u64(1);
-    for param in net.params_mut() {
-        if param.info().kind.is_prunable() {
-            let mask: Vec<f32> = (0..param.info().numel())
-                .map(|_| f32::from(u8::from(rng.gen_bool(keep))))
-                .collect();
-            param.set_mask(Some(&mask))?;
-        }
-    }
+    net.mask_fc_randomly(keep, 1)?;
     Ok(net)
 }
 
@@ -216,15 +208,6 @@ mod tests {
                 "{net:?}"
             );
         }
-    }
-
-    #[test]
-    fn masked_networks_keep_about_the_asked_fraction() {
-        let net = masked(&ModelConfig::Mlp { hidden: vec![50] }, 0.1, SHAPE, &cpu()).unwrap();
-        let weight = net.param("fc1.weight").unwrap();
-        let kept = weight.mask().unwrap().iter().filter(|&&m| m == 1.0).count();
-        assert!((40..=120).contains(&kept), "{kept} of 800 kept");
-        assert!(net.param("fc1.bias").unwrap().mask().is_none());
     }
 
     #[test]

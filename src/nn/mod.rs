@@ -11,7 +11,9 @@
 //! feature). Activations are feature-major, (features, batch). On the CPU the
 //! layers run on the kernels of `cpu`: the matrix products on our AVX-512
 //! kernel where the CPU has AVX-512, and rayon loops over host buffers in
-//! place of dfdx's slow element-wise ops. This module
+//! place of dfdx's slow element-wise ops; a weight pruned below a density
+//! threshold stores only its kept values, and its products, gradient and
+//! optimizer state skip the masked ones. This module
 //! never reads files other than checkpoints, never prints and never touches
 //! the store.
 

@@ -5,6 +5,9 @@
 //! Layer naming follows PyTorch: `conv1`, `fc1`, ..., `out`.
 
 use dfdx::prelude::*;
+use rand::seq::index;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 
 use super::config::{InitConfig, InputShape, ModelConfig};
 use super::conv::{Conv2d, Map, MaxPool2};
@@ -176,6 +179,28 @@ impl<D: Device<f32>> Network<D> {
         }
         h
     }
+
+    /// Masks every fully connected weight matrix (hidden and output layers,
+    /// the ones the lottery stages prune) to `round(keep · n)` of its n
+    /// entries at random positions drawn from `seed`: a pruned ticket's
+    /// density without the pruning, to measure what training at that density
+    /// costs (e.g. FC1 at `keep` 0.03, Bain's 3% ticket: he prunes every layer
+    /// at the same rate).
+    pub(crate) fn mask_fc_randomly(&mut self, keep: f64, seed: u64) -> Result<()> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        for p in self.params_mut() {
+            if matches!(p.info().kind, ParamKind::FcWeight | ParamKind::OutputWeight) {
+                let n = p.info().numel();
+                let kept = ((keep.clamp(0.0, 1.0) * n as f64).round() as usize).min(n);
+                let mut mask = vec![0.0; n];
+                for i in index::sample(&mut rng, n, kept) {
+                    mask[i] = 1.0;
+                }
+                p.set_mask(Some(&mask))?;
+            }
+        }
+        Ok(())
+    }
 }
 
 impl<D: Device<f32>> Model<D> for Network<D> {
@@ -229,6 +254,8 @@ impl<D: Device<f32>> Model<D> for Network<D> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nn::optim::{Optimizer, OptimizerConfig};
+    use crate::nn::train::train_epoch;
 
     fn shape(channels: usize, side: usize) -> InputShape {
         InputShape {
@@ -308,6 +335,212 @@ mod tests {
         ModelConfig::Mlp { hidden: vec![] }
     }
 
+    const MNIST: InputShape = InputShape {
+        channels: 1,
+        height: 28,
+        width: 28,
+        classes: 10,
+    };
+
+    /// FC1 (784-300-100-10), Bain's initialization.
+    fn fc1(seed: u64) -> Network<Cpu> {
+        let mlp = ModelConfig::Mlp {
+            hidden: vec![300, 100],
+        };
+        Network::new(&mlp, MNIST, &InitConfig::default(), seed, &Cpu::default()).unwrap()
+    }
+
+    /// Seeded random images in [-1, 1) and labels for `n` examples of `shape`.
+    fn random_data(shape: InputShape, n: usize) -> (Vec<f32>, Vec<u8>) {
+        use rand::Rng;
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        let images = (0..n * shape.features())
+            .map(|_| rng.gen_range(-1.0..1.0))
+            .collect();
+        let labels = (0..n)
+            .map(|_| rng.gen_range(0..shape.classes) as u8)
+            .collect();
+        (images, labels)
+    }
+
+    fn adam() -> Optimizer<Cpu> {
+        Optimizer::new(OptimizerConfig::Adam {
+            lr: 1.2e-3,
+            betas: [0.9, 0.999],
+            eps: 1e-8,
+            weight_decay: 1e-4,
+        })
+    }
+
+    /// Gives every masked weight of `net` a sparse layout or none.
+    fn force_layouts(net: &mut Network<Cpu>, sparse: bool) {
+        for p in net.params_mut() {
+            if p.mask().is_some() {
+                p.force_layout(sparse);
+            }
+        }
+    }
+
+    #[test]
+    fn random_fc_masks_keep_the_asked_fraction_of_every_weight_matrix() {
+        let mut net = fc1(0);
+        net.mask_fc_randomly(0.03, 1).unwrap();
+        for p in net.params() {
+            let kept = p.mask().map(|m| m.iter().filter(|&&m| m == 1.0).count());
+            match p.info().kind {
+                ParamKind::Bias => assert_eq!(kept, None),
+                _ => {
+                    let want = (0.03 * p.info().numel() as f64).round() as usize;
+                    assert_eq!(kept, Some(want), "{}", p.info().name);
+                    assert!(p.sparse_layout().is_some());
+                }
+            }
+        }
+    }
+
+    /// FC1 with 3% of its weights trains on the products that skip the
+    /// masked weights as on the dense masked ones (up to summation order):
+    /// the same weights after two epochs, masked weights exactly 0.0, and
+    /// the same bits with one thread as with two.
+    #[test]
+    fn sparse_fc1_trains_as_the_dense_masked_path_whatever_the_threads() {
+        let (images, labels) = random_data(MNIST, 300);
+        let train = |sparse: bool, threads: usize| {
+            let mut net = fc1(0);
+            net.mask_fc_randomly(0.03, 1).unwrap();
+            force_layouts(&mut net, sparse);
+            let mut opt = adam();
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                for epoch in 0..2 {
+                    train_epoch(
+                        &mut net,
+                        &mut opt,
+                        &images,
+                        &labels,
+                        60,
+                        epoch,
+                        &mut |_, _| {},
+                    )
+                    .unwrap();
+                }
+            });
+            net
+        };
+        let (sparse, dense) = (train(true, 2), train(false, 2));
+        for (p, q) in sparse.params().iter().zip(dense.params()) {
+            let (a, b) = (p.values(), q.values());
+            for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+                let name = &p.info().name;
+                assert!(
+                    (x - y).abs() <= 1e-4 * (1.0 + y.abs()),
+                    "{name}[{i}]: {x} vs {y}"
+                );
+            }
+            if let Some(mask) = p.mask() {
+                assert!(a
+                    .iter()
+                    .zip(&mask)
+                    .all(|(v, m)| *m == 1.0 || v.to_bits() == 0));
+            }
+        }
+        let one = train(true, 1);
+        for (p, q) in sparse.params().iter().zip(one.params()) {
+            assert!(
+                p.values() == q.values(),
+                "{}: threads changed the bits",
+                p.info().name
+            );
+        }
+    }
+
+    /// CPU seconds this process has used, all threads.
+    fn cpu_seconds() -> f64 {
+        let mut t = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `t` is a valid timespec for the call to fill.
+        unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut t) };
+        t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
+    }
+
+    /// Wall and CPU seconds per training epoch (6000 examples) of FC1 at
+    /// batch 60 (Adam), dense and with every weight matrix masked to each
+    /// density, sparse and dense masked, interleaved, twice: what
+    /// `SPARSE_BELOW` was chosen from. Other settings: `REPRO_TIMING_KEEP`
+    /// (densities, e.g. `0.3,0.03`), `REPRO_TIMING_BATCH` (e.g. `256`) and
+    /// `REPRO_TIMING_HIDDEN` (e.g. `2048,2048`). Run with
+    /// `cargo test --lib masked_fc1_timing -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn masked_fc1_timing() {
+        let env = |name: &str, default: &str| -> Vec<f64> {
+            let v = std::env::var(name).unwrap_or_else(|_| default.into());
+            v.split(',').map(|x| x.parse().expect("numbers")).collect()
+        };
+        let keeps = env("REPRO_TIMING_KEEP", "0.5,0.3,0.2,0.15,0.1,0.05,0.03,0.01");
+        let batch = env("REPRO_TIMING_BATCH", "60")[0] as usize;
+        let hidden: Vec<usize> = env("REPRO_TIMING_HIDDEN", "300,100")
+            .into_iter()
+            .map(|h| h as usize)
+            .collect();
+        let build = || {
+            let mlp = ModelConfig::Mlp {
+                hidden: hidden.clone(),
+            };
+            Network::new(&mlp, MNIST, &InitConfig::default(), 0, &Cpu::default()).unwrap()
+        };
+        let (images, labels) = random_data(MNIST, 6000);
+        let seconds = |net: &mut Network<Cpu>| {
+            let mut opt = adam();
+            let warm = batch * MNIST.features();
+            train_epoch(
+                net,
+                &mut opt,
+                &images[..warm],
+                &labels[..batch],
+                batch,
+                0,
+                &mut |_, _| {},
+            )
+            .unwrap();
+            let (wall, cpu) = (std::time::Instant::now(), cpu_seconds());
+            train_epoch(net, &mut opt, &images, &labels, batch, 1, &mut |_, _| {}).unwrap();
+            (wall.elapsed().as_secs_f64(), cpu_seconds() - cpu)
+        };
+        println!("hidden {hidden:?}, batch {batch}");
+        for round in 1..=2 {
+            let dense = seconds(&mut build());
+            println!(
+                "round {round}: dense: {:.3} s wall, {:.3} s CPU",
+                dense.0, dense.1
+            );
+            for &keep in &keeps {
+                let mut times = [(0.0, 0.0); 2];
+                for (t, sparse) in times.iter_mut().zip([true, false]) {
+                    let mut net = build();
+                    net.mask_fc_randomly(keep, 1).unwrap();
+                    force_layouts(&mut net, sparse);
+                    *t = seconds(&mut net);
+                }
+                let [(sw, sc), (dw, dc)] = times;
+                println!(
+                    "round {round}: keep {keep:>4}: sparse {sw:.3} s wall, {sc:.3} s CPU; \
+                     dense masked {dw:.3} s wall, {dc:.3} s CPU; \
+                     sparse/dense masked {:.2}x wall, {:.2}x CPU; sparse/dense {:.2}x wall, {:.2}x CPU",
+                    dw / sw,
+                    dc / sc,
+                    dense.0 / sw,
+                    dense.1 / sc
+                );
+            }
+        }
+    }
+
     #[test]
     fn forward_gives_logits_per_example() {
         let dev = Cpu::default();
@@ -351,7 +584,7 @@ mod tests {
     fn lenet5_evaluation_peak_rss() {
         let rate = crate::nn::bench_evaluation(
             &Cpu::default(),
-            &ModelConfig::Lenet5,
+            &crate::nn::BenchNet::Dense(ModelConfig::Lenet5),
             shape(1, 28),
             1000,
             3,

@@ -11,13 +11,18 @@
 //! mask (on the CPU in Adam's own pass), so a pruned weight stays exactly 0.0
 //! whatever the optimizer state holds. State lives on the device and is
 //! allocated on the first step; `reset` forgets it. Metaplastic Adam
-//! (`metaplastic.rs`) keeps its moments on the host and updates there.
+//! (`metaplastic.rs`) keeps its moments on the host and updates there. A
+//! sparse parameter (`Param::sparse_layout`) has state for its kept entries
+//! only; when a mask change makes a parameter sparse or dense, or changes
+//! its layout, the state follows (kept entries keep theirs).
+
+use std::sync::Arc;
 
 use dfdx::optim::{Momentum, WeightDecay};
 use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::cpu::{self, on_cpu};
+use super::cpu::{self, on_cpu, SparseLayout};
 use super::error::{device_error, Error, Result};
 use super::metaplastic::adam_meta_update;
 use super::param::Param;
@@ -87,11 +92,42 @@ fn l2(weight_decay: f64) -> Option<WeightDecay> {
     (weight_decay != 0.0).then_some(WeightDecay::L2(weight_decay))
 }
 
-/// The optimizer state of one parameter of `len` elements.
+/// The optimizer state of one parameter of `len` stored elements, kept
+/// for the sparse `layout` the parameter had (if any).
 #[derive(Debug)]
 struct State<D: Device<f32>> {
     len: usize,
+    layout: Option<Arc<SparseLayout>>,
     moments: Moments<D>,
+}
+
+impl<D: Device<f32>> State<D> {
+    /// Re-indexes the state for a parameter of `len` stored elements that is
+    /// now sparse with `layout` (or dense): kept entries keep their state,
+    /// the others start at 0. `both`: the second device buffer is in use
+    /// (Adam's, not SGD's). Layouts exist on the CPU only.
+    fn relayout(
+        &mut self,
+        dev: &D,
+        len: usize,
+        layout: Option<Arc<SparseLayout>>,
+        both: bool,
+    ) -> Result<()> {
+        let (from, to) = (self.layout.as_deref(), layout.as_deref());
+        match &mut self.moments {
+            Moments::Host { first, second } => {
+                *first = cpu::relayout(first, from, to);
+                *second = cpu::relayout(second, from, to);
+            }
+            Moments::Device { first, second } => {
+                for v in [Some(first), both.then_some(second)].into_iter().flatten() {
+                    cpu::relayout_buffer(dev, v, from, to).map_err(device_error)?;
+                }
+            }
+        }
+        (self.len, self.layout) = (len, layout);
+        Ok(())
+    }
 }
 
 /// Where a parameter's optimizer state lives.
@@ -211,7 +247,7 @@ impl<D: Device<f32>> Optimizer<D> {
             // dfdx's SGD kernel walks the velocity even without momentum, so it
             // always gets a full buffer; only Adam needs the second one.
             for p in params.iter() {
-                let len = p.info().numel();
+                let len = p.stored_len();
                 let alloc = |n| Storage::<f32>::try_alloc_len(&dev, n).map_err(device_error);
                 let moments = match self.config {
                     OptimizerConfig::AdamMeta { .. } => Moments::Host {
@@ -227,7 +263,28 @@ impl<D: Device<f32>> Optimizer<D> {
                         second: alloc(0)?,
                     },
                 };
-                self.state.push(State { len, moments });
+                self.state.push(State {
+                    len,
+                    layout: p.sparse_layout(),
+                    moments,
+                });
+            }
+        }
+        let both = !matches!(self.config, OptimizerConfig::Sgd { .. });
+        for (s, p) in self.state.iter_mut().zip(params.iter()) {
+            let layout = p.sparse_layout();
+            let same = match (&s.layout, &layout) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (a, b) => a.is_none() && b.is_none(),
+            };
+            // Only state that fits the parameter as it was (anything else is
+            // the error below).
+            let fits = match &s.layout {
+                Some(l) => l.kept().len() == s.len && l.len() == p.info().numel(),
+                None => s.len == p.info().numel(),
+            };
+            if !same && fits {
+                s.relayout(&dev, p.stored_len(), layout, both)?;
             }
         }
         if self.state.len() != params.len()
@@ -235,7 +292,7 @@ impl<D: Device<f32>> Optimizer<D> {
                 .state
                 .iter()
                 .zip(params.iter())
-                .any(|(s, p)| s.len != p.info().numel())
+                .any(|(s, p)| s.len != p.stored_len())
         {
             return Err(Error::Optimizer(format!(
                 "state for {} parameters, got {}",
@@ -616,6 +673,75 @@ mod tests {
                     assert!((step(k, i) - lr).abs() < 1e-5, "{k} {i}: {}", step(k, i));
                 }
                 assert!(step(2, 0) < step(0, 0), "meta 2.0 attenuates more than 1.3");
+            }
+        }
+    }
+
+    /// A sparse parameter (state for its kept entries only) gets the dense
+    /// masked path's values exactly, for every optimizer, including when a
+    /// mask set mid-training makes it sparse (its kept entries keep their
+    /// moments) and when removing the mask makes it dense again.
+    #[test]
+    fn sparse_parameters_update_as_dense_masked_ones() {
+        let dev = Cpu::default();
+        let n = 200;
+        let start: Vec<f32> = (0..n)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 40.0)
+            .collect();
+        // 10 of 200 kept: sparse.
+        let mask: Vec<f32> = (0..n).map(|i| (i % 20 == 3) as u8 as f32).collect();
+        let c =
+            vec![dev.tensor_from_vec((0..n).map(|i| (i % 7) as f32 / 7.0 - 0.4).collect(), (n,))];
+        for config in [
+            OptimizerConfig::Adam {
+                lr: 0.05,
+                betas: default_betas(),
+                eps: default_eps(),
+                weight_decay: 0.01,
+            },
+            OptimizerConfig::Sgd {
+                lr: 0.05,
+                momentum: 0.9,
+                weight_decay: 0.01,
+            },
+            adam_meta(0.05, 0.01, vec![1.3]),
+        ] {
+            let run = |sparse: bool| {
+                let mut opt = Optimizer::new(config.clone());
+                let w = shaped(
+                    &dev,
+                    "fc1.weight",
+                    ParamKind::FcWeight,
+                    vec![20, 10],
+                    start.clone(),
+                );
+                let mut ps = vec![w];
+                let mut trace = Vec::new();
+                for t in 0..8 {
+                    if t == 2 {
+                        ps[0].set_mask(Some(&mask)).unwrap();
+                        assert!(ps[0].sparse_layout().is_some());
+                        if !sparse {
+                            ps[0].force_layout(false);
+                        }
+                    }
+                    if t == 6 {
+                        ps[0].set_mask(None).unwrap();
+                    }
+                    quadratic_step(&mut opt, &mut ps, &c).unwrap();
+                    trace.push(ps[0].values());
+                }
+                trace
+            };
+            let (sparse, dense) = (run(true), run(false));
+            for (t, (a, b)) in sparse.iter().zip(&dense).enumerate() {
+                for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                    // After the mask goes, formerly masked entries restart
+                    // from fresh state in the sparse run, from stale state in the dense one.
+                    if t < 6 || mask[i] == 1.0 {
+                        assert!(x == y, "{config:?} step {t} [{i}]: {x} vs {y}");
+                    }
+                }
             }
         }
     }

@@ -10,13 +10,19 @@
 //! A `Param` also keeps a host copy of its values once asked for one: the
 //! CPU matrix products read it, and the host optimizers update it in place
 //! and upload the result, so no step copies a weight matrix off its tensor.
+//!
+//! On the CPU, a weight whose mask keeps less than `SPARSE_BELOW` of its
+//! entries is sparse: it stores only its kept values (row-major order, as
+//! its mask's `SparseLayout` lists them), so its gradient and optimizer
+//! state have one entry per kept weight too, and a step costs what the kept
+//! weights cost. `values` and `effective` still give every entry.
 
 use std::sync::{Arc, OnceLock};
 
 use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::cpu::{self, on_cpu};
+use super::cpu::{self, on_cpu, SparseLayout};
 use super::error::{Error, Result};
 
 /// What a parameter is, which decides whether pruning may touch it.
@@ -71,19 +77,23 @@ type Vector<D> = Tensor<(usize,), f32, D>;
 #[derive(Debug, Clone)]
 pub struct Param<D: Device<f32>> {
     info: ParamInfo,
+    /// The stored values: every entry, or for a sparse parameter (whose
+    /// mask has a layout) the kept ones only.
     value: Tensor<(usize,), f32, D>,
     mask: Option<Mask<D>>,
-    /// The values on the host, equal to `value`'s whenever set; cleared by
-    /// every change made to `value` other than through `update_on_host`.
+    /// The stored values on the host, equal to `value`'s whenever set;
+    /// cleared by every change made to `value` other than through `update_on_host`.
     host: OnceLock<Arc<Vec<f32>>>,
 }
 
 /// A 0/1 mask on the device (for dfdx's element-wise ops) and on the host
-/// (read by the CPU fast paths and the host optimizers without a copy per step).
+/// (read by the CPU fast paths and the host optimizers without a copy per
+/// step), with the layout of its kept entries if the parameter is sparse.
 #[derive(Debug, Clone)]
 struct Mask<D: Device<f32>> {
     device: Tensor<(usize,), f32, D>,
     host: Arc<Vec<f32>>,
+    layout: Option<Arc<SparseLayout>>,
 }
 
 impl<D: Device<f32>> Param<D> {
@@ -104,28 +114,38 @@ impl<D: Device<f32>> Param<D> {
         &self.info
     }
 
-    /// Current values, row-major.
+    /// Current values, row-major, every entry.
     pub fn values(&self) -> Vec<f32> {
-        self.value.as_vec()
+        match self.sparse_layout() {
+            Some(layout) => layout.expand(&self.host_values()),
+            None => self.value.as_vec(),
+        }
     }
 
     /// Replaces the values; entries under a 0 in the mask are stored as 0.0.
     pub fn set_values(&mut self, values: &[f32]) -> Result<()> {
         self.check_len(values.len())?;
-        let mut values = values.to_vec();
-        if let Some(mask) = &self.mask {
-            for (v, &m) in values.iter_mut().zip(mask.host.iter()) {
-                if m == 0.0 {
-                    *v = 0.0;
-                }
-            }
-        }
-        self.value = self
-            .value
-            .device()
-            .tensor_from_vec(values, (self.info.numel(),));
-        self.host = OnceLock::new();
+        let stored = match &self.mask {
+            Some(Mask {
+                layout: Some(layout),
+                ..
+            }) => layout.gather(values),
+            Some(mask) => values
+                .iter()
+                .zip(mask.host.iter())
+                .map(|(&v, &m)| if m == 0.0 { 0.0 } else { v })
+                .collect(),
+            None => values.to_vec(),
+        };
+        self.store(stored);
         Ok(())
+    }
+
+    /// Makes `stored` the stored values.
+    fn store(&mut self, stored: Vec<f32>) {
+        let n = stored.len();
+        self.value = self.value.device().tensor_from_vec(stored, (n,));
+        self.host = OnceLock::new();
     }
 
     /// The mask, or `None` while the parameter is dense.
@@ -135,9 +155,24 @@ impl<D: Device<f32>> Param<D> {
 
     /// Sets (or with `None` removes) the mask. Every entry must be 0.0 or 1.0;
     /// weights under a 0 become exactly 0.0 now and stay so while training.
+    /// On the CPU, a mask keeping less than `SPARSE_BELOW` of the entries
+    /// makes the parameter sparse.
     pub fn set_mask(&mut self, mask: Option<&[f32]>) -> Result<()> {
+        self.set_mask_as(mask, |m| on_cpu::<D>() && SparseLayout::is_sparse(m))
+    }
+
+    /// `set_mask`, sparse if `sparse(mask)` says so.
+    fn set_mask_as(
+        &mut self,
+        mask: Option<&[f32]>,
+        sparse: impl FnOnce(&[f32]) -> bool,
+    ) -> Result<()> {
         let Some(mask) = mask else {
+            let dense = self.sparse_layout().map(|_| self.values());
             self.mask = None;
+            if let Some(values) = dense {
+                self.store(values);
+            }
             return Ok(());
         };
         if !self.info.kind.is_prunable() {
@@ -156,42 +191,83 @@ impl<D: Device<f32>> Param<D> {
         let n = self.info.numel();
         let dev = self.value.device().clone();
         let values: Vec<f32> = self
-            .value
-            .as_vec()
+            .values()
             .iter()
             .zip(mask)
             .map(|(&v, &m)| if m == 0.0 { 0.0 } else { v })
             .collect();
-        self.value = dev.tensor_from_vec(values, (n,));
-        self.host = OnceLock::new();
+        let rows = self.info.shape.first().copied().unwrap_or(1);
+        let layout = sparse(mask).then(|| Arc::new(SparseLayout::new(mask, rows)));
+        let stored = match &layout {
+            Some(layout) => layout.gather(&values),
+            None => values,
+        };
         self.mask = Some(Mask {
             device: dev.tensor_from_vec(mask.to_vec(), (n,)),
             host: Arc::new(mask.to_vec()),
+            layout,
         });
+        self.store(stored);
         Ok(())
     }
 
-    /// The value as used by the forward pass (W ⊙ M when masked), on tape `T`.
+    /// Where the mask keeps weights, if the parameter is sparse: it then
+    /// stores (and has gradients and optimizer state for) those entries
+    /// only, in this order, seen as a (shape[0], rest) matrix.
+    pub(crate) fn sparse_layout(&self) -> Option<Arc<SparseLayout>> {
+        self.mask.as_ref()?.layout.clone()
+    }
+
+    /// Makes a masked parameter sparse (`true`) or dense (`false`) whatever
+    /// its mask's density, to compare the two paths in tests.
+    #[cfg(test)]
+    pub(crate) fn force_layout(&mut self, sparse: bool) {
+        let mask = self.mask().expect("a masked parameter");
+        self.set_mask_as(Some(&mask), |_| sparse)
+            .expect("the mask was valid");
+    }
+
+    /// This parameter's gradient in `grads`, every entry (0.0 where a sparse
+    /// parameter's mask is).
+    #[cfg(test)]
+    pub(crate) fn gradient(&self, grads: &Gradients<f32, D>) -> Vec<f32> {
+        // Not `as_vec`: it panics on a tensor of no entries (no kept weight).
+        let g = cpu::to_host(&grads.get(&self.value));
+        match self.sparse_layout() {
+            Some(layout) => layout.expand(&g),
+            None => g,
+        }
+    }
+
+    /// The value as used by the forward pass (W ⊙ M when masked, every
+    /// entry), on tape `T`.
     ///
     /// Masked entries of the value are exactly ±0.0 at all times, so W ⊙ M has
     /// the bits of W: on the CPU the forward pass uses W as it is and only the
     /// gradient is multiplied by M (in place, after every other contribution).
+    /// A sparse parameter's kept values are expanded, their gradients gathered.
     pub(crate) fn effective<T: Tape<f32, D>>(&self) -> Tensor<(usize,), f32, D, T> {
         let value = self.value.retaped::<T>();
         match &self.mask {
+            Some(Mask {
+                layout: Some(layout),
+                ..
+            }) => cpu::expand_kept(value, Arc::clone(layout)),
             Some(mask) if on_cpu::<D>() => cpu::mask_gradient(value, Arc::clone(&mask.host)),
             Some(mask) => value * mask.device.clone(),
             None => value,
         }
     }
 
-    /// The raw value, for optimizers that update it in place.
+    /// The stored value (a sparse parameter's kept entries), for optimizers
+    /// that update it in place.
     pub(crate) fn value_mut(&mut self) -> &mut Tensor<(usize,), f32, D> {
         self.host = OnceLock::new();
         &mut self.value
     }
 
-    /// The values on the host, row-major: the kept copy, made on first use.
+    /// The stored values (a sparse parameter's kept entries) on the host,
+    /// row-major: the kept copy, made on first use.
     pub(crate) fn host_values(&self) -> Arc<Vec<f32>> {
         Arc::clone(
             self.host
@@ -199,16 +275,23 @@ impl<D: Device<f32>> Param<D> {
         )
     }
 
-    /// The raw value, for gradient lookup.
+    /// The stored value, for gradient lookup: a sparse parameter's gradient
+    /// has one entry per kept weight.
     pub(crate) fn value(&self) -> &Tensor<(usize,), f32, D> {
         &self.value
     }
 
+    /// Number of stored values (and of gradient and optimizer state entries).
+    pub(crate) fn stored_len(&self) -> usize {
+        self.value.shape().0
+    }
+
     /// Zeroes the masked entries again after an optimizer update. Without
     /// stale optimizer state they are already +0.0; a weight that stale state
-    /// pushed negative becomes -0.0, which compares equal to 0.0.
+    /// pushed negative becomes -0.0, which compares equal to 0.0. A sparse
+    /// parameter stores no masked entry.
     pub(crate) fn reapply_mask(&mut self) {
-        if let Some(mask) = &self.mask {
+        if let Some(mask) = self.mask.as_ref().filter(|m| m.layout.is_none()) {
             self.value = self.value.clone() * mask.device.clone();
             self.host = OnceLock::new();
         }
@@ -218,7 +301,8 @@ impl<D: Device<f32>> Param<D> {
     /// `values` (the host copy, taken without a copy when nothing else holds
     /// it) and may look up `value`'s gradient; the result is uploaded and
     /// kept as the new host copy. For optimizers that update the values and
-    /// re-apply the mask in one pass on the host.
+    /// re-apply the mask in one pass on the host; a sparse parameter, whose
+    /// stored values are all kept, gets no mask.
     pub(crate) fn update_on_host<E>(
         &mut self,
         update: impl FnOnce(&Vector<D>, &mut [f32], Option<&[f32]>) -> std::result::Result<(), E>,
@@ -227,11 +311,8 @@ impl<D: Device<f32>> Param<D> {
             Some(kept) => Arc::try_unwrap(kept).unwrap_or_else(|shared| shared.to_vec()),
             None => cpu::to_host(&self.value),
         };
-        update(
-            &self.value,
-            &mut values,
-            self.mask.as_ref().map(|m| m.host.as_slice()),
-        )?;
+        let mask = self.mask.as_ref().filter(|m| m.layout.is_none());
+        update(&self.value, &mut values, mask.map(|m| m.host.as_slice()))?;
         self.value.copy_from(&values);
         self.host = OnceLock::from(Arc::new(values));
         Ok(())

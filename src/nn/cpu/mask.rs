@@ -1,12 +1,16 @@
 //! Constant host-side 0/1 masks: `mul_mask` multiplies a tensor by one (a
-//! k-WTA's winners; off the CPU, the chosen dendritic segments), and
+//! k-WTA's winners; off the CPU, the chosen dendritic segments),
 //! `mask_gradient` masks only the gradient of a weight that is already zero
-//! wherever its pruning mask is.
+//! wherever its pruning mask is, and `expand_kept` turns a sparse weight's
+//! kept values into the full masked tensor.
+
+use std::sync::Arc;
 
 use dfdx::prelude::*;
 
 use super::op::{grad_mut, on_cpu, put_grad, take_grad, to_host, upload};
 use super::par::for_each_chunk;
+use super::sparse::SparseLayout;
 
 /// `x ⊙ mask` for a constant host-side `mask` of x's size (a pruning mask,
 /// the winners of a k-WTA): the gradient reaches x only where the mask is
@@ -69,4 +73,28 @@ pub(crate) fn mask_gradient<S: Shape, D: Device<f32>, T: Tape<f32, D>>(
         });
     }
     x.put_tape(tape)
+}
+
+/// The full tensor (0.0 where masked) from a sparse weight's kept values
+/// `x`, one per kept entry of `layout`, for a layer that uses the weight
+/// densely; each kept entry's gradient is gathered back. CPU only.
+pub(crate) fn expand_kept<D: Device<f32>, T: Tape<f32, D>>(
+    x: Tensor<(usize,), f32, D, T>,
+    layout: Arc<SparseLayout>,
+) -> Tensor<(usize,), f32, D, T> {
+    debug_assert!(on_cpu::<D>(), "sparse weights exist on the CPU only");
+    let (x, mut tape) = x.split_tape();
+    let full = layout.expand(&to_host(&x));
+    let y = upload(x.device(), &full, (full.len(),));
+    if T::OWNS_TAPE {
+        let yc = y.clone();
+        tape.add_backward_op(move |grads| {
+            let gy = take_grad(grads, &yc)?;
+            for (g, &p) in grad_mut(grads, &x)?.iter_mut().zip(layout.kept()) {
+                *g += gy[p as usize];
+            }
+            put_grad(grads, &yc, gy)
+        });
+    }
+    y.put_tape(tape)
 }

@@ -2,7 +2,9 @@
 //! whose forward and backward passes run as rayon loops over host buffers
 //! (convolutions in tiles, pooling, bias + ReLU, masks, dendritic gating, the straight-through
 //! sign), Adam's update on a parameter's host copy, and the matrix products
-//! (`product`, on our AVX-512 `sgemm` where the CPU has it). Callers check
+//! (`product`, on our AVX-512 `sgemm` where the CPU has it, or `sparse` for a
+//! weight pruned below `SPARSE_BELOW` density, which stores only its kept
+//! values). Callers check
 //! `on_cpu::<D>()`, or call an op that does, and keep dfdx's generic path on
 //! other devices. This module holds no layer or model state, never lets the
 //! thread count change a result (fixed chunks, fixed summation orders), and
@@ -22,15 +24,19 @@ mod product;
 mod sgemm;
 mod sign;
 mod simd;
+mod sparse;
 
 pub(crate) use adam::{adam_update, for_each_moment_chunk};
 pub(crate) use bias_act::bias_act;
 pub(crate) use conv::conv2d;
 pub(crate) use gating::{gate_channels, pick_in_groups};
 pub(crate) use im2col::ConvGeom;
-pub(crate) use mask::{mask_gradient, mul_mask};
+pub(crate) use mask::{expand_kept, mask_gradient, mul_mask};
 pub(crate) use op::{on_cpu, to_host, upload};
 pub(crate) use pool::max_pool2;
 pub use product::cpu_products;
-pub(crate) use product::{matmul, matmul_no_input_grad};
+pub(crate) use product::{matmul, matmul_no_input_grad, sparse_matmul};
 pub(crate) use sign::sign_ste;
+#[cfg(test)]
+pub(crate) use sparse::SPARSE_BELOW;
+pub(crate) use sparse::{relayout, relayout_buffer, SparseLayout};

@@ -1,6 +1,7 @@
-//! The layers' matrix products and their backward passes (dense layers,
-//! dendritic segments), and `tile_product`, the single-threaded product that
-//! the convolution (`conv`) runs on each of its tiles.
+//! The layers' matrix products and their backward passes: dense layers,
+//! dendritic segments, and layers whose weight is pruned below `SPARSE_BELOW`
+//! density (`sparse_matmul`); and `tile_product`, the single-threaded product
+//! that the convolution (`conv`) runs on each of its tiles.
 //!
 //! On a CPU with AVX-512 they run on our kernel (`sgemm`) over host buffers:
 //! a weight's values come from its `Param`'s host copy (so no step copies a
@@ -15,6 +16,7 @@ use dfdx::prelude::*;
 
 use super::op::{grad_mut, on_cpu, put_grad, take_grad, to_host, upload};
 use super::par::{for_each_chunk, PAR_MIN};
+use super::sparse::{self, SparseLayout};
 use crate::nn::param::Param;
 use crate::nn::Matrix;
 
@@ -49,12 +51,13 @@ fn on_kernel<D: Device<f32>>() -> bool {
 }
 
 /// `w`'s values on the host: the host copy of `param` when `w` is that
-/// parameter's value as it is (reshaped), otherwise a copy of `w`.
+/// parameter's value as it is (reshaped) and it stores every entry (is not
+/// sparse), otherwise a copy of `w`.
 pub(super) fn weight_values<D: Device<f32>>(
     w: &Matrix<D>,
     param: Option<&Param<D>>,
 ) -> Arc<Vec<f32>> {
-    match param {
+    match param.filter(|p| p.sparse_layout().is_none()) {
         Some(p) => {
             let values = p.host_values();
             debug_assert_eq!(values.len(), w.shape().num_elements());
@@ -207,6 +210,52 @@ pub(super) fn tile_product(
             gemm::Parallelism::None,
         )
     }
+}
+
+/// `W x` on the CPU for a layer whose weight `param` is sparse with
+/// `layout`, skipping the masked weights: the forward pass, the input
+/// gradient (only when x is on a tape) and the weight gradient, one entry
+/// per kept weight as the parameter stores them. The tape is `T`'s, as from
+/// `param.effective::<T>()`.
+pub(crate) fn sparse_matmul<D: Device<f32>, T, R>(
+    param: &Param<D>,
+    layout: Arc<SparseLayout>,
+    x: Matrix<D, R>,
+) -> Matrix<D, T>
+where
+    T: Tape<f32, D> + Merge<R>,
+    R: Tape<f32, D>,
+{
+    debug_assert!(on_cpu::<D>(), "sparse_matmul is the CPU path");
+    let (rows, cols) = layout.shape();
+    let (x, xt) = x.split_tape();
+    debug_assert_eq!(x.shape().0, cols);
+    let n = x.shape().1;
+    let np = sparse::padded_width(n);
+    let values = param.host_values();
+    let xh = sparse::pad(to_host(&x), n, np);
+    let y = sparse::unpad(sparse::forward(&layout, &values, &xh, np), n, np);
+    let y = upload(x.device(), &y, (rows, n));
+    let mut tape = T::default().merge(xt);
+    if T::OWNS_TAPE {
+        let (yc, w) = (y.clone(), param.value().clone());
+        tape.add_backward_op(move |grads| {
+            let gy = take_grad(grads, &yc)?;
+            let gp = sparse::pad(gy, n, np);
+            sparse::weight_grad(&layout, &gp, &xh, np, grad_mut(grads, &w)?);
+            if R::OWNS_TAPE {
+                let dx = sparse::input_grad(&layout, &values, &gp, np);
+                let acc = grad_mut(grads, &x)?;
+                for (a, d) in acc.chunks_mut(n).zip(dx.chunks(np)) {
+                    for (a, d) in a.iter_mut().zip(d) {
+                        *a += d;
+                    }
+                }
+            }
+            put_grad(grads, &yc, sparse::unpad(gp, n, np))
+        });
+    }
+    y.put_tape(tape)
 }
 
 /// What a product's backward pass does with the input gradient Wᵀ · dY.

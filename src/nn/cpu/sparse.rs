@@ -1,0 +1,555 @@
+//! Sparse weights: `SparseLayout` lists where a pruning mask keeps entries,
+//! by row and by column (built once per mask), for a parameter that stores
+//! only its kept values (in row-major order); `gather`, `expand` and
+//! `relayout` move per-entry data between that compact form and the full
+//! one. `forward`, `input_grad` and `weight_grad` compute Y = W X, Wᵀ dY and
+//! dY Xᵀ at the kept entries only, from and into compact vectors, so their
+//! cost follows the kept count. Activations are (features, batch), with the
+//! batch padded (`pad`) to a multiple of 8 so that a tile of one output row
+//! stays in vector registers. Every output element is summed by one task in
+//! a fixed order (ascending kept position), so results never depend on the
+//! thread count; they differ from a dense product's in the last bits.
+
+use dfdx::prelude::*;
+use rayon::prelude::*;
+
+use super::op::cpu_vec;
+use super::par::PAR_MIN;
+use super::simd::with_wide_simd;
+
+/// Densities (kept / all entries) below which a weight on the CPU stores
+/// only its kept values and its products skip the masked ones. Measured
+/// with `nn::network`'s ignored `masked_fc1_timing` test (every weight
+/// matrix at the same density, Adam, the sparse and the dense masked paths
+/// interleaved, CPU seconds per epoch, two rounds, on 2 loaded cores): FC1
+/// at batch 60 breaks even near 0.4 (sparse/dense masked 0.76-0.87x at 0.5,
+/// 0.97-1.23x at 0.4, 1.14-1.49x at 0.3, 1.8-2.0x at 0.2, 4.4-6.6x at
+/// 0.03); 784-2048-2048-10 at batch 256, where the dense products are most
+/// efficient, near 0.17 (0.84-0.96x at 0.2, 1.5-1.7x at 0.1). 0.2 keeps
+/// FC1's gain and costs the wide network little; 50% (the dendrite
+/// networks' weight sparsity) stays dense.
+pub(crate) const SPARSE_BELOW: f64 = 0.2;
+
+/// Rows per task of the parallel loops (a fixed split, whatever the threads).
+const ROWS_PER_TASK: usize = 8;
+
+/// Where a 0/1 mask of a (rows, cols) row-major weight matrix keeps entries.
+/// Kept entry k (its index in compact vectors) sits at `kept[k]`.
+#[derive(Debug)]
+pub(crate) struct SparseLayout {
+    rows: usize,
+    cols: usize,
+    /// Row-major positions of the kept entries, ascending.
+    kept: Vec<u32>,
+    /// Row i's kept entries are `row_start[i]..row_start[i + 1]`.
+    row_start: Vec<usize>,
+    /// The kept entries in column-major order, rows ascending within a
+    /// column: column j's are `col_entry[col_start[j]..col_start[j + 1]]`,
+    /// and `col_row` holds their rows.
+    col_entry: Vec<u32>,
+    col_row: Vec<u32>,
+    col_start: Vec<usize>,
+}
+
+impl SparseLayout {
+    /// Whether `mask` keeps less than `SPARSE_BELOW` of its entries (below
+    /// that the sparse products are faster) and has positions that fit in
+    /// 32 bits.
+    pub(crate) fn is_sparse(mask: &[f32]) -> bool {
+        let kept = mask.iter().filter(|&&m| m != 0.0).count();
+        (kept as f64) < SPARSE_BELOW * mask.len() as f64 && u32::try_from(mask.len()).is_ok()
+    }
+
+    /// The layout of `mask` as a (rows, mask.len() / rows) matrix (its
+    /// positions must fit in 32 bits).
+    pub(crate) fn new(mask: &[f32], rows: usize) -> Self {
+        let rows = rows.max(1);
+        let cols = mask.len() / rows;
+        debug_assert_eq!(rows * cols, mask.len());
+        let kept: Vec<u32> = (0..mask.len())
+            .filter(|&p| mask[p] != 0.0)
+            .map(|p| p as u32)
+            .collect();
+        let mut row_start = vec![0; rows + 1];
+        let mut col_start = vec![0; cols + 1];
+        for &p in &kept {
+            row_start[p as usize / cols + 1] += 1;
+            col_start[p as usize % cols + 1] += 1;
+        }
+        for i in 0..rows {
+            row_start[i + 1] += row_start[i];
+        }
+        for j in 0..cols {
+            col_start[j + 1] += col_start[j];
+        }
+        // Counting sort by column; `kept` is row-major, so rows ascend.
+        let mut next = col_start.clone();
+        let (mut col_entry, mut col_row) = (vec![0; kept.len()], vec![0; kept.len()]);
+        for (k, &p) in kept.iter().enumerate() {
+            let j = p as usize % cols;
+            col_entry[next[j]] = k as u32;
+            col_row[next[j]] = (p as usize / cols) as u32;
+            next[j] += 1;
+        }
+        Self {
+            rows,
+            cols,
+            kept,
+            row_start,
+            col_entry,
+            col_row,
+            col_start,
+        }
+    }
+
+    /// Row-major positions of the kept entries, ascending.
+    pub(crate) fn kept(&self) -> &[u32] {
+        &self.kept
+    }
+
+    /// (rows, cols) of the weight matrix.
+    pub(crate) fn shape(&self) -> (usize, usize) {
+        (self.rows, self.cols)
+    }
+
+    /// Number of entries, kept or not: rows · cols.
+    pub(crate) fn len(&self) -> usize {
+        self.rows * self.cols
+    }
+
+    /// The kept entries of `full` (rows · cols values), in order.
+    pub(crate) fn gather(&self, full: &[f32]) -> Vec<f32> {
+        self.kept.iter().map(|&p| full[p as usize]).collect()
+    }
+
+    /// The full rows · cols values from the kept ones, 0.0 elsewhere.
+    pub(crate) fn expand(&self, kept: &[f32]) -> Vec<f32> {
+        let mut full = vec![0.0; self.len()];
+        for (&p, &v) in self.kept.iter().zip(kept) {
+            full[p as usize] = v;
+        }
+        full
+    }
+}
+
+/// Per-entry state (an optimizer moment) stored for `from` (a sparse
+/// layout's kept entries, or every entry) re-indexed for `to`: entries both
+/// keep keep their values, entries only `to` keeps start at 0.0.
+pub(crate) fn relayout(
+    v: &[f32],
+    from: Option<&SparseLayout>,
+    to: Option<&SparseLayout>,
+) -> Vec<f32> {
+    let full = match from {
+        Some(l) => l.expand(v),
+        None => v.to_vec(),
+    };
+    match to {
+        Some(l) => l.gather(&full),
+        None => full,
+    }
+}
+
+/// `relayout` of a device buffer (an optimizer moment), replaced by one of
+/// the new length. CPU only.
+pub(crate) fn relayout_buffer<D: Device<f32>>(
+    dev: &D,
+    buf: &mut <D as Storage<f32>>::Vec,
+    from: Option<&SparseLayout>,
+    to: Option<&SparseLayout>,
+) -> Result<(), D::Err> {
+    let moved = relayout(cpu_vec::<D>(buf), from, to);
+    let mut fresh = Storage::<f32>::try_alloc_len(dev, moved.len())?;
+    cpu_vec::<D>(&mut fresh).copy_from_slice(&moved);
+    *buf = fresh;
+    Ok(())
+}
+
+/// The batch width the kernels work on: `n` rounded up to a multiple of 8.
+pub(crate) fn padded_width(n: usize) -> usize {
+    n.div_ceil(8) * 8
+}
+
+/// Rows of `n` values (row-major) widened in place to rows of `np` with zeros.
+pub(crate) fn pad(mut v: Vec<f32>, n: usize, np: usize) -> Vec<f32> {
+    if n == np {
+        return v;
+    }
+    let rows = v.len() / n;
+    v.resize(rows * np, 0.0);
+    // From the last row back, so that no row is overwritten before it moves.
+    for r in (0..rows).rev() {
+        v.copy_within(r * n..(r + 1) * n, r * np);
+        v[r * np + n..(r + 1) * np].fill(0.0);
+    }
+    v
+}
+
+/// Rows of `np` values cut in place to their first `n`.
+pub(crate) fn unpad(mut v: Vec<f32>, n: usize, np: usize) -> Vec<f32> {
+    if n == np {
+        return v;
+    }
+    let rows = v.len() / np;
+    for r in 0..rows {
+        v.copy_within(r * np..r * np + n, r * n);
+    }
+    v.truncate(rows * n);
+    v
+}
+
+/// Y (rows, np) = W X for X (cols, np), W's kept values `w`.
+pub(crate) fn forward(l: &SparseLayout, w: &[f32], x: &[f32], np: usize) -> Vec<f32> {
+    let mut y = vec![0.0; l.rows * np];
+    in_row_tasks(
+        &mut y,
+        np,
+        l.kept.len() * np,
+        #[inline(always)]
+        |i, row| {
+            let (start, base) = (l.row_start[i], i * l.cols);
+            let count = l.row_start[i + 1] - start;
+            sum_rows(row, x, np, count, |e| {
+                (w[start + e], l.kept[start + e] as usize - base)
+            });
+        },
+    );
+    y
+}
+
+/// Wᵀ dY (cols, np) for dY (rows, np), W's kept values `w`.
+pub(crate) fn input_grad(l: &SparseLayout, w: &[f32], gy: &[f32], np: usize) -> Vec<f32> {
+    let mut dx = vec![0.0; l.cols * np];
+    in_row_tasks(
+        &mut dx,
+        np,
+        l.kept.len() * np,
+        #[inline(always)]
+        |j, row| {
+            let start = l.col_start[j];
+            let count = l.col_start[j + 1] - start;
+            sum_rows(row, gy, np, count, |e| {
+                (
+                    w[l.col_entry[start + e] as usize],
+                    l.col_row[start + e] as usize,
+                )
+            });
+        },
+    );
+    dx
+}
+
+/// dW += dY Xᵀ at the kept entries, into `dw` (one value per kept entry),
+/// for dY (rows, np) and X (cols, np).
+pub(crate) fn weight_grad(l: &SparseLayout, gy: &[f32], x: &[f32], np: usize, dw: &mut [f32]) {
+    debug_assert_eq!(dw.len(), l.kept.len());
+    // Tasks of ROWS_PER_TASK rows, each owning its rows' run of `dw`.
+    let mut tasks = Vec::with_capacity(l.rows.div_ceil(ROWS_PER_TASK));
+    let mut rest = dw;
+    for first in (0..l.rows).step_by(ROWS_PER_TASK) {
+        let last = (first + ROWS_PER_TASK).min(l.rows);
+        let (own, tail) = rest.split_at_mut(l.row_start[last] - l.row_start[first]);
+        tasks.push((first..last, own));
+        rest = tail;
+    }
+    let task = |(rows, dw): (std::ops::Range<usize>, &mut [f32])| {
+        let offset = l.row_start[rows.start];
+        with_wide_simd(
+            #[inline(always)]
+            || {
+                for i in rows {
+                    let (g, base) = (&gy[i * np..][..np], i * l.cols);
+                    for k in l.row_start[i]..l.row_start[i + 1] {
+                        let j = l.kept[k] as usize - base;
+                        dw[k - offset] += dot(g, &x[j * np..][..np]);
+                    }
+                }
+            },
+        )
+    };
+    if l.kept.len() * np < PAR_MIN {
+        tasks.into_iter().for_each(task);
+    } else {
+        tasks.into_par_iter().for_each(task);
+    }
+}
+
+/// `f(r, row)` for every row `r` (of `width` values) of `data`, in tasks of
+/// `ROWS_PER_TASK` rows, in parallel when `work` (multiply-adds) is large, in
+/// wide SIMD. Each call writes only its own row.
+fn in_row_tasks<F>(data: &mut [f32], width: usize, work: usize, f: F)
+where
+    F: Fn(usize, &mut [f32]) + Sync,
+{
+    let width = width.max(1);
+    let task = |t: usize, rows: &mut [f32]| {
+        with_wide_simd(
+            #[inline(always)]
+            || {
+                for (r, row) in rows.chunks_mut(width).enumerate() {
+                    f(t * ROWS_PER_TASK + r, row);
+                }
+            },
+        )
+    };
+    let chunk = width * ROWS_PER_TASK;
+    if work < PAR_MIN {
+        data.chunks_mut(chunk)
+            .enumerate()
+            .for_each(|(t, c)| task(t, c));
+    } else {
+        data.par_chunks_mut(chunk)
+            .enumerate()
+            .for_each(|(t, c)| task(t, c));
+    }
+}
+
+/// out (np values) = Σ_e w_e · src[r_e · np ..][.. np] over the `count`
+/// entries (w_e, r_e) = `entry(e)`, summed in the order of e, in tiles of
+/// at most 64 columns that stay in registers. `np` is a multiple of 8.
+#[inline(always)]
+fn sum_rows(
+    out: &mut [f32],
+    src: &[f32],
+    np: usize,
+    count: usize,
+    entry: impl Fn(usize) -> (f32, usize),
+) {
+    let mut b = 0;
+    while b < np {
+        b += match np - b {
+            64.. => sum_tile::<64>(out, src, np, b, count, &entry),
+            32.. => sum_tile::<32>(out, src, np, b, count, &entry),
+            16.. => sum_tile::<16>(out, src, np, b, count, &entry),
+            _ => sum_tile::<8>(out, src, np, b, count, &entry),
+        };
+    }
+}
+
+/// Columns `b..b + W` of `sum_rows`; returns W.
+#[inline(always)]
+fn sum_tile<const W: usize>(
+    out: &mut [f32],
+    src: &[f32],
+    np: usize,
+    b: usize,
+    count: usize,
+    entry: &impl Fn(usize) -> (f32, usize),
+) -> usize {
+    let mut acc = [0.0f32; W];
+    for e in 0..count {
+        let (w, r) = entry(e);
+        let s: &[f32; W] = src[r * np + b..][..W].try_into().expect("W values");
+        for t in 0..W {
+            acc[t] += w * s[t];
+        }
+    }
+    out[b..b + W].copy_from_slice(&acc);
+    W
+}
+
+/// Σ a[t] · b[t] for slices of a multiple of 8 values: eight lanes summed
+/// in order, then added pairwise, so the bits do not depend on the SIMD width.
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    for (a, b) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
+        for t in 0..8 {
+            acc[t] += a[t] * b[t];
+        }
+    }
+    ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    /// A mask keeping about `density` of rows · cols entries, and weights
+    /// that are zero where it is.
+    fn masked(
+        rows: usize,
+        cols: usize,
+        density: f64,
+        rng: &mut ChaCha8Rng,
+    ) -> (Vec<f32>, Vec<f32>) {
+        let mask: Vec<f32> = (0..rows * cols)
+            .map(|_| (rng.gen::<f64>() < density) as u8 as f32)
+            .collect();
+        let w = mask
+            .iter()
+            .map(|&m| {
+                if m == 0.0 {
+                    0.0
+                } else {
+                    rng.gen_range(-1.0..1.0)
+                }
+            })
+            .collect();
+        (mask, w)
+    }
+
+    fn random(len: usize, rng: &mut ChaCha8Rng) -> Vec<f32> {
+        (0..len).map(|_| rng.gen_range(-1.0..1.0)).collect()
+    }
+
+    /// `got` against f64 sums `want` with their sums of |terms| `scale`.
+    fn check(got: &[f32], want: &[f64], scale: &[f64], what: &str) {
+        assert_eq!(got.len(), want.len(), "{what}");
+        for (i, ((g, w), s)) in got.iter().zip(want).zip(scale).enumerate() {
+            assert!(
+                ((*g as f64) - w).abs() <= 1e-5 * (1.0 + s),
+                "{what}[{i}]: {g} vs {w}"
+            );
+        }
+    }
+
+    #[test]
+    fn layout_lists_kept_entries_by_row_and_by_column() {
+        #[rustfmt::skip]
+        let mask = [
+            0.0, 1.0, 0.0,
+            1.0, 0.0, 1.0,
+            0.0, 0.0, 0.0,
+            0.0, 1.0, 0.0,
+        ];
+        let l = SparseLayout::new(&mask, 4);
+        assert_eq!(l.shape(), (4, 3));
+        assert_eq!(l.kept(), [1, 3, 5, 10]);
+        assert_eq!(l.row_start, [0, 1, 3, 3, 4]);
+        assert_eq!(l.col_start, [0, 1, 3, 4]);
+        assert_eq!(l.col_entry, [1, 0, 3, 2]);
+        assert_eq!(l.col_row, [1, 0, 3, 1]);
+        let full: Vec<f32> = (0..12).map(|i| i as f32).collect();
+        assert_eq!(l.gather(&full), [1.0, 3.0, 5.0, 10.0]);
+        let back = l.expand(&[1.0, 3.0, 5.0, 10.0]);
+        assert_eq!(
+            back,
+            full.iter()
+                .zip(&mask)
+                .map(|(v, m)| v * m)
+                .collect::<Vec<_>>()
+        );
+        // Moments move between layouts; entries newly kept start at 0.
+        let mut other = mask;
+        (other[1], other[0]) = (0.0, 1.0);
+        let o = SparseLayout::new(&other, 4);
+        assert_eq!(
+            relayout(&[7.0, 8.0, 9.0, 6.0], Some(&l), Some(&o)),
+            [0.0, 8.0, 9.0, 6.0]
+        );
+        assert_eq!(relayout(&full, None, Some(&l)), [1.0, 3.0, 5.0, 10.0]);
+        assert_eq!(relayout(&[1.0, 3.0, 5.0, 10.0], Some(&l), None), back);
+    }
+
+    /// A weight is sparse just below the threshold density, not at it.
+    #[test]
+    fn weights_are_sparse_only_below_the_threshold() {
+        let n = 1000;
+        let at = (SPARSE_BELOW * n as f64).ceil() as usize;
+        let mask = |kept: usize| -> Vec<f32> { (0..n).map(|p| (p < kept) as u8 as f32).collect() };
+        assert!(!SparseLayout::is_sparse(&mask(at)));
+        assert!(SparseLayout::is_sparse(&mask(at - 1)));
+        assert!(SparseLayout::is_sparse(&mask(0)));
+    }
+
+    #[test]
+    fn padding_round_trips() {
+        let v: Vec<f32> = (0..15).map(|i| i as f32).collect();
+        let p = pad(v.clone(), 5, 8);
+        assert_eq!(p.len(), 24);
+        assert_eq!(&p[8..16], [5.0, 6.0, 7.0, 8.0, 9.0, 0.0, 0.0, 0.0]);
+        assert_eq!(&p[16..24], [10.0, 11.0, 12.0, 13.0, 14.0, 0.0, 0.0, 0.0]);
+        assert_eq!(unpad(p, 5, 8), v);
+        assert_eq!(padded_width(60), 64);
+        assert_eq!(padded_width(64), 64);
+        assert_eq!(padded_width(1), 8);
+    }
+
+    /// The three kernels against f64 loops over the dense masked matrix, on
+    /// odd shapes and batch widths and from no kept entry to all of them.
+    #[test]
+    fn kernels_match_dense_loops() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        for &(rows, cols) in &[(1, 1), (37, 70), (10, 300), (13, 5)] {
+            for &n in &[1, 7, 45, 60, 64, 70, 129] {
+                for density in [0.0, 0.03, 0.5, 1.0] {
+                    let (mask, w) = masked(rows, cols, density, &mut rng);
+                    let l = SparseLayout::new(&mask, rows);
+                    let wk = l.gather(&w);
+                    let np = padded_width(n);
+                    let x = random(cols * n, &mut rng);
+                    let gy = random(rows * n, &mut rng);
+                    let dw0 = random(l.kept().len(), &mut rng);
+                    let (xp, gp) = (pad(x.clone(), n, np), pad(gy.clone(), n, np));
+                    let y = unpad(forward(&l, &wk, &xp, np), n, np);
+                    let dx = unpad(input_grad(&l, &wk, &gp, np), n, np);
+                    let mut dw = dw0.clone();
+                    weight_grad(&l, &gp, &xp, np, &mut dw);
+                    let (mut yw, mut ys) = (vec![0.0f64; rows * n], vec![0.0f64; rows * n]);
+                    let (mut xw, mut xs) = (vec![0.0f64; cols * n], vec![0.0f64; cols * n]);
+                    let expanded: Vec<f64> = l.expand(&dw0).iter().map(|&v| v as f64).collect();
+                    let (mut ww, mut ws) = (expanded, vec![0.0f64; rows * cols]);
+                    for i in 0..rows {
+                        for j in 0..cols {
+                            let wij = w[i * cols + j] as f64;
+                            for b in 0..n {
+                                let (xj, gi) = (x[j * n + b] as f64, gy[i * n + b] as f64);
+                                yw[i * n + b] += wij * xj;
+                                ys[i * n + b] += (wij * xj).abs();
+                                xw[j * n + b] += wij * gi;
+                                xs[j * n + b] += (wij * gi).abs();
+                                ww[i * cols + j] += gi * xj;
+                                ws[i * cols + j] += (gi * xj).abs();
+                            }
+                        }
+                    }
+                    let kept = |v: &[f64]| -> Vec<f64> {
+                        l.kept().iter().map(|&p| v[p as usize]).collect()
+                    };
+                    let what = format!("{rows}x{cols} batch {n} density {density}");
+                    check(&y, &yw, &ys, &format!("y {what}"));
+                    check(&dx, &xw, &xs, &format!("dx {what}"));
+                    check(&dw, &kept(&ww), &kept(&ws), &format!("dw {what}"));
+                }
+            }
+        }
+    }
+
+    /// FC1's first layer at 10%, large enough for the parallel loops: one
+    /// thread and two give the same bits.
+    #[test]
+    fn kernels_do_not_depend_on_the_thread_count() {
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        let (rows, cols, n) = (300, 784, 60);
+        let (mask, w) = masked(rows, cols, 0.1, &mut rng);
+        let l = SparseLayout::new(&mask, rows);
+        let wk = l.gather(&w);
+        let np = padded_width(n);
+        let x = pad(random(cols * n, &mut rng), n, np);
+        let gy = pad(random(rows * n, &mut rng), n, np);
+        assert!(
+            l.kept().len() * np >= PAR_MIN,
+            "exercises the parallel path"
+        );
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let mut dw = vec![0.0; l.kept().len()];
+                weight_grad(&l, &gy, &x, np, &mut dw);
+                let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
+                (
+                    bits(forward(&l, &wk, &x, np)),
+                    bits(input_grad(&l, &wk, &gy, np)),
+                    bits(dw),
+                )
+            })
+        };
+        assert!(run(1) == run(2), "threads changed the bits");
+    }
+}
