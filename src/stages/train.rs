@@ -75,7 +75,8 @@ pub struct TrainStage;
 impl TypedStage for TrainStage {
     const NAME: &'static str = "train";
     // 2: matrix products on the AVX-512 kernel (another summation order).
-    const VERSION: u32 = 2;
+    // 3: convolutions in tiles (another summation order).
+    const VERSION: u32 = 3;
     type Params = TrainParams;
 
     fn check_inputs(_: &TrainParams, inputs: &[Upstream]) -> std::result::Result<(), ParamError> {

@@ -123,7 +123,9 @@ pub struct ContinualStage;
 impl TypedStage for ContinualStage {
     const NAME: &'static str = "continual";
     // 2: matrix products on the AVX-512 kernel (another summation order).
-    const VERSION: u32 = 2;
+    // 3: convolutions in tiles; segment activations once per distinct context;
+    // fused batch norm and sign, bit-packed binarized evaluation.
+    const VERSION: u32 = 3;
     type Params = ContinualParams;
 
     fn check_inputs(

@@ -115,7 +115,8 @@ pub struct NoiseStage;
 impl TypedStage for NoiseStage {
     const NAME: &'static str = "noise-eval";
     // 2: matrix products on the AVX-512 kernel (another summation order).
-    const VERSION: u32 = 2;
+    // 3: tickets below 20% density evaluated sparse; convolutions in tiles.
+    const VERSION: u32 = 3;
     type Params = NoiseParams;
     const OPTIONAL_KEYS: &'static [&'static str] = &["checkpoint"];
 

@@ -187,7 +187,8 @@ pub struct PruneStage;
 impl TypedStage for PruneStage {
     const NAME: &'static str = "prune";
     // 2: matrix products on the AVX-512 kernel (another summation order).
-    const VERSION: u32 = 2;
+    // 3: weights below 20% density multiplied sparse; convolutions in tiles.
+    const VERSION: u32 = 3;
     type Params = PruneParams;
     const OPTIONAL_KEYS: &'static [&'static str] = &["save_best", "random_chain"];
 
