@@ -554,6 +554,76 @@ mod tests {
         close(fg.get(&g).as_vec(), sg.get(&g).as_vec());
     }
 
+    /// Milliseconds per training step (Adam, batch 256) of `adn-2048` and
+    /// `sparse-2048` (784-2048-2048, k-WTA 5%, 50% sparse weights; the ADN
+    /// with 10 segments over a 784-d context shared by the whole batch),
+    /// interleaved over two rounds. Run with
+    /// `cargo test --lib adn_2048_step_time -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "timing, prints only"]
+    fn adn_2048_step_time_against_sparse_2048() {
+        let dev = Cpu::default();
+        let (batch, steps, features, context) = (256, 6, 784, 784);
+        let spec = |segments: usize| ActiveSpec {
+            conv: vec![],
+            hidden: vec![2048, 2048],
+            conv_percent_on: None,
+            percent_on: Some(0.05),
+            weight_sparsity: 0.5,
+            sparse_output: true,
+            segments,
+            context: if segments > 0 { context } else { 0 },
+            context_percent_on: 0.1,
+            init: ActiveInit::Numenta,
+        };
+        let image = InputShape {
+            channels: 1,
+            height: 28,
+            width: 28,
+            classes: 10,
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        let mut uniform = |n: usize| -> Vec<f32> {
+            (0..n)
+                .map(|_| rand::Rng::gen_range(&mut rng, 0.0..1.0))
+                .collect()
+        };
+        let n = batch * (steps + 1);
+        let images = uniform(n * features);
+        let prototype = uniform(context);
+        let with_context: Vec<f32> = images
+            .chunks(features)
+            .flat_map(|x| x.iter().chain(&prototype).copied())
+            .collect();
+        let labels: Vec<u8> = (0..n).map(|i| (i * 7 % 10) as u8).collect();
+        let ms_per_step = |segments: usize, data: &[f32]| {
+            let mut net = ActiveNet::new(&spec(segments), image, 0, &dev).unwrap();
+            let mut opt = Optimizer::new(OptimizerConfig::Adam {
+                lr: 1e-3,
+                betas: [0.9, 0.999],
+                eps: 1e-8,
+                weight_decay: 0.0,
+            });
+            let per = data.len() / n;
+            let warm = batch * per;
+            let mut run = |d: &[f32], y: &[u8]| {
+                train_epoch(&mut net, &mut opt, d, y, batch, 0, &mut |_, _| {}).unwrap();
+            };
+            run(&data[..warm], &labels[..batch]);
+            let start = std::time::Instant::now();
+            run(&data[warm..], &labels[batch..]);
+            start.elapsed().as_secs_f64() * 1e3 / steps as f64
+        };
+        for round in 1..=2 {
+            let sparse = ms_per_step(0, &images);
+            let adn = ms_per_step(10, &with_context);
+            println!(
+                "round {round}: sparse-2048 {sparse:.1} ms/step, adn-2048 {adn:.1} ms/step, ratio {:.2}",
+                adn / sparse
+            );
+        }
+    }
+
     /// Two tasks with opposite labels for the same inputs: only the context
     /// tells them apart, so a dendritic network learns both and a network
     /// without dendrites cannot beat chance by much.
