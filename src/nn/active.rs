@@ -26,6 +26,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::config::{BiasInit, InitConfig, InputShape, WeightInit};
+use super::contexts::BatchContexts;
 use super::conv::{Conv2d, Map, MaxPool2};
 use super::cpu::gate_channels;
 use super::dendrite::Dendrites;
@@ -292,7 +293,10 @@ impl<D: Device<f32>> Model<D> for ActiveNet<D> {
         let features = self.shape.features();
         let (image, context) = if self.context > 0 {
             let context = x.clone().slice((features..features + self.context, ..));
-            (x.slice((0..features, ..)), Some(context))
+            (
+                x.slice((0..features, ..)),
+                Some(BatchContexts::new(context)),
+            )
         } else {
             (x, None)
         };
@@ -309,7 +313,7 @@ impl<D: Device<f32>> Model<D> for ActiveNet<D> {
                 (_, None, None) => unreachable!("every block gets an input"),
             };
             if let (Some(d), Some(ctx)) = (&block.dendrites, &context) {
-                let gate = d.gate::<T>(ctx.clone());
+                let gate = d.gate::<T>(ctx);
                 let positions = block.map.height * block.map.width;
                 z = gate_channels(z, gate, positions);
                 if block.winners.is_none() {

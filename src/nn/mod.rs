@@ -20,6 +20,7 @@ mod bench;
 mod binary;
 pub mod checkpoint;
 mod config;
+mod contexts;
 mod conv;
 mod cpu;
 mod dendrite;

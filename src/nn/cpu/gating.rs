@@ -1,59 +1,99 @@
-//! The active-dendrite ops: `pick_in_groups` selects each unit's winning
-//! segment (a gather forward, a scatter backward), and `gate_channels`
-//! multiplies whole feature maps by one gate per channel and example.
+//! The active-dendrite ops, on the distinct contexts of a batch:
+//! `winning_segments` takes each unit's winning segment activation (a
+//! gather forward, a scatter of outer products into the winning rows
+//! backward), `expand_columns` gives each example the gates of its context,
+//! and `gate_channels` multiplies whole feature maps by one gate per channel
+//! and example.
+
+use std::sync::Arc;
 
 use dfdx::prelude::*;
 
-use super::mask::mul_mask;
 use super::op::{grad_mut, on_cpu, put_grad, take_grad, to_host, upload};
 use super::par::for_each_chunk;
 use crate::nn::Matrix;
 
-/// Row `choice[u·batch + b]` of group `u` of `x` for every example `b`:
-/// `x` is (groups·per_group, batch), the result (groups, batch), and the
-/// gradient flows back only into the chosen rows (the winning dendritic
-/// segments). On the CPU a parallel gather and scatter; elsewhere a 0/1
-/// mask, a reshape and a sum over the group axis.
-pub(crate) fn pick_in_groups<D: Device<f32>, T: Tape<f32, D>>(
-    x: Matrix<D, T>,
-    per_group: usize,
-    choice: &[usize],
+/// The activation of each unit's winning segment for each distinct
+/// context, (units, distinct), from the segment weights `w` (units·segments,
+/// context), their `activations` W · C (units·segments, distinct) row-major
+/// and the `choice` of segment per unit and context (`u · distinct + c`).
+/// The backward pass adds dY[u, c] · C[:, c] into the winning row of W only,
+/// reading the distinct contexts C as `rows` (distinct, context), in the
+/// order of the contexts, one parallel chunk per unit. CPU only.
+pub(crate) fn winning_segments<D: Device<f32>, T: Tape<f32, D>>(
+    w: Matrix<D, T>,
+    activations: &[f32],
+    choice: Vec<usize>,
+    rows: Arc<Vec<f32>>,
 ) -> Matrix<D, T> {
-    let (rows, batch) = *x.shape();
-    let groups = rows / per_group;
-    if !on_cpu::<D>() {
-        let mut mask = vec![0.0f32; rows * batch];
-        for (i, &s) in choice.iter().enumerate() {
-            let (u, b) = (i / batch, i % batch);
-            mask[(u * per_group + s) * batch + b] = 1.0;
-        }
-        return mul_mask(x, mask)
-            .reshape_like(&(groups, per_group, batch))
-            .sum::<(usize, usize), Axis<1>>();
+    debug_assert!(on_cpu::<D>(), "winning_segments is the CPU path");
+    let (weights, context) = *w.shape();
+    let distinct = rows.len() / context;
+    let units = choice.len() / distinct;
+    let segments = weights / units;
+    debug_assert_eq!(activations.len(), weights * distinct);
+    let (w, mut tape) = w.split_tape();
+    let out: Vec<f32> = choice
+        .iter()
+        .enumerate()
+        .map(|(i, &s)| {
+            let (u, c) = (i / distinct, i % distinct);
+            activations[(u * segments + s) * distinct + c]
+        })
+        .collect();
+    let y = upload(w.device(), &out, (units, distinct));
+    if T::OWNS_TAPE {
+        let yc = y.clone();
+        tape.add_backward_op(move |grads| {
+            let gy = take_grad(grads, &yc)?;
+            for_each_chunk(grad_mut(grads, &w)?, segments * context, |u, block| {
+                for c in 0..distinct {
+                    let i = u * distinct + c;
+                    let row = &mut block[choice[i] * context..(choice[i] + 1) * context];
+                    let x = &rows[c * context..(c + 1) * context];
+                    for (a, &x) in row.iter_mut().zip(x) {
+                        *a += gy[i] * x;
+                    }
+                }
+            });
+            put_grad(grads, &yc, gy)
+        });
+    }
+    y.put_tape(tape)
+}
+
+/// Column `of[b]` of `x` (rows, distinct) for every example `b`: (rows,
+/// batch), the gates of the distinct contexts given to the examples that
+/// have them. The backward pass sums, in the order of the examples, the
+/// gradients of the examples sharing a context. `x` itself when every
+/// example has its own context, in order. CPU only.
+pub(crate) fn expand_columns<D: Device<f32>, T: Tape<f32, D>>(
+    x: Matrix<D, T>,
+    of: &[usize],
+) -> Matrix<D, T> {
+    debug_assert!(on_cpu::<D>(), "expand_columns is the CPU path");
+    let (rows, distinct) = *x.shape();
+    let batch = of.len();
+    if distinct == batch && of.iter().enumerate().all(|(b, &c)| b == c) {
+        return x;
     }
     let (x, mut tape) = x.split_tape();
     let xh = to_host(&x);
-    let source = |i: usize| {
-        let (u, b) = (i / batch, i % batch);
-        (u * per_group + choice[i]) * batch + b
-    };
-    let mut out = vec![0.0f32; groups * batch];
-    for_each_chunk(&mut out, batch, |u, row| {
-        for (b, o) in row.iter_mut().enumerate() {
-            *o = xh[source(u * batch + b)];
+    let mut out = vec![0.0f32; rows * batch];
+    for_each_chunk(&mut out, batch, |r, row| {
+        for (o, &c) in row.iter_mut().zip(of) {
+            *o = xh[r * distinct + c];
         }
     });
-    let y = upload(x.device(), &out, (groups, batch));
+    let y = upload(x.device(), &out, (rows, batch));
     if T::OWNS_TAPE {
         let yc = y.clone();
-        let choice = choice.to_vec();
+        let of = of.to_vec();
         tape.add_backward_op(move |grads| {
             let gy = take_grad(grads, &yc)?;
-            // Each group's rows form one contiguous block of the gradient.
-            for_each_chunk(grad_mut(grads, &x)?, per_group * batch, |u, block| {
-                for b in 0..batch {
-                    let i = u * batch + b;
-                    block[choice[i] * batch + b] += gy[i];
+            for_each_chunk(grad_mut(grads, &x)?, distinct, |r, row| {
+                for (&g, &c) in gy[r * batch..(r + 1) * batch].iter().zip(&of) {
+                    row[c] += g;
                 }
             });
             put_grad(grads, &yc, gy)
