@@ -566,7 +566,8 @@ mod tests {
     #[test]
     #[ignore = "timing, prints only"]
     fn adn_2048_step_time_against_sparse_2048() {
-        let dev = Cpu::default();
+        // With the allocation cache, as the stages run.
+        let dev = crate::nn::cpu();
         let (batch, steps, features, context) = (256, 6, 784, 784);
         let spec = |segments: usize| ActiveSpec {
             conv: vec![],

@@ -5,7 +5,6 @@
 //! bits (hashed, then compared), on the host, once per forward pass.
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use dfdx::prelude::*;
@@ -77,14 +76,15 @@ impl<D: Device<f32>> BatchContexts<D> {
 /// the first example of each distinct column, in order, and for every
 /// example the index of its column's group.
 fn distinct_columns(values: &[f32], batch: usize) -> (Vec<usize>, Vec<usize>) {
-    let rows = if batch == 0 { 0 } else { values.len() / batch };
-    let mut hashers: Vec<_> = (0..batch)
-        .map(|_| std::collections::hash_map::DefaultHasher::new())
-        .collect();
-    // Row by row, so that `values` is read in order.
+    let rows = values.len().checked_div(batch).unwrap_or(0);
+    // A multiplicative hash of each column's bits, row by row, so that
+    // `values` is read in order.
+    let mut hashes = vec![0u64; batch];
     for row in values.chunks(batch.max(1)) {
-        for (h, v) in hashers.iter_mut().zip(row) {
-            v.to_bits().hash(h);
+        for (h, v) in hashes.iter_mut().zip(row) {
+            *h = (*h ^ u64::from(v.to_bits()))
+                .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                .rotate_left(23);
         }
     }
     let same = |a: usize, b: usize| {
@@ -93,8 +93,8 @@ fn distinct_columns(values: &[f32], batch: usize) -> (Vec<usize>, Vec<usize>) {
     let mut first = Vec::new();
     let mut by_hash: HashMap<u64, Vec<usize>> = HashMap::new();
     let mut of = Vec::with_capacity(batch);
-    for (b, h) in hashers.into_iter().enumerate() {
-        let groups = by_hash.entry(h.finish()).or_default();
+    for (b, h) in hashes.into_iter().enumerate() {
+        let groups = by_hash.entry(h).or_default();
         let group = match groups.iter().find(|&&g| same(first[g], b)) {
             Some(&g) => g,
             None => {

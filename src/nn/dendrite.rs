@@ -13,10 +13,17 @@
 use dfdx::prelude::*;
 
 use super::contexts::{BatchContexts, Distinct};
-use super::cpu::{expand_columns, matmul_no_input_grad, mul_mask, to_host, winning_segments};
+use super::cpu::{
+    expand_columns, matmul_no_input_grad, mul_mask, segment_activations, to_host, winning_segments,
+};
 use super::init::Initializer;
 use super::param::{Param, ParamInfo, ParamKind};
 use super::Matrix;
+
+/// Up to this many distinct contexts in a batch, the segment activations are
+/// dot products that read the segment weights once (`segment_activations`);
+/// more go through the matrix product, which reuses what it reads.
+const FEW_CONTEXTS: usize = 8;
 
 /// The segments of one layer's units.
 #[derive(Debug, Clone)]
@@ -75,8 +82,16 @@ impl<D: Device<f32>> Dendrites<D> {
     fn gate_distinct<T: Tape<f32, D>>(&self, distinct: &Distinct<D>) -> Matrix<D, T> {
         let (w, tape) = self.weights::<T>().split_tape();
         let columns = distinct.columns.shape().1;
-        let product = matmul_no_input_grad(w.clone(), Some(&self.weight), distinct.columns.clone());
-        let activations = to_host(&product);
+        let activations = if columns <= FEW_CONTEXTS {
+            segment_activations(&self.weight.host_values(), &distinct.rows, self.context)
+        } else {
+            let columns = distinct.columns.clone();
+            to_host(&matmul_no_input_grad(
+                w.clone(),
+                Some(&self.weight),
+                columns,
+            ))
+        };
         let choice = strongest(&activations, self.segments, columns);
         let best = winning_segments(
             w.put_tape(tape),
@@ -186,17 +201,19 @@ mod tests {
     }
 
     /// The gates and gradient computed once per distinct context equal the
-    /// per-example ones, on odd shapes, with one, several and only distinct
-    /// contexts in a batch.
+    /// per-example ones, on odd shapes, with one, several, many and only
+    /// distinct contexts in a batch.
     #[test]
     fn distinct_contexts_give_the_per_example_gates_and_gradients() {
         let dev = Cpu::default();
         let d = sized(&dev, 7, 3, 5);
-        let patterns: [&[usize]; 4] = [
+        // More than `FEW_CONTEXTS` distinct contexts take the matrix product.
+        let patterns: [&[usize]; 5] = [
             &[0; 11],
             &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
             &[0, 1, 0, 2, 1, 1, 0, 2, 2, 0, 1],
             &[2, 2, 0, 1, 0, 2, 1],
+            &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 3, 5, 0],
         ];
         for pattern in patterns {
             let all = contexts(&dev, 5, pattern);

@@ -24,7 +24,7 @@ mod simd;
 
 pub(crate) use adam::{adam_update, for_each_moment_chunk};
 pub(crate) use bias_act::bias_act;
-pub(crate) use gating::{expand_columns, gate_channels, winning_segments};
+pub(crate) use gating::{expand_columns, gate_channels, segment_activations, winning_segments};
 pub(crate) use im2col::ConvGeom;
 pub(crate) use mask::{mask_gradient, mul_mask};
 pub(crate) use op::{on_cpu, to_host, upload};
