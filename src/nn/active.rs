@@ -26,6 +26,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::config::{BiasInit, InitConfig, InputShape, WeightInit};
+use super::contexts::BatchContexts;
 use super::conv::{Conv2d, Map, MaxPool2};
 use super::cpu::gate_channels;
 use super::dendrite::Dendrites;
@@ -292,7 +293,10 @@ impl<D: Device<f32>> Model<D> for ActiveNet<D> {
         let features = self.shape.features();
         let (image, context) = if self.context > 0 {
             let context = x.clone().slice((features..features + self.context, ..));
-            (x.slice((0..features, ..)), Some(context))
+            (
+                x.slice((0..features, ..)),
+                Some(BatchContexts::new(context)),
+            )
         } else {
             (x, None)
         };
@@ -309,7 +313,7 @@ impl<D: Device<f32>> Model<D> for ActiveNet<D> {
                 (_, None, None) => unreachable!("every block gets an input"),
             };
             if let (Some(d), Some(ctx)) = (&block.dendrites, &context) {
-                let gate = d.gate::<T>(ctx.clone());
+                let gate = d.gate::<T>(ctx);
                 let positions = block.map.height * block.map.width;
                 z = gate_channels(z, gate, positions);
                 if block.winners.is_none() {
@@ -552,6 +556,116 @@ mod tests {
         close(fv, sv);
         close(fg.get(&z).as_vec(), sg.get(&z).as_vec());
         close(fg.get(&g).as_vec(), sg.get(&g).as_vec());
+    }
+
+    /// Milliseconds per Adam training step of `spec` at `batch` on random
+    /// images of `image`, with `context` (if any) appended to every example,
+    /// as a task's context is while training on it.
+    fn ms_per_step(spec: &ActiveSpec, image: InputShape, context: &[f32], batch: usize) -> f64 {
+        // With the allocation cache, as the stages run.
+        let dev = crate::nn::cpu();
+        let steps = 6;
+        let n = batch * (steps + 1);
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        let mut data = Vec::new();
+        for _ in 0..n {
+            data.extend((0..image.features()).map(|_| rand::Rng::gen_range(&mut rng, 0.0..1.0)));
+            data.extend_from_slice(context);
+        }
+        let labels: Vec<u8> = (0..n).map(|i| (i * 7 % image.classes) as u8).collect();
+        let mut net = ActiveNet::new(spec, image, 0, &dev).unwrap();
+        let mut opt = Optimizer::new(OptimizerConfig::Adam {
+            lr: 1e-3,
+            betas: [0.9, 0.999],
+            eps: 1e-8,
+            weight_decay: 0.0,
+        });
+        let warm = batch * (image.features() + context.len());
+        let mut run = |d: &[f32], y: &[u8]| {
+            train_epoch(&mut net, &mut opt, d, y, batch, 0, &mut |_, _| {}).unwrap();
+        };
+        run(&data[..warm], &labels[..batch]);
+        let start = std::time::Instant::now();
+        run(&data[warm..], &labels[batch..]);
+        start.elapsed().as_secs_f64() * 1e3 / steps as f64
+    }
+
+    /// `adn-2048` against `sparse-2048` (784-2048-2048, k-WTA 5%, 50% sparse
+    /// weights; the ADN with 10 segments over a 784-d prototype context),
+    /// batch 256, interleaved over two rounds. Run with
+    /// `cargo test --lib step_time -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "timing, prints only"]
+    fn adn_2048_step_time_against_sparse_2048() {
+        let spec = |segments: usize| ActiveSpec {
+            conv: vec![],
+            hidden: vec![2048, 2048],
+            conv_percent_on: None,
+            percent_on: Some(0.05),
+            weight_sparsity: 0.5,
+            sparse_output: true,
+            segments,
+            context: if segments > 0 { 784 } else { 0 },
+            context_percent_on: 0.1,
+            init: ActiveInit::Numenta,
+        };
+        let image = InputShape {
+            channels: 1,
+            height: 28,
+            width: 28,
+            classes: 10,
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let prototype: Vec<f32> = (0..784)
+            .map(|_| rand::Rng::gen_range(&mut rng, 0.0..1.0))
+            .collect();
+        for round in 1..=2 {
+            let sparse = ms_per_step(&spec(0), image, &[], 256);
+            let adn = ms_per_step(&spec(10), image, &prototype, 256);
+            println!(
+                "round {round}: sparse-2048 {sparse:.1} ms/step, adn-2048 {adn:.1} ms/step, ratio {:.2}",
+                adn / sparse
+            );
+        }
+    }
+
+    /// Bain's split-CIFAR CNNs (conv 64-32, FC 256-128, batch 128): the
+    /// sparse CNN against the ADN CNN (10 segments) with a one-hot context
+    /// of 10 tasks and with a 3072-d prototype, interleaved over two rounds.
+    #[test]
+    #[ignore = "timing, prints only"]
+    fn adn_cnn_step_time_against_sparse_cnn() {
+        let spec = |segments: usize, context: usize| ActiveSpec {
+            conv: vec![64, 32],
+            hidden: vec![256, 128],
+            conv_percent_on: Some(0.2),
+            percent_on: Some(0.3),
+            weight_sparsity: 0.5,
+            sparse_output: false,
+            segments,
+            context,
+            context_percent_on: 0.1,
+            init: ActiveInit::Numenta,
+        };
+        let image = InputShape {
+            channels: 3,
+            height: 32,
+            width: 32,
+            classes: 10,
+        };
+        let onehot: Vec<f32> = (0..10).map(|i| f32::from(u8::from(i == 3))).collect();
+        let prototype: Vec<f32> = (0..3072).map(|i| (i as f32 * 0.01).sin()).collect();
+        for round in 1..=2 {
+            let sparse = ms_per_step(&spec(0, 0), image, &[], 128);
+            let onehot = ms_per_step(&spec(10, 10), image, &onehot, 128);
+            let proto = ms_per_step(&spec(10, 3072), image, &prototype, 128);
+            println!(
+                "round {round}: sparse-cnn {sparse:.1} ms/step, adn-cnn one-hot {onehot:.1} ({:.2}x), \
+                 adn-cnn prototype {proto:.1} ({:.2}x)",
+                onehot / sparse,
+                proto / sparse
+            );
+        }
     }
 
     /// Two tasks with opposite labels for the same inputs: only the context

@@ -4,13 +4,26 @@
 //! unit's feed-forward output through a sigmoid, y = z ⊙ σ(d*). The winning
 //! segment is chosen on the host (dfdx has no argmax) and only it receives a
 //! gradient, as with PyTorch's `gather` on the argmax.
+//!
+//! On the CPU the segment activations, the choice and the sigmoid are
+//! computed once per distinct context of the batch (`BatchContexts`) and the
+//! gates then expanded to the examples; other devices compute them for
+//! every example.
 
 use dfdx::prelude::*;
 
-use super::cpu::{matmul_no_input_grad, pick_in_groups, to_host};
+use super::contexts::{BatchContexts, Distinct};
+use super::cpu::{
+    expand_columns, matmul_no_input_grad, mul_mask, segment_activations, to_host, winning_segments,
+};
 use super::init::Initializer;
 use super::param::{Param, ParamInfo, ParamKind};
 use super::Matrix;
+
+/// Up to this many distinct contexts in a batch, the segment activations are
+/// dot products that read the segment weights once (`segment_activations`);
+/// more go through the matrix product, which reuses what it reads.
+const FEW_CONTEXTS: usize = 8;
 
 /// The segments of one layer's units.
 #[derive(Debug, Clone)]
@@ -49,24 +62,81 @@ impl<D: Device<f32>> Dendrites<D> {
         }
     }
 
-    /// σ(d*) for every unit and example, (units, batch), from the contexts
-    /// (context, batch).
-    pub(crate) fn gate<T: Tape<f32, D>>(&self, context: Matrix<D>) -> Matrix<D, T> {
-        let w = self
-            .weight
+    /// σ(d*) for every unit and example, (units, batch), from the batch's
+    /// contexts.
+    pub(crate) fn gate<T: Tape<f32, D>>(&self, contexts: &BatchContexts<D>) -> Matrix<D, T> {
+        match contexts.distinct() {
+            Some(distinct) => self.gate_distinct(distinct),
+            None => self.gate_per_example(contexts.all().clone()),
+        }
+    }
+
+    /// The segment weights as a (units · segments, context) matrix on tape `T`.
+    fn weights<T: Tape<f32, D>>(&self) -> Matrix<D, T> {
+        self.weight
             .effective::<T>()
-            .reshape_like(&(self.units * self.segments, self.context));
+            .reshape_like(&(self.units * self.segments, self.context))
+    }
+
+    /// The gates computed once per distinct context, then expanded (CPU).
+    fn gate_distinct<T: Tape<f32, D>>(&self, distinct: &Distinct<D>) -> Matrix<D, T> {
+        let (w, tape) = self.weights::<T>().split_tape();
+        let columns = distinct.columns.shape().1;
+        let activations = if columns <= FEW_CONTEXTS {
+            segment_activations(&self.weight.host_values(), &distinct.rows, self.context)
+        } else {
+            let columns = distinct.columns.clone();
+            to_host(&matmul_no_input_grad(
+                w.clone(),
+                Some(&self.weight),
+                columns,
+            ))
+        };
+        let choice = strongest(&activations, self.segments, columns);
+        let best = winning_segments(
+            w.put_tape(tape),
+            &activations,
+            choice,
+            distinct.rows.clone(),
+        );
+        expand_columns(best.sigmoid(), &distinct.of)
+    }
+
+    /// The gates computed for every example from the contexts (context,
+    /// batch) with dfdx's ops: the path of devices other than the CPU.
+    fn gate_per_example<T: Tape<f32, D>>(&self, context: Matrix<D>) -> Matrix<D, T> {
         // The context is data: skip its gradient.
-        let activations = matmul_no_input_grad(w, Some(&self.weight), context);
+        let activations = matmul_no_input_grad(self.weights::<T>(), Some(&self.weight), context);
         let batch = activations.shape().1;
         let choice = strongest(&to_host(&activations), self.segments, batch);
         pick_in_groups(activations, self.segments, &choice).sigmoid()
     }
 }
 
-/// For each unit u and example b, the segment with the largest |activation|
-/// (the first on ties, as `torch.max`), indexed `u · batch + b`; `values` is
-/// (units · segments, batch) row-major.
+/// Row `choice[u·batch + b]` of group `u` of `x` for every example `b`:
+/// `x` is (groups·per_group, batch), the result (groups, batch), and the
+/// gradient flows back only into the chosen rows: a 0/1 mask, a reshape and
+/// a sum over the group axis.
+fn pick_in_groups<D: Device<f32>, T: Tape<f32, D>>(
+    x: Matrix<D, T>,
+    per_group: usize,
+    choice: &[usize],
+) -> Matrix<D, T> {
+    let (rows, batch) = *x.shape();
+    let groups = rows / per_group;
+    let mut mask = vec![0.0f32; rows * batch];
+    for (i, &s) in choice.iter().enumerate() {
+        let (u, b) = (i / batch, i % batch);
+        mask[(u * per_group + s) * batch + b] = 1.0;
+    }
+    mul_mask(x, mask)
+        .reshape_like(&(groups, per_group, batch))
+        .sum::<(usize, usize), Axis<1>>()
+}
+
+/// For each unit u and example (or distinct context) b, the segment with the
+/// largest |activation| (the first on ties, as `torch.max`), indexed
+/// `u · batch + b`; `values` is (units · segments, batch) row-major.
 fn strongest(values: &[f32], segments: usize, batch: usize) -> Vec<usize> {
     let units = values.len() / (segments * batch);
     let mut choice = vec![0; units * batch];
@@ -89,6 +159,93 @@ fn strongest(values: &[f32], segments: usize, batch: usize) -> Vec<usize> {
 mod tests {
     use super::*;
     use crate::nn::config::{InitConfig, WeightInit};
+    use crate::nn::testing::assert_close;
+
+    type Taped = OwnedTape<f32, Cpu>;
+
+    /// `units` units of `segments` segments over a `context`-long vector.
+    fn sized(dev: &Cpu, units: usize, segments: usize, context: usize) -> Dendrites<Cpu> {
+        let config = InitConfig {
+            weight: WeightInit::Uniform { width: 1.0 },
+            ..InitConfig::default()
+        };
+        let mut init = Initializer::new(config, 11);
+        Dendrites::new("fc1", units, segments, context, &mut init, dev)
+    }
+
+    /// Contexts (context, batch) whose example b has the random column
+    /// `pattern[b]`.
+    fn contexts(dev: &Cpu, context: usize, pattern: &[usize]) -> Matrix<Cpu> {
+        let kinds = pattern.iter().max().map_or(0, |&k| k + 1);
+        let columns: Matrix<Cpu> = dev.sample_normal_like(&(context, kinds));
+        let c = columns.as_vec();
+        let mut all = vec![0.0f32; context * pattern.len()];
+        for (b, &p) in pattern.iter().enumerate() {
+            for k in 0..context {
+                all[k * pattern.len() + b] = c[k * kinds + p];
+            }
+        }
+        dev.tensor_from_vec(all, (context, pattern.len()))
+    }
+
+    /// The gates and the segment weights' gradient of Σ gate ⊙ r.
+    fn gate_and_gradient(d: &Dendrites<Cpu>, gate: Matrix<Cpu, Taped>) -> (Vec<f32>, Vec<f32>) {
+        let dev = d.weight.value().device().clone();
+        let r: Vec<f32> = (0..gate.shape().num_elements())
+            .map(|i| (i as f32 * 0.37).sin())
+            .collect();
+        let r = dev.tensor_from_vec(r, *gate.shape());
+        let values = gate.as_vec();
+        let grads = (gate * r).sum::<Rank0, _>().backward();
+        (values, grads.get(d.weight.value()).as_vec())
+    }
+
+    /// The gates and gradient computed once per distinct context equal the
+    /// per-example ones, on odd shapes, with one, several, many and only
+    /// distinct contexts in a batch.
+    #[test]
+    fn distinct_contexts_give_the_per_example_gates_and_gradients() {
+        let dev = Cpu::default();
+        let d = sized(&dev, 7, 3, 5);
+        // More than `FEW_CONTEXTS` distinct contexts take the matrix product.
+        let patterns: [&[usize]; 5] = [
+            &[0; 11],
+            &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
+            &[0, 1, 0, 2, 1, 1, 0, 2, 2, 0, 1],
+            &[2, 2, 0, 1, 0, 2, 1],
+            &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 3, 5, 0],
+        ];
+        for pattern in patterns {
+            let all = contexts(&dev, 5, pattern);
+            let contexts = BatchContexts::new(all.clone());
+            let distinct = contexts.distinct().unwrap().columns.shape().1;
+            assert_eq!(distinct, pattern.iter().max().unwrap() + 1);
+            let (gate, grad) = gate_and_gradient(&d, d.gate::<Taped>(&contexts));
+            let (want_gate, want_grad) = gate_and_gradient(&d, d.gate_per_example::<Taped>(all));
+            assert_close(&gate, &want_gate, "gate");
+            assert_close(&grad, &want_grad, "segment gradient");
+            assert!(grad.iter().any(|&g| g != 0.0));
+        }
+    }
+
+    /// The distinct-context path gives the same bits on one thread and on
+    /// two, with the gradient large enough to be split among threads.
+    #[test]
+    fn distinct_contexts_do_not_depend_on_the_thread_count() {
+        let dev = Cpu::default();
+        let d = sized(&dev, 37, 10, 200);
+        let contexts = BatchContexts::new(contexts(&dev, 200, &[0, 1, 0, 2, 2, 1, 0, 0, 1]));
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let (gate, grad) = pool.install(|| gate_and_gradient(&d, d.gate::<Taped>(&contexts)));
+            let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
+            (bits(gate), bits(grad))
+        };
+        assert!(run(1) == run(2), "threads changed the bits");
+    }
 
     fn layer(dev: &Cpu) -> Dendrites<Cpu> {
         let config = InitConfig {
@@ -103,7 +260,9 @@ mod tests {
         let dev = Cpu::default();
         let d = layer(&dev);
         let ctx: Matrix<Cpu> = dev.sample_normal_like(&(5, 2));
-        let gate = d.gate::<NoneTape>(ctx.clone()).as_vec();
+        let gate = d
+            .gate::<NoneTape>(&BatchContexts::new(ctx.clone()))
+            .as_vec();
         let w = d.weight.values();
         let c = ctx.as_vec();
         for u in 0..3 {
@@ -128,11 +287,13 @@ mod tests {
         let ctx: Matrix<Cpu> = dev.sample_normal_like(&(5, 2));
         let r: Vec<f32> = (0..6).map(|i| (i as f32 * 0.7).sin()).collect();
         let loss = |d: &Dendrites<Cpu>| -> f64 {
-            let g = d.gate::<NoneTape>(ctx.clone()).as_vec();
+            let g = d
+                .gate::<NoneTape>(&BatchContexts::new(ctx.clone()))
+                .as_vec();
             g.iter().zip(&r).map(|(a, b)| (a * b) as f64).sum()
         };
         let rt = dev.tensor_from_vec(r.clone(), (3, 2));
-        let out = d.gate::<OwnedTape<f32, Cpu>>(ctx.clone());
+        let out = d.gate::<OwnedTape<f32, Cpu>>(&BatchContexts::new(ctx.clone()));
         let grads = (out * rt).sum::<Rank0, _>().backward();
         let analytic = grads.get(d.weight.value()).as_vec();
         let w0 = d.weight.values();

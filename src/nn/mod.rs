@@ -22,6 +22,7 @@ mod bench;
 mod binary;
 pub mod checkpoint;
 mod config;
+mod contexts;
 mod conv;
 mod cpu;
 mod dendrite;

@@ -29,7 +29,7 @@ mod sparse;
 pub(crate) use adam::{adam_update, for_each_moment_chunk};
 pub(crate) use bias_act::bias_act;
 pub(crate) use conv::conv2d;
-pub(crate) use gating::{gate_channels, pick_in_groups};
+pub(crate) use gating::{expand_columns, gate_channels, segment_activations, winning_segments};
 pub(crate) use im2col::ConvGeom;
 pub(crate) use mask::{expand_kept, mask_gradient, mul_mask};
 pub(crate) use op::{on_cpu, to_host, upload};
