@@ -230,6 +230,8 @@ CASES = [
     ("lenet5-conv", plain(lenet5), [60], True, 20),
     ("bnn-1024", plain(lambda: BNN(1024)), [100], True, 1),
     ("bnn-4096", plain(lambda: BNN(4096)), [100], True, 10),
+    # repro's float evaluation of the same network; PyTorch has one path, measured again.
+    ("bnn-4096-float", plain(lambda: BNN(4096)), [], True, 10),
     ("fc1-masked-3pct", masked_build, [60], False, 1),
     ("sparse-2048", active_build(0), [256], True, 2),
     ("adn-2048", active_build(10), [256], True, 2),

@@ -5,7 +5,8 @@
 use std::time::Instant;
 
 use crate::nn::{
-    self, ActiveInit, ActiveSpec, BenchNet, BinaryConfig, InputShape, ModelConfig, NormKind,
+    self, ActiveInit, ActiveSpec, BenchNet, BinaryConfig, BinaryKernels, InputShape, ModelConfig,
+    NormKind,
 };
 
 use super::{exit, CliError, CliResult};
@@ -47,14 +48,15 @@ struct Case {
 
 fn cases() -> Vec<Case> {
     let mlp = |h: &[usize]| ModelConfig::Mlp { hidden: h.to_vec() };
-    let bnn = |width: usize| {
-        BenchNet::Binary(BinaryConfig {
+    let bnn = |width: usize, kernels| {
+        let config = BinaryConfig {
             hidden: vec![width, width],
             binary: true,
             init_width: 0.1,
             norm: NormKind::Batch,
             binarize_input: false,
-        })
+        };
+        BenchNet::Binary(config, kernels)
     };
     let active = |segments: usize, context: usize| {
         BenchNet::Active(ActiveSpec {
@@ -99,8 +101,28 @@ fn cases() -> Vec<Case> {
             true,
             20,
         ),
-        case("bnn-1024", bnn(1024), &[100], true, 1),
-        case("bnn-4096", bnn(4096), &[100], true, 10),
+        case(
+            "bnn-1024",
+            bnn(1024, BinaryKernels::Packed),
+            &[100],
+            true,
+            1,
+        ),
+        case(
+            "bnn-4096",
+            bnn(4096, BinaryKernels::Packed),
+            &[100],
+            true,
+            10,
+        ),
+        // The float path of the same evaluation, to measure the packed one against.
+        case(
+            "bnn-4096-float",
+            bnn(4096, BinaryKernels::Float),
+            &[],
+            true,
+            10,
+        ),
         case(
             "fc1-masked-3pct",
             BenchNet::Masked(mlp(&[300, 100]), 0.03),

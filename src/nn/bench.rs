@@ -11,7 +11,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::active::{ActiveNet, ActiveSpec};
-use super::binary::{BinaryConfig, BinaryNet};
+use super::binary::{BinaryConfig, BinaryKernels, BinaryNet};
 use super::config::{InitConfig, InputShape, ModelConfig};
 use super::error::Result;
 use super::model::Model;
@@ -29,8 +29,8 @@ pub enum BenchNet {
     Masked(ModelConfig, f64),
     /// A `continual` stage's sparse or dendritic network.
     Active(ActiveSpec),
-    /// A `continual` stage's binarized network.
-    Binary(BinaryConfig),
+    /// A `continual` stage's binarized network, evaluated with `BinaryKernels`.
+    Binary(BinaryConfig, BinaryKernels),
 }
 
 /// Examples per second of `steps` Adam (lr 1e-3) steps with `batch_size`.
@@ -41,24 +41,7 @@ pub fn bench_training<D: Device<f32>>(
     batch_size: usize,
     steps: usize,
 ) -> Result<f64> {
-    match net {
-        BenchNet::Dense(model) => train_rate(
-            &mut Network::new(model, shape, &InitConfig::default(), 0, dev)?,
-            batch_size,
-            steps,
-        ),
-        BenchNet::Masked(model, keep) => {
-            train_rate(&mut masked(model, *keep, shape, dev)?, batch_size, steps)
-        }
-        BenchNet::Active(spec) => {
-            train_rate(&mut ActiveNet::new(spec, shape, 0, dev)?, batch_size, steps)
-        }
-        BenchNet::Binary(config) => train_rate(
-            &mut BinaryNet::new(config, shape, 0, dev)?,
-            batch_size,
-            steps,
-        ),
-    }
+    build(dev, net, shape, Training { batch_size, steps })
 }
 
 /// Examples per second of inference over `steps` batches of `batch_size`.
@@ -69,21 +52,61 @@ pub fn bench_evaluation<D: Device<f32>>(
     batch_size: usize,
     steps: usize,
 ) -> Result<f64> {
+    build(dev, net, shape, Evaluation { batch_size, steps })
+}
+
+/// A measurement of any `Model` (a trait, because `Model` is generic and
+/// cannot be a trait object).
+trait Measure<D: Device<f32>> {
+    fn measure<M: Model<D>>(self, net: &mut M) -> Result<f64>;
+}
+
+/// Builds `net` and runs `measure` on it.
+fn build<D: Device<f32>>(
+    dev: &D,
+    net: &BenchNet,
+    shape: InputShape,
+    measure: impl Measure<D>,
+) -> Result<f64> {
     match net {
-        BenchNet::Dense(model) => eval_rate(
-            &Network::new(model, shape, &InitConfig::default(), 0, dev)?,
-            batch_size,
-            steps,
-        ),
-        BenchNet::Masked(model, keep) => {
-            eval_rate(&masked(model, *keep, shape, dev)?, batch_size, steps)
+        BenchNet::Dense(model) => measure.measure(&mut Network::new(
+            model,
+            shape,
+            &InitConfig::default(),
+            0,
+            dev,
+        )?),
+        BenchNet::Masked(model, keep) => measure.measure(&mut masked(model, *keep, shape, dev)?),
+        BenchNet::Active(spec) => measure.measure(&mut ActiveNet::new(spec, shape, 0, dev)?),
+        BenchNet::Binary(config, kernels) => {
+            let mut net = BinaryNet::new(config, shape, 0, dev)?;
+            net.set_kernels(*kernels);
+            measure.measure(&mut net)
         }
-        BenchNet::Active(spec) => {
-            eval_rate(&ActiveNet::new(spec, shape, 0, dev)?, batch_size, steps)
-        }
-        BenchNet::Binary(config) => {
-            eval_rate(&BinaryNet::new(config, shape, 0, dev)?, batch_size, steps)
-        }
+    }
+}
+
+/// `bench_training`'s measurement.
+struct Training {
+    batch_size: usize,
+    steps: usize,
+}
+
+/// `bench_evaluation`'s measurement.
+struct Evaluation {
+    batch_size: usize,
+    steps: usize,
+}
+
+impl<D: Device<f32>> Measure<D> for Training {
+    fn measure<M: Model<D>>(self, net: &mut M) -> Result<f64> {
+        train_rate(net, self.batch_size, self.steps)
+    }
+}
+
+impl<D: Device<f32>> Measure<D> for Evaluation {
+    fn measure<M: Model<D>>(self, net: &mut M) -> Result<f64> {
+        eval_rate(net, self.batch_size, self.steps)
     }
 }
 
@@ -186,13 +209,16 @@ mod tests {
                 context_percent_on: 1.0,
                 init: ActiveInit::Numenta,
             }),
-            BenchNet::Binary(BinaryConfig {
-                hidden: vec![6],
-                binary: true,
-                init_width: 0.1,
-                norm: NormKind::Batch,
-                binarize_input: false,
-            }),
+            BenchNet::Binary(
+                BinaryConfig {
+                    hidden: vec![6, 6],
+                    binary: true,
+                    init_width: 0.1,
+                    norm: NormKind::Batch,
+                    binarize_input: false,
+                },
+                BinaryKernels::Packed,
+            ),
         ]
     }
 

@@ -9,14 +9,18 @@
 //! straight-through estimator); activations are sign(x) with the hardtanh
 //! estimator (gradient only where |x| <= 1). sign(0) = 0, as `torch.sign`.
 //! Hidden weights are never clipped. Raw inputs stay real unless
-//! `binarize_input` (the paper's CIFAR-feature networks).
+//! `binarize_input` (the paper's CIFAR-feature networks). On the CPU,
+//! evaluation multiplies the hidden layers after the first bit-packed (XNOR
+//! and popcount; `BinaryKernels`), with the float path's bits.
 //!
-//! With batch norm, γ/β are per-task state: `select_task(t)` stores the
-//! active γ/β under the current task and makes task t's active, restoring
-//! what t had when it was left, or keeping the current values if t is new
-//! (as the paper's code, which saves the BN state after each task and loads
-//! it to test that task). Only the active γ/β are in `params()`, hence seen
-//! by optimizers and checkpoints; the other tasks' live in the network.
+//! Normalization state (γ/β of batch norm, the running statistics of
+//! `batch-running`) is per task: `select_task(t)` stores the active state
+//! under the current task and makes task t's active, restoring what t had
+//! when it was left, or keeping the current state if t is new (as the
+//! paper's code, which saves the BN state after each task and loads it to
+//! test that task). Only the active γ/β are in `params()`, hence seen by
+//! optimizers and checkpoints, and only the active running statistics in
+//! `buffers()`; the other tasks' live in the network.
 //! Optimizer moments follow parameter positions, not tasks: use a fresh
 //! optimizer (the paper creates one per task) after switching the task you
 //! train on.
@@ -30,8 +34,8 @@ use super::config::{BiasInit, InitConfig, InputShape, WeightInit};
 use super::cpu::{self, on_cpu};
 use super::error::{Error, Result};
 use super::init::Initializer;
-use super::model::Model;
-use super::norm::{instance_norm, BatchNorm, NormKind};
+use super::model::{Buffer, Model};
+use super::norm::{instance_norm, BatchNorm, NormKind, RunningBatchNorm};
 use super::param::{Param, ParamInfo, ParamKind};
 use super::Matrix;
 
@@ -68,11 +72,25 @@ fn default_init_width() -> f32 {
     0.1
 }
 
+/// How a binarized network evaluates (no tape) its hidden layers after the
+/// first, whose inputs are the previous layer's signs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BinaryKernels {
+    /// Bit-packed XNOR and popcount on the CPU where every weight sign and
+    /// input is ±1 (a zero falls back to `Float`): the same bits, several
+    /// times faster.
+    #[default]
+    Packed,
+    /// Float products, as in training; kept to measure `Packed` against.
+    Float,
+}
+
 /// The normalization of one layer.
 #[derive(Debug, Clone)]
 enum Norm<D: Device<f32>> {
     Batch(Box<BatchNorm<D>>),
     Instance,
+    Running(RunningBatchNorm),
 }
 
 /// FC (weight [out, in], no bias) -> normalization.
@@ -92,7 +110,8 @@ pub struct BinaryNet<D: Device<f32>> {
     shape: InputShape,
     layers: Vec<Layer<D>>,
     task: usize,
-    saved: BTreeMap<usize, Vec<BatchNorm<D>>>,
+    saved: BTreeMap<usize, Vec<Norm<D>>>,
+    kernels: BinaryKernels,
     dev: D,
 }
 
@@ -151,6 +170,7 @@ impl<D: Device<f32>> BinaryNet<D> {
             let norm = match config.norm {
                 NormKind::Batch => Norm::Batch(Box::new(BatchNorm::new(&bn, outputs, dev))),
                 NormKind::Instance => Norm::Instance,
+                NormKind::BatchRunning => Norm::Running(RunningBatchNorm::new(outputs)),
             };
             layers.push(Layer {
                 weight: Param::new(info, values, dev),
@@ -166,6 +186,7 @@ impl<D: Device<f32>> BinaryNet<D> {
             layers,
             task: 0,
             saved: BTreeMap::new(),
+            kernels: BinaryKernels::default(),
             dev: dev.clone(),
         })
     }
@@ -173,6 +194,11 @@ impl<D: Device<f32>> BinaryNet<D> {
     /// The configuration this network was built from.
     pub fn config(&self) -> &BinaryConfig {
         &self.config
+    }
+
+    /// Chooses how evaluation multiplies the binarized hidden layers.
+    pub fn set_kernels(&mut self, kernels: BinaryKernels) {
+        self.kernels = kernels;
     }
 
     /// The task whose normalization parameters are active.
@@ -198,16 +224,55 @@ impl<D: Device<f32>> BinaryNet<D> {
         (!self.config.binary).then_some(&layer.weight)
     }
 
-    /// Normalization, then (for a hidden layer) the activation.
+    /// sign(W_h) · h by XNOR and popcount, where that applies: evaluation
+    /// (no tape) of a binarized layer on the CPU with `Packed` kernels, a
+    /// dense weight, and every sign and input ±1 (`h` is the previous layer's
+    /// sign). `None` means: use the float product.
+    fn packed_product<T: Tape<f32, D>>(
+        &self,
+        layer: &Layer<D>,
+        h: &Matrix<D, T>,
+    ) -> Option<Matrix<D, T>> {
+        let applies = !T::OWNS_TAPE
+            && self.config.binary
+            && self.kernels == BinaryKernels::Packed
+            && on_cpu::<D>()
+            && layer.weight.sparse_layout().is_none();
+        if !applies {
+            return None;
+        }
+        let batch = h.shape().1;
+        let w = layer.weight.host_values();
+        let x = cpu::to_host(h);
+        let z = cpu::xnor_matmul(&w, &x, layer.outputs, layer.inputs, batch)?;
+        Some(cpu::upload(&self.dev, &z, (layer.outputs, batch)).put_tape(T::default()))
+    }
+
+    /// Normalization, then (for a hidden layer) the activation; on the CPU
+    /// batch norm and sign (or batch norm alone) run as one fused op.
     fn tail<T: Tape<f32, D>>(
         &self,
         layer: &Layer<D>,
         z: Matrix<D, T>,
         hidden: bool,
     ) -> Matrix<D, T> {
+        if on_cpu::<D>() && (self.config.binary || !hidden) {
+            match &layer.norm {
+                Norm::Batch(bn) => {
+                    let affine = (bn.weight.effective::<T>(), bn.bias.effective::<T>());
+                    return cpu::batch_norm_sign(z, Some(affine), hidden);
+                }
+                Norm::Running(bn) if T::OWNS_TAPE => {
+                    bn.observe(&z);
+                    return cpu::batch_norm_sign(z, None, hidden);
+                }
+                _ => {}
+            }
+        }
         let z = match &layer.norm {
             Norm::Batch(bn) => bn.forward(z),
             Norm::Instance => instance_norm(z),
+            Norm::Running(bn) => bn.forward(z),
         };
         match (hidden, self.config.binary) {
             (false, _) => z,
@@ -216,21 +281,39 @@ impl<D: Device<f32>> BinaryNet<D> {
         }
     }
 
-    fn batch_norms_mut(&mut self) -> impl Iterator<Item = &mut BatchNorm<D>> {
-        self.layers.iter_mut().filter_map(|l| match &mut l.norm {
-            Norm::Batch(bn) => Some(&mut **bn),
-            Norm::Instance => None,
-        })
+    /// The running-statistics norms with the PyTorch names of their
+    /// buffers' layer (`bn1`, ..., `bnout`).
+    fn running_norms(&self) -> impl Iterator<Item = (String, &RunningBatchNorm)> {
+        self.layers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| match &l.norm {
+                Norm::Running(bn) => Some((self.norm_name(i), bn)),
+                _ => None,
+            })
+    }
+
+    /// `bn<i+1>`, or `bnout` for the output layer.
+    fn norm_name(&self, i: usize) -> String {
+        if i + 1 == self.layers.len() {
+            "bnout".into()
+        } else {
+            format!("bn{}", i + 1)
+        }
     }
 }
+
+/// Suffixes of a running-statistics norm's buffers, PyTorch's names.
+const RUNNING_MEAN: &str = "running_mean";
+const RUNNING_VAR: &str = "running_var";
 
 impl<D: Device<f32>> Model<D> for BinaryNet<D> {
     fn input_shape(&self) -> InputShape {
         self.shape
     }
 
-    /// Stores the active γ/β under the current task and activates `task`'s
-    /// (unchanged if `task` has none stored yet). Instance norm has no state.
+    /// Stores the active normalization state under the current task and
+    /// activates `task`'s (unchanged if `task` has none stored yet).
     fn select_task(&mut self, task: usize) {
         if task == self.task {
             return;
@@ -238,10 +321,10 @@ impl<D: Device<f32>> Model<D> for BinaryNet<D> {
         let incoming = self.saved.remove(&task);
         let mut outgoing = Vec::new();
         let mut incoming = incoming.into_iter().flatten();
-        for bn in self.batch_norms_mut() {
+        for layer in &mut self.layers {
             match incoming.next() {
-                Some(stored) => outgoing.push(std::mem::replace(bn, stored)),
-                None => outgoing.push(bn.clone()),
+                Some(stored) => outgoing.push(std::mem::replace(&mut layer.norm, stored)),
+                None => outgoing.push(layer.norm.clone()),
             }
         }
         self.saved.insert(self.task, outgoing);
@@ -265,7 +348,10 @@ impl<D: Device<f32>> Model<D> for BinaryNet<D> {
         let z = cpu::matmul_no_input_grad(w, self.real_weight(first), x);
         let mut h = self.tail(first, z, last > 0);
         for (i, layer) in self.layers.iter().enumerate().skip(1) {
-            let z = cpu::matmul(self.weight_matrix::<T>(layer), self.real_weight(layer), h);
+            let z = match self.packed_product::<T>(layer, &h) {
+                Some(z) => z,
+                None => cpu::matmul(self.weight_matrix::<T>(layer), self.real_weight(layer), h),
+            };
             h = self.tail(layer, z, i < last);
         }
         h
@@ -291,6 +377,47 @@ impl<D: Device<f32>> Model<D> for BinaryNet<D> {
             }
         }
         out
+    }
+
+    /// `bn<i>.running_mean` and `bn<i>.running_var` of every
+    /// `batch-running` norm.
+    fn buffers(&self) -> Vec<Buffer> {
+        let mut out = Vec::new();
+        for (name, bn) in self.running_norms() {
+            let stats = bn.stats();
+            out.push(Buffer::new(format!("{name}.{RUNNING_MEAN}"), stats.mean));
+            out.push(Buffer::new(format!("{name}.{RUNNING_VAR}"), stats.var));
+        }
+        out
+    }
+
+    fn set_buffer(&mut self, name: &str, values: &[f32]) -> Result<()> {
+        let known: Vec<String> = self.buffers().into_iter().map(|b| b.name).collect();
+        let unknown = || Error::UnknownParam {
+            name: name.into(),
+            known: known.join(", "),
+        };
+        let (layer, suffix) = name.rsplit_once('.').ok_or_else(unknown)?;
+        let index = (0..self.layers.len()).find(|&i| self.norm_name(i) == layer);
+        let Some(Norm::Running(bn)) = index.map(|i| &mut self.layers[i].norm) else {
+            return Err(unknown());
+        };
+        let mut stats = bn.stats();
+        let target = match suffix {
+            RUNNING_MEAN => &mut stats.mean,
+            RUNNING_VAR => &mut stats.var,
+            _ => return Err(unknown()),
+        };
+        if values.len() != target.len() {
+            return Err(Error::Config(format!(
+                "buffer `{name}` has {} values, the layer {}",
+                values.len(),
+                target.len()
+            )));
+        }
+        target.copy_from_slice(values);
+        bn.set_stats(stats);
+        Ok(())
     }
 }
 
@@ -555,6 +682,7 @@ mod tests {
             (true, NormKind::Batch),
             (false, NormKind::Batch),
             (true, NormKind::Instance),
+            (true, NormKind::BatchRunning),
         ] {
             let c = BinaryConfig {
                 norm,
@@ -587,5 +715,108 @@ mod tests {
             let eval = evaluate(&net, &test_x, &test_y, 100).unwrap();
             assert!(eval.accuracy > 0.9, "binary {binary}, {norm:?}: {eval:?}");
         }
+    }
+
+    /// `batch-running`: no parameters, buffers with PyTorch's names that
+    /// training moves and evaluation uses, saved and loaded by checkpoints,
+    /// and kept per task.
+    #[test]
+    fn running_statistics_are_buffers_saved_and_kept_per_task() {
+        let dev = Cpu::default();
+        let c = BinaryConfig {
+            norm: NormKind::BatchRunning,
+            ..config(vec![6], true)
+        };
+        let mut net = BinaryNet::new(&c, SHAPE, 1, &dev).unwrap();
+        assert_eq!(net.param_infos().len(), 2, "only the two weight matrices");
+        let names: Vec<String> = net.buffers().into_iter().map(|b| b.name).collect();
+        assert_eq!(
+            names,
+            [
+                "bn1.running_mean",
+                "bn1.running_var",
+                "bnout.running_mean",
+                "bnout.running_var"
+            ]
+        );
+        let (x, y) = blobs(200, 3);
+        let (test_x, test_y) = blobs(50, 4);
+        let mut opt = adam(5e-3);
+        train_epoch(&mut net, &mut opt, &x, &y, 50, 0, &mut |_, _| {}).unwrap();
+        let trained = net.buffers();
+        assert!(trained[0].values.iter().any(|&m| m != 0.0));
+        let before = evaluate(&net, &test_x, &test_y, 50).unwrap();
+        assert_eq!(
+            before.accuracy,
+            evaluate(&net, &test_x, &test_y, 7).unwrap().accuracy,
+            "running statistics make evaluation independent of the batch"
+        );
+        assert_eq!(net.buffers(), trained, "evaluation moves nothing");
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("net.safetensors");
+        crate::nn::checkpoint::save(&net, &path).unwrap();
+        let mut loaded = BinaryNet::new(&c, SHAPE, 9, &dev).unwrap();
+        crate::nn::checkpoint::load_into(&mut loaded, &path).unwrap();
+        assert_eq!(loaded.buffers(), trained);
+        assert_eq!(evaluate(&loaded, &test_x, &test_y, 50).unwrap(), before);
+        let plain = BinaryNet::new(&config(vec![6], true), SHAPE, 1, &dev).unwrap();
+        let plain_bytes = crate::nn::checkpoint::to_bytes(&plain).unwrap();
+        std::fs::write(&path, plain_bytes).unwrap();
+        assert!(crate::nn::checkpoint::load_into(&mut loaded, &path).is_err());
+        assert!(loaded.set_buffer("bn1.running_mean", &[0.0; 5]).is_err());
+        assert!(loaded.set_buffer("bn2.running_mean", &[0.0; 6]).is_err());
+
+        net.select_task(1);
+        assert_eq!(
+            net.buffers(),
+            trained,
+            "a new task starts from the current state"
+        );
+        train_epoch(&mut net, &mut opt, &test_x, &test_y, 25, 0, &mut |_, _| {}).unwrap();
+        let task1 = net.buffers();
+        assert_ne!(task1, trained);
+        net.select_task(0);
+        assert_eq!(net.buffers(), trained);
+        net.select_task(1);
+        assert_eq!(net.buffers(), task1);
+    }
+
+    /// Packed evaluation gives the float path's logits bit for bit, on odd
+    /// widths, on a trained network and with a zero weight (which falls back).
+    #[test]
+    fn packed_evaluation_gives_the_float_logits() {
+        let dev = Cpu::default();
+        let (x, y) = blobs(300, 5);
+        let mut net = BinaryNet::new(&config(vec![70, 33], true), SHAPE, 4, &dev).unwrap();
+        let mut opt = adam(5e-3);
+        train_epoch(&mut net, &mut opt, &x, &y, 50, 0, &mut |_, _| {}).unwrap();
+        // Any real values make an input (features, batch) for this test.
+        let input = || dev.tensor_from_vec(x[..20 * 97].to_vec(), (20, 97));
+        let signs = dev.tensor_from_vec(
+            (0..70 * 5)
+                .map(|i| if i % 3 == 0 { -1.0 } else { 1.0 })
+                .collect(),
+            (70, 5),
+        );
+        assert!(
+            net.packed_product::<NoneTape>(&net.layers[1], &signs)
+                .is_some(),
+            "the packed path applies to ±1 inputs"
+        );
+        let logits = |net: &mut BinaryNet<Cpu>, kernels| {
+            net.set_kernels(kernels);
+            net.forward::<NoneTape>(input()).as_vec()
+        };
+        let packed = logits(&mut net, BinaryKernels::Packed);
+        assert_eq!(packed, logits(&mut net, BinaryKernels::Float));
+        let mut w = net.param("fc2.weight").unwrap().values();
+        w[3] = 0.0;
+        net.param_mut("fc2.weight").unwrap().set_values(&w).unwrap();
+        let packed = logits(&mut net, BinaryKernels::Packed);
+        assert_eq!(packed, logits(&mut net, BinaryKernels::Float));
+        assert!(net
+            .packed_product::<NoneTape>(&net.layers[1], &signs)
+            .is_none());
     }
 }

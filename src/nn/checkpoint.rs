@@ -2,7 +2,8 @@
 //!
 //! Each parameter is stored as an F32 tensor under its name in PyTorch's
 //! shape (`fc1.weight` [300, 784]); a mask, when set, is stored beside it as
-//! `<name>_mask` (PyTorch's pruning convention). The file has no metadata and
+//! `<name>_mask` (PyTorch's pruning convention), and each buffer (a batch
+//! norm's running statistics) under its own name. The file has no metadata and
 //! safetensors orders tensors by name, so identical weights give identical
 //! bytes, which the content-addressed store relies on.
 
@@ -33,6 +34,10 @@ pub fn to_bytes<D: Device<f32>, M: Model<D>>(model: &M) -> Result<Vec<u8>> {
             let name = format!("{}{MASK_SUFFIX}", info.name);
             buffers.insert(name, (info.shape.clone(), le_bytes(&mask)));
         }
+    }
+    for b in model.buffers() {
+        let shape = vec![b.values.len()];
+        buffers.insert(b.name, (shape, le_bytes(&b.values)));
     }
     let mut views = Vec::with_capacity(buffers.len());
     for (name, (shape, bytes)) in &buffers {
@@ -70,7 +75,7 @@ pub fn load<D: Device<f32>>(
     Ok(net)
 }
 
-/// Replaces every parameter and mask of `model` with those in the file at
+/// Replaces every parameter, mask and buffer of `model` with those in the file at
 /// `path`; the file must hold exactly the model's tensors.
 pub fn load_into<D: Device<f32>, M: Model<D>>(model: &mut M, path: &Path) -> Result<()> {
     let bytes = read_file(path)?;
@@ -90,12 +95,18 @@ pub fn load_into<D: Device<f32>, M: Model<D>>(model: &mut M, path: &Path) -> Res
         p.set_values(&values)?;
         p.set_mask(mask.as_deref())?;
     }
+    for b in model.buffers() {
+        let values = read_f32(&file, &b.name, &[b.values.len()]).map_err(&fail)?;
+        model.set_buffer(&b.name, &values)?;
+        expected += 1;
+    }
     if file.len() != expected {
-        let known: Vec<String> = model
+        let mut known: Vec<String> = model
             .params()
             .iter()
             .map(|p| p.info().name.clone())
             .collect();
+        known.extend(model.buffers().into_iter().map(|b| b.name));
         let extra: Vec<&str> = file
             .names()
             .into_iter()

@@ -43,7 +43,7 @@ use dfdx::prelude::{NoneTape, Tensor};
 
 pub use active::{ActiveInit, ActiveNet, ActiveSpec};
 pub use bench::{bench_evaluation, bench_training, BenchNet};
-pub use binary::{BinaryConfig, BinaryNet};
+pub use binary::{BinaryConfig, BinaryKernels, BinaryNet};
 pub use config::{BiasInit, InitConfig, InputShape, ModelConfig, WeightInit};
 pub use cpu::cpu_products;
 pub use device::cpu;
@@ -53,7 +53,7 @@ pub use device::cuda;
 pub use dfdx::prelude::Cuda;
 pub use dfdx::prelude::{Cpu, Device};
 pub use error::{Error, Result};
-pub use model::Model;
+pub use model::{Buffer, Model};
 pub use network::Network;
 pub use norm::NormKind;
 pub use optim::{Optimizer, OptimizerConfig};

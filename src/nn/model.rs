@@ -10,6 +10,22 @@ use super::error::{Error, Result};
 use super::param::{Param, ParamInfo};
 use super::Matrix;
 
+/// A named vector of a model's non-trainable state (see `Model::buffers`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Buffer {
+    /// Unique name, PyTorch's: `bn1.running_mean`.
+    pub name: String,
+    /// The values, in the layer's feature order.
+    pub values: Vec<f32>,
+}
+
+impl Buffer {
+    /// The buffer `name` holding `values`.
+    pub fn new(name: String, values: Vec<f32>) -> Self {
+        Self { name, values }
+    }
+}
+
 /// A classifier with named, maskable parameters on device `D`.
 pub trait Model<D: Device<f32>> {
     /// Input shape and number of classes.
@@ -40,6 +56,21 @@ pub trait Model<D: Device<f32>> {
 
     /// All parameters, mutably, in the same order as `params`.
     fn params_mut(&mut self) -> Vec<&mut Param<D>>;
+
+    /// Non-trainable state saved with the parameters (PyTorch's buffers,
+    /// such as a batch norm's running statistics), in a fixed order;
+    /// optimizers never see it. Most models have none.
+    fn buffers(&self) -> Vec<Buffer> {
+        Vec::new()
+    }
+
+    /// Replaces the buffer called `name` (one of `buffers`) with `values`.
+    fn set_buffer(&mut self, name: &str, _values: &[f32]) -> Result<()> {
+        Err(Error::UnknownParam {
+            name: name.into(),
+            known: String::new(),
+        })
+    }
 
     /// Name, kind and shape of every parameter, in order.
     fn param_infos(&self) -> Vec<ParamInfo> {

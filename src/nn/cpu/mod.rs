@@ -1,16 +1,17 @@
 //! `cpu`: the CPU kernels behind the layers and optimizers. Custom dfdx ops
 //! whose forward and backward passes run as rayon loops over host buffers
 //! (convolutions in tiles, pooling, bias + ReLU, masks, dendritic gating, the straight-through
-//! sign), Adam's update on a parameter's host copy, and the matrix products
+//! sign, a binarized layer's batch norm + sign), Adam's update on a parameter's host copy, and the matrix products
 //! (`product`, on our AVX-512 `sgemm` where the CPU has it, or `sparse` for a
 //! weight pruned below `SPARSE_BELOW` density, which stores only its kept
-//! values). Callers check
+//! values), and the bit-packed XNOR products of binarized evaluation. Callers check
 //! `on_cpu::<D>()`, or call an op that does, and keep dfdx's generic path on
 //! other devices. This module holds no layer or model state, never lets the
 //! thread count change a result (fixed chunks, fixed summation orders), and
 //! never prints or reads files.
 
 mod adam;
+mod batch_norm;
 mod bias_act;
 mod conv;
 mod gating;
@@ -25,8 +26,10 @@ mod sgemm;
 mod sign;
 mod simd;
 mod sparse;
+mod xnor;
 
 pub(crate) use adam::{adam_update, for_each_moment_chunk};
+pub(crate) use batch_norm::batch_norm_sign;
 pub(crate) use bias_act::bias_act;
 pub(crate) use conv::conv2d;
 pub(crate) use gating::{expand_columns, gate_channels, segment_activations, winning_segments};
@@ -40,3 +43,4 @@ pub(crate) use sign::sign_ste;
 #[cfg(test)]
 pub(crate) use sparse::SPARSE_BELOW;
 pub(crate) use sparse::{relayout, relayout_buffer, SparseLayout};
+pub(crate) use xnor::xnor_matmul;

@@ -1,0 +1,254 @@
+//! `batch_norm_sign`: a binarized layer's tail (batch norm over the batch,
+//! optionally with γ/β, then sign with the hardtanh estimator, or no
+//! activation on the output layer) as one parallel pass per row each way,
+//! instead of dfdx's dozen broadcast, reduce and element-wise ops, each a
+//! pass over the activations with its own allocation.
+
+use dfdx::prelude::*;
+
+use super::op::{grad_mut, put_grad, take_grad, to_host, upload};
+use super::par::for_each_chunk;
+use crate::nn::Matrix;
+
+/// Added to the variance before the square root, as PyTorch's default.
+const EPS: f64 = 1e-5;
+
+/// γ and β of a batch norm, on the tape of the activations they scale.
+pub(crate) type Affine<D, T> = (Tensor<(usize,), f32, D, T>, Tensor<(usize,), f32, D, T>);
+
+/// Each row of `z` (features, batch) normalized over the batch with the
+/// batch mean and biased variance, scaled by γ and shifted by β if `affine`,
+/// then sign(·) (sign(0) = 0) with the hardtanh estimator (gradient only
+/// where the pre-sign value is within [-1, 1]) if `sign`. Statistics are
+/// summed in f64 in column order, so results do not depend on the thread
+/// count.
+pub(crate) fn batch_norm_sign<D: Device<f32>, T: Tape<f32, D>>(
+    z: Matrix<D, T>,
+    affine: Option<Affine<D, T>>,
+    sign: bool,
+) -> Matrix<D, T> {
+    let shape = *z.shape();
+    let (rows, n) = shape;
+    let (z, mut tape) = z.split_tape();
+    let affine = affine.map(|(g, b)| {
+        let ((g, gt), (b, bt)) = (g.split_tape(), b.split_tape());
+        tape = std::mem::take(&mut tape).merge(gt).merge(bt);
+        (g, b)
+    });
+    let (gamma, beta) = match &affine {
+        Some((g, b)) => (to_host(g), to_host(b)),
+        None => (vec![1.0; rows], vec![0.0; rows]),
+    };
+    // `xh` becomes the normalized values x̂; `inv` holds 1/σ per row.
+    let mut xh = to_host(&z);
+    let mut inv = vec![0.0f32; rows];
+    for_each_row(&mut xh, &mut inv, n, |row, inv| *inv = normalize(row));
+    let mut yh = xh.clone();
+    for_each_chunk(&mut yh, n.max(1), |r, row| {
+        let (g, b) = (gamma[r], beta[r]);
+        for v in row {
+            let pre = g * *v + b;
+            *v = if sign { sign_of(pre) } else { pre };
+        }
+    });
+    let out = upload(z.device(), &yh, shape);
+    if T::OWNS_TAPE {
+        let y = out.clone();
+        tape.add_backward_op(move |grads| {
+            let mut gy = take_grad(grads, &y)?;
+            // The estimator: gradient only where |γ x̂ + β| <= 1.
+            if sign {
+                for_each_chunk(&mut gy, n.max(1), |r, g| {
+                    let (ga, b) = (gamma[r], beta[r]);
+                    for (g, &x) in g.iter_mut().zip(&xh[r * n..]) {
+                        if (ga * x + b).abs() > 1.0 {
+                            *g = 0.0;
+                        }
+                    }
+                });
+            }
+            // Per row: dβ = Σ g, dγ = Σ g x̂, dz = γ/σ (g - (dβ + x̂ dγ)/n).
+            let sums: Vec<(f64, f64)> = gy
+                .chunks(n.max(1))
+                .zip(xh.chunks(n.max(1)))
+                .map(|(g, x)| {
+                    g.iter().zip(x).fold((0.0, 0.0), |(s, sx), (&g, &x)| {
+                        (s + g as f64, sx + g as f64 * x as f64)
+                    })
+                })
+                .collect();
+            for_each_chunk(grad_mut(grads, &z)?, n.max(1), |r, a| {
+                let (db, dg) = sums[r];
+                let scale = gamma[r] as f64 * inv[r] as f64;
+                let (g, x) = (&gy[r * n..(r + 1) * n], &xh[r * n..(r + 1) * n]);
+                for ((a, &g), &x) in a.iter_mut().zip(g).zip(x) {
+                    let centred = g as f64 - (db + x as f64 * dg) / n as f64;
+                    *a += (scale * centred) as f32;
+                }
+            });
+            if let Some((g, b)) = &affine {
+                for (a, s) in grad_mut(grads, g)?.iter_mut().zip(&sums) {
+                    *a += s.1 as f32;
+                }
+                for (a, s) in grad_mut(grads, b)?.iter_mut().zip(&sums) {
+                    *a += s.0 as f32;
+                }
+            }
+            put_grad(grads, &y, gy)
+        });
+    }
+    out.put_tape(tape)
+}
+
+/// `f(row, inv)` for each row of `values` (rows of `n`) and its entry of
+/// `inv`, in parallel when the matrix is large.
+fn for_each_row(
+    values: &mut [f32],
+    inv: &mut [f32],
+    n: usize,
+    f: impl Fn(&mut [f32], &mut f32) + Sync,
+) {
+    use rayon::prelude::*;
+    if n == 0 {
+        return;
+    }
+    if values.len() < super::par::PAR_MIN {
+        values
+            .chunks_mut(n)
+            .zip(inv.iter_mut())
+            .for_each(|(r, i)| f(r, i));
+    } else {
+        values
+            .par_chunks_mut(n)
+            .zip(inv.par_iter_mut())
+            .for_each(|(r, i)| f(r, i));
+    }
+}
+
+/// Replaces `row` by (row - mean) / sqrt(var + eps) and returns the factor
+/// 1 / sqrt(var + eps); mean and (biased) variance summed in f64.
+fn normalize(row: &mut [f32]) -> f32 {
+    let n = row.len() as f64;
+    let mean = row.iter().map(|&v| v as f64).sum::<f64>() / n;
+    let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+    let inv = 1.0 / (var + EPS).sqrt();
+    for v in row.iter_mut() {
+        *v = ((*v as f64 - mean) * inv) as f32;
+    }
+    inv as f32
+}
+
+/// sign(x), with sign(0) = 0 as `torch.sign`.
+fn sign_of(x: f32) -> f32 {
+    if x > 0.0 {
+        1.0
+    } else if x < 0.0 {
+        -1.0
+    } else {
+        0.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// sum(batch_norm_sign(z) ⊙ r) and its gradients, against dfdx's
+    /// generic ops (normalize, γ/β broadcast, the detach-trick estimator).
+    fn compare(rows: usize, n: usize, sign: bool) {
+        let dev = Cpu::default();
+        let z: Matrix<Cpu> = dev.sample_normal_like(&(rows, n));
+        let z = z * 1.7 + 0.3;
+        let r: Matrix<Cpu> = dev.sample_normal_like(&(rows, n));
+        let gamma: Tensor<(usize,), f32, Cpu> = dev.sample_uniform_like(&(rows,));
+        let beta: Tensor<(usize,), f32, Cpu> = dev.sample_normal_like(&(rows,)) * 0.5;
+
+        let fused = batch_norm_sign(
+            z.retaped::<OwnedTape<f32, Cpu>>(),
+            Some((gamma.retaped(), beta.retaped())),
+            sign,
+        );
+        let (fy, fg) = {
+            let y = fused.retaped::<NoneTape>().as_vec();
+            let g = (fused * r.clone()).sum::<Rank0, _>().backward();
+            (
+                y,
+                [
+                    g.get(&z).as_vec(),
+                    g.get(&gamma).as_vec(),
+                    g.get(&beta).as_vec(),
+                ],
+            )
+        };
+
+        let zt = z.retaped::<OwnedTape<f32, Cpu>>();
+        let shape = (rows, n);
+        let pre = zt.normalize::<Axis<1>>(EPS)
+            * gamma
+                .retaped::<OwnedTape<f32, Cpu>>()
+                .broadcast_like::<_, Axis<1>>(&shape)
+            + beta
+                .retaped::<OwnedTape<f32, Cpu>>()
+                .broadcast_like::<_, Axis<1>>(&shape);
+        let plain = if sign {
+            let target: Vec<f32> = pre
+                .retaped::<NoneTape>()
+                .as_vec()
+                .into_iter()
+                .map(sign_of)
+                .collect();
+            let target = dev.tensor_from_vec(target, shape);
+            let clipped = pre.clamp(-1.0, 1.0);
+            let detached = clipped.retaped::<NoneTape>() + 0.0;
+            (clipped - detached) + target
+        } else {
+            pre
+        };
+        let py = plain.retaped::<NoneTape>().as_vec();
+        let pg = (plain * r.clone()).sum::<Rank0, _>().backward();
+        let pg = [
+            pg.get(&z).as_vec(),
+            pg.get(&gamma).as_vec(),
+            pg.get(&beta).as_vec(),
+        ];
+
+        let close = |a: &[f32], b: &[f32], what: &str| {
+            for (i, (a, b)) in a.iter().zip(b).enumerate() {
+                assert!(
+                    (a - b).abs() <= 2e-4 * (1.0 + b.abs()),
+                    "{what}[{i}] {rows}x{n} sign {sign}: {a} vs {b}"
+                );
+            }
+        };
+        close(&fy, &py, "y");
+        for (what, (a, b)) in ["dz", "dgamma", "dbeta"].iter().zip(fg.iter().zip(&pg)) {
+            close(a, b, what);
+        }
+    }
+
+    #[test]
+    fn fused_tail_matches_the_generic_ops_on_odd_shapes() {
+        for (rows, n) in [(1, 2), (3, 5), (7, 33), (17, 100)] {
+            compare(rows, n, true);
+            compare(rows, n, false);
+        }
+    }
+
+    #[test]
+    fn without_affine_it_is_plain_normalization() {
+        let dev = Cpu::default();
+        let z = dev.tensor_from_vec(vec![1.0f32, 2.0, 3.0, 10.0, 10.0, 40.0], (2, 3));
+        let y = batch_norm_sign::<Cpu, NoneTape>(z.clone(), None, false).as_vec();
+        let want = z.normalize::<Axis<1>>(EPS).as_vec();
+        for (a, b) in y.iter().zip(&want) {
+            assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+        }
+        let s = batch_norm_sign::<Cpu, NoneTape>(
+            dev.tensor_from_vec(vec![1.0f32, 2.0, 3.0, 5.0, 5.0, 5.0], (2, 3)),
+            None,
+            true,
+        )
+        .as_vec();
+        assert_eq!(s, [-1.0, 0.0, 1.0, 0.0, 0.0, 0.0], "sign(0) = 0");
+    }
+}

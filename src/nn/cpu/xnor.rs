@@ -1,0 +1,237 @@
+//! Bit-packed products of ±1 matrices (`xnor_matmul`): the evaluation of a
+//! binarized layer whose weights sign(W_h) and inputs (the previous layer's
+//! sign) are all ±1. Each row of signs packs into u64 words (bit set = +1),
+//! and a dot product of n signs is n - 2·popcount(w XOR x): XNOR and
+//! popcount instead of n multiply-adds. The result is an integer, which the
+//! float path computes exactly too (every partial sum of ±1 products is an
+//! integer below 2^24), so both paths give the same bits. A zero (sign(0) = 0,
+//! as `torch.sign`) has no bit; a layer with one falls back to the float path.
+
+use rayon::prelude::*;
+
+/// Output rows per parallel task: each packed input row is read once per
+/// block while the block's weight rows stay in L1.
+const ROW_BLOCK: usize = 8;
+
+/// Signs of `values` (`rows` rows of `len`) packed into `words` u64 per row,
+/// bit k of row r set where value k is positive; `None` if any value is 0
+/// (or NaN), which has no bit.
+fn pack_rows(values: &[f32], rows: usize, len: usize, words: usize) -> Option<Vec<u64>> {
+    let mut out = vec![0u64; rows * words];
+    let ok = out
+        .par_chunks_mut(words)
+        .zip(values.par_chunks(len))
+        .all(|(bits, row)| {
+            for (k, &v) in row.iter().enumerate() {
+                if v > 0.0 {
+                    bits[k / 64] |= 1 << (k % 64);
+                } else if !(v < 0.0) {
+                    return false;
+                }
+            }
+            true
+        });
+    ok.then_some(out)
+}
+
+/// The columns of `x` (`len` rows × `cols` columns, row-major: the
+/// feature-major activations) packed as rows of `words` u64, one per column.
+fn pack_columns(x: &[f32], len: usize, cols: usize, words: usize) -> Option<Vec<u64>> {
+    let mut out = vec![0u64; cols * words];
+    for k in 0..len {
+        let (word, bit) = (k / 64, 1u64 << (k % 64));
+        for (c, &v) in x[k * cols..(k + 1) * cols].iter().enumerate() {
+            if v > 0.0 {
+                out[c * words + word] |= bit;
+            } else if !(v < 0.0) {
+                return None;
+            }
+        }
+    }
+    Some(out)
+}
+
+/// sign(w) · x for `w` (`outputs` × `inputs`, row-major; the signs of its
+/// values are the weights) and `x` (`inputs` × `batch`, every value ±1),
+/// as (`outputs` × `batch`) row-major; `None` when a weight or an input is 0
+/// (use the float path then). The same on every thread count and CPU.
+pub(crate) fn xnor_matmul(
+    w: &[f32],
+    x: &[f32],
+    outputs: usize,
+    inputs: usize,
+    batch: usize,
+) -> Option<Vec<f32>> {
+    debug_assert_eq!(w.len(), outputs * inputs);
+    debug_assert_eq!(x.len(), inputs * batch);
+    let words = inputs.div_ceil(64);
+    let xs = pack_columns(x, inputs, batch, words)?;
+    let ws = pack_rows(w, outputs, inputs, words)?;
+    let mut out = vec![0.0f32; outputs * batch];
+    if batch == 0 {
+        return Some(out);
+    }
+    out.par_chunks_mut(ROW_BLOCK * batch)
+        .zip(ws.par_chunks(ROW_BLOCK * words))
+        .for_each(|(out, ws)| mismatches(ws, &xs, words, out));
+    for v in &mut out {
+        *v = inputs as f32 - 2.0 * *v;
+    }
+    Some(out)
+}
+
+/// `out[r · batch + c]` = the number of differing bits between weight row r
+/// of `ws` and input row c of `xs`, on the widest popcount the CPU has.
+fn mismatches(ws: &[u64], xs: &[u64], words: usize, out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512vpopcntdq")
+            && std::arch::is_x86_feature_detected!("avx512f")
+        {
+            // SAFETY: the CPU was just checked to support both features.
+            return unsafe { mismatches_avx512(ws, xs, words, out) };
+        }
+        if std::arch::is_x86_feature_detected!("popcnt") {
+            // SAFETY: the CPU was just checked to support POPCNT.
+            return unsafe { mismatches_popcnt(ws, xs, words, out) };
+        }
+    }
+    mismatches_portable(ws, xs, words, out)
+}
+
+/// `mismatches` with `count_ones` as the caller is compiled (inlined, so
+/// that `mismatches_popcnt` gets the POPCNT instruction).
+#[inline(always)]
+fn mismatches_portable(ws: &[u64], xs: &[u64], words: usize, out: &mut [f32]) {
+    let batch = xs.len() / words;
+    for (r, w) in ws.chunks(words).enumerate() {
+        for (c, x) in xs.chunks(words).enumerate() {
+            let n: u32 = w.iter().zip(x).map(|(a, b)| (a ^ b).count_ones()).sum();
+            out[r * batch + c] = n as f32;
+        }
+    }
+}
+
+/// `mismatches_portable` compiled with the POPCNT instruction.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "popcnt")]
+fn mismatches_popcnt(ws: &[u64], xs: &[u64], words: usize, out: &mut [f32]) {
+    mismatches_portable(ws, xs, words, out)
+}
+
+/// `mismatches` with AVX-512 VPOPCNTQ: 8 words per instruction, the tail
+/// of each row (fewer than 8 words) masked.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vpopcntdq")]
+fn mismatches_avx512(ws: &[u64], xs: &[u64], words: usize, out: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let batch = xs.len() / words;
+    let full = words / 8;
+    let tail: __mmask8 = ((1u32 << (words % 8)) - 1) as u8;
+    for (r, w) in ws.chunks(words).enumerate() {
+        for (c, x) in xs.chunks(words).enumerate() {
+            let mut acc = _mm512_setzero_si512();
+            for j in 0..full {
+                // SAFETY: words 8j..8j+8 lie inside both rows.
+                let (a, b) = unsafe {
+                    (
+                        _mm512_loadu_si512(w.as_ptr().add(8 * j).cast()),
+                        _mm512_loadu_si512(x.as_ptr().add(8 * j).cast()),
+                    )
+                };
+                acc = _mm512_add_epi64(acc, _mm512_popcnt_epi64(_mm512_xor_si512(a, b)));
+            }
+            if tail != 0 {
+                // SAFETY: the mask loads only the words 8·full.. that the rows have.
+                let (a, b) = unsafe {
+                    (
+                        _mm512_maskz_loadu_epi64(tail, w.as_ptr().add(8 * full).cast()),
+                        _mm512_maskz_loadu_epi64(tail, x.as_ptr().add(8 * full).cast()),
+                    )
+                };
+                acc = _mm512_add_epi64(acc, _mm512_popcnt_epi64(_mm512_xor_si512(a, b)));
+            }
+            out[r * batch + c] = _mm512_reduce_add_epi64(acc) as f32;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// ±1 values from a fixed LCG (zero where `zero_at` says).
+    fn signs(n: usize, seed: u64, zero_at: Option<usize>) -> Vec<f32> {
+        let mut s = seed;
+        (0..n)
+            .map(|i| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                if Some(i) == zero_at {
+                    0.0
+                } else if (s >> 33) & 1 == 1 {
+                    0.37
+                } else {
+                    -2.5
+                }
+            })
+            .collect()
+    }
+
+    /// sign(w) · sign(x) in f64, the plain definition.
+    fn reference(w: &[f32], x: &[f32], outputs: usize, inputs: usize, batch: usize) -> Vec<f32> {
+        let s = |v: f32| v.signum() as f64;
+        let mut out = vec![0.0; outputs * batch];
+        for o in 0..outputs {
+            for b in 0..batch {
+                let dot: f64 = (0..inputs)
+                    .map(|k| s(w[o * inputs + k]) * s(x[k * batch + b]))
+                    .sum();
+                out[o * batch + b] = dot as f32;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn packed_products_equal_the_plain_ones_on_odd_shapes() {
+        for (outputs, inputs, batch) in [
+            (1, 1, 1),
+            (3, 63, 5),
+            (9, 64, 2),
+            (17, 65, 7),
+            (10, 600, 3),
+            (8, 1024, 33),
+        ] {
+            let w = signs(outputs * inputs, 1 + inputs as u64, None);
+            let x = signs(inputs * batch, 7 + batch as u64, None);
+            let want = reference(&w, &x, outputs, inputs, batch);
+            assert_eq!(xnor_matmul(&w, &x, outputs, inputs, batch).unwrap(), want);
+            // Every path, not only the one this CPU picks.
+            let words = inputs.div_ceil(64);
+            let xs = pack_columns(&x, inputs, batch, words).unwrap();
+            let ws = pack_rows(&w, outputs, inputs, words).unwrap();
+            let mut portable = vec![0.0; outputs * batch];
+            mismatches_portable(&ws, &xs, words, &mut portable);
+            let mut picked = vec![0.0; outputs * batch];
+            mismatches(&ws, &xs, words, &mut picked);
+            assert_eq!(portable, picked, "{outputs}x{inputs}x{batch}");
+        }
+    }
+
+    #[test]
+    fn a_zero_weight_or_input_falls_back() {
+        let (outputs, inputs, batch) = (4, 70, 3);
+        let w = signs(outputs * inputs, 3, Some(69));
+        let x = signs(inputs * batch, 4, None);
+        assert!(xnor_matmul(&w, &x, outputs, inputs, batch).is_none());
+        let w = signs(outputs * inputs, 3, None);
+        let x = signs(inputs * batch, 4, Some(100));
+        assert!(xnor_matmul(&w, &x, outputs, inputs, batch).is_none());
+        let mut x = signs(inputs * batch, 4, None);
+        x[5] = f32::NAN;
+        assert!(xnor_matmul(&w, &x, outputs, inputs, batch).is_none());
+        assert_eq!(xnor_matmul(&w, &[], outputs, inputs, 0), Some(vec![]));
+    }
+}
