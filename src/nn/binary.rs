@@ -97,6 +97,8 @@ enum Norm<D: Device<f32>> {
 #[derive(Debug, Clone)]
 struct Layer<D: Device<f32>> {
     weight: Param<D>,
+    /// sign(W_h) bit-packed for evaluation, packed on first use.
+    packed: cpu::PackedWeights,
     norm: Norm<D>,
     inputs: usize,
     outputs: usize,
@@ -174,6 +176,7 @@ impl<D: Device<f32>> BinaryNet<D> {
             };
             layers.push(Layer {
                 weight: Param::new(info, values, dev),
+                packed: cpu::PackedWeights::default(),
                 norm,
                 inputs,
                 outputs,
@@ -242,9 +245,11 @@ impl<D: Device<f32>> BinaryNet<D> {
             return None;
         }
         let batch = h.shape().1;
-        let w = layer.weight.host_values();
+        let ws = layer
+            .packed
+            .get(&layer.weight.host_values(), layer.outputs, layer.inputs)?;
         let x = cpu::to_host(h);
-        let z = cpu::xnor_matmul(&w, &x, layer.outputs, layer.inputs, batch)?;
+        let z = cpu::xnor_matmul(&ws, &x, layer.outputs, layer.inputs, batch)?;
         Some(cpu::upload(&self.dev, &z, (layer.outputs, batch)).put_tape(T::default()))
     }
 

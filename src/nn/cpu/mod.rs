@@ -43,4 +43,4 @@ pub(crate) use sign::sign_ste;
 #[cfg(test)]
 pub(crate) use sparse::SPARSE_BELOW;
 pub(crate) use sparse::{relayout, relayout_buffer, SparseLayout};
-pub(crate) use xnor::xnor_matmul;
+pub(crate) use xnor::{xnor_matmul, PackedWeights};

@@ -7,6 +7,8 @@
 //! integer below 2^24), so both paths give the same bits. A zero (sign(0) = 0,
 //! as `torch.sign`) has no bit; a layer with one falls back to the float path.
 
+use std::sync::{Arc, Mutex};
+
 use rayon::prelude::*;
 
 /// Output rows per parallel task: each packed input row is read once per
@@ -22,51 +24,98 @@ fn pack_rows(values: &[f32], rows: usize, len: usize, words: usize) -> Option<Ve
         .par_chunks_mut(words)
         .zip(values.par_chunks(len))
         .all(|(bits, row)| {
-            for (k, &v) in row.iter().enumerate() {
-                if v > 0.0 {
-                    bits[k / 64] |= 1 << (k % 64);
-                } else if !(v < 0.0) {
-                    return false;
+            let mut signed = true;
+            for (word, chunk) in bits.iter_mut().zip(row.chunks(64)) {
+                for (j, &v) in chunk.iter().enumerate() {
+                    *word |= u64::from(v > 0.0) << j;
+                    signed &= v > 0.0 || v < 0.0;
                 }
             }
-            true
+            signed
         });
     ok.then_some(out)
 }
 
-/// The columns of `x` (`len` rows × `cols` columns, row-major: the
-/// feature-major activations) packed as rows of `words` u64, one per column.
-fn pack_columns(x: &[f32], len: usize, cols: usize, words: usize) -> Option<Vec<u64>> {
-    let mut out = vec![0u64; cols * words];
-    for k in 0..len {
-        let (word, bit) = (k / 64, 1u64 << (k % 64));
-        for (c, &v) in x[k * cols..(k + 1) * cols].iter().enumerate() {
-            if v > 0.0 {
-                out[c * words + word] |= bit;
-            } else if !(v < 0.0) {
-                return None;
-            }
-        }
-    }
-    Some(out)
+/// The packed signs of one weight matrix, remembered with the host copy of
+/// the values they came from: a parameter makes a new host copy whenever its
+/// values change, so the same copy means the same signs, and evaluation packs
+/// a matrix once instead of once per batch.
+#[derive(Debug, Default)]
+pub(crate) struct PackedWeights {
+    slot: Mutex<Option<(Arc<Vec<f32>>, Option<Arc<Vec<u64>>>)>>,
 }
 
-/// sign(w) · x for `w` (`outputs` × `inputs`, row-major; the signs of its
-/// values are the weights) and `x` (`inputs` × `batch`, every value ±1),
-/// as (`outputs` × `batch`) row-major; `None` when a weight or an input is 0
-/// (use the float path then). The same on every thread count and CPU.
+impl Clone for PackedWeights {
+    /// A clone packs again on first use.
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl PackedWeights {
+    /// The signs of `w` (`outputs` × `inputs`) packed, or `None` if one is 0.
+    pub(crate) fn get(
+        &self,
+        w: &Arc<Vec<f32>>,
+        outputs: usize,
+        inputs: usize,
+    ) -> Option<Arc<Vec<u64>>> {
+        let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((source, packed)) = slot.as_ref() {
+            if Arc::ptr_eq(source, w) {
+                return packed.clone();
+            }
+        }
+        let packed = pack_rows(w, outputs, inputs, inputs.div_ceil(64)).map(Arc::new);
+        *slot = Some((Arc::clone(w), packed.clone()));
+        packed
+    }
+}
+
+/// The columns of `x` (`len` rows × `cols` columns, row-major: the
+/// feature-major activations) packed as rows of `words` u64, one per column,
+/// in parallel over blocks of columns.
+fn pack_columns(x: &[f32], len: usize, cols: usize, words: usize) -> Option<Vec<u64>> {
+    const COLUMN_BLOCK: usize = 64;
+    let mut out = vec![0u64; cols * words];
+    if cols == 0 {
+        return Some(out);
+    }
+    let ok = out
+        .par_chunks_mut(COLUMN_BLOCK * words)
+        .enumerate()
+        .all(|(block, out)| {
+            let first = block * COLUMN_BLOCK;
+            let width = out.len() / words;
+            let mut signed = true;
+            for k in 0..len {
+                let (word, bit) = (k / 64, k % 64);
+                let row = &x[k * cols + first..k * cols + first + width];
+                for (c, &v) in row.iter().enumerate() {
+                    out[c * words + word] |= u64::from(v > 0.0) << bit;
+                    signed &= v > 0.0 || v < 0.0;
+                }
+            }
+            signed
+        });
+    ok.then_some(out)
+}
+
+/// sign(w) · x for the packed signs `ws` of a weight (`outputs` × `inputs`,
+/// from `PackedWeights`) and `x` (`inputs` × `batch`, every value ±1), as
+/// (`outputs` × `batch`) row-major; `None` when an input is 0 (use the float
+/// path then). The same on every thread count and CPU.
 pub(crate) fn xnor_matmul(
-    w: &[f32],
+    ws: &[u64],
     x: &[f32],
     outputs: usize,
     inputs: usize,
     batch: usize,
 ) -> Option<Vec<f32>> {
-    debug_assert_eq!(w.len(), outputs * inputs);
-    debug_assert_eq!(x.len(), inputs * batch);
     let words = inputs.div_ceil(64);
+    debug_assert_eq!(ws.len(), outputs * words);
+    debug_assert_eq!(x.len(), inputs * batch);
     let xs = pack_columns(x, inputs, batch, words)?;
-    let ws = pack_rows(w, outputs, inputs, words)?;
     let mut out = vec![0.0f32; outputs * batch];
     if batch == 0 {
         return Some(out);
@@ -207,7 +256,9 @@ mod tests {
             let w = signs(outputs * inputs, 1 + inputs as u64, None);
             let x = signs(inputs * batch, 7 + batch as u64, None);
             let want = reference(&w, &x, outputs, inputs, batch);
-            assert_eq!(xnor_matmul(&w, &x, outputs, inputs, batch).unwrap(), want);
+            let packed = PackedWeights::default();
+            let ws = packed.get(&Arc::new(w.clone()), outputs, inputs).unwrap();
+            assert_eq!(xnor_matmul(&ws, &x, outputs, inputs, batch).unwrap(), want);
             // Every path, not only the one this CPU picks.
             let words = inputs.div_ceil(64);
             let xs = pack_columns(&x, inputs, batch, words).unwrap();
@@ -223,15 +274,28 @@ mod tests {
     #[test]
     fn a_zero_weight_or_input_falls_back() {
         let (outputs, inputs, batch) = (4, 70, 3);
-        let w = signs(outputs * inputs, 3, Some(69));
-        let x = signs(inputs * batch, 4, None);
-        assert!(xnor_matmul(&w, &x, outputs, inputs, batch).is_none());
-        let w = signs(outputs * inputs, 3, None);
+        let packed = PackedWeights::default();
+        let w = Arc::new(signs(outputs * inputs, 3, Some(69)));
+        assert!(packed.get(&w, outputs, inputs).is_none());
+        let w = Arc::new(signs(outputs * inputs, 3, None));
+        let ws = packed.get(&w, outputs, inputs).unwrap();
         let x = signs(inputs * batch, 4, Some(100));
-        assert!(xnor_matmul(&w, &x, outputs, inputs, batch).is_none());
+        assert!(xnor_matmul(&ws, &x, outputs, inputs, batch).is_none());
         let mut x = signs(inputs * batch, 4, None);
         x[5] = f32::NAN;
-        assert!(xnor_matmul(&w, &x, outputs, inputs, batch).is_none());
-        assert_eq!(xnor_matmul(&w, &[], outputs, inputs, 0), Some(vec![]));
+        assert!(xnor_matmul(&ws, &x, outputs, inputs, batch).is_none());
+        assert_eq!(xnor_matmul(&ws, &[], outputs, inputs, 0), Some(vec![]));
+    }
+
+    #[test]
+    fn packed_weights_are_reused_only_for_the_same_copy() {
+        let packed = PackedWeights::default();
+        let w = Arc::new(signs(2 * 5, 1, None));
+        let first = packed.get(&w, 2, 5).unwrap();
+        assert!(Arc::ptr_eq(&first, &packed.get(&w, 2, 5).unwrap()));
+        let flipped = Arc::new(w.iter().map(|v| -v).collect::<Vec<_>>());
+        let second = packed.get(&flipped, 2, 5).unwrap();
+        assert_eq!(second[0], !first[0] & 0b11111);
+        assert!(packed.clone().slot.lock().unwrap().is_none());
     }
 }
