@@ -435,10 +435,25 @@ fn model_label(input: &Input) -> String {
         .unwrap_or("?")
         .to_string();
     if kind.starts_with("dendritic") {
-        let context = input.params["context"].as_str().unwrap_or("?");
-        format!("{kind}, {context} context")
+        format!(
+            "{kind}, {} context",
+            context_label(&input.params["context"])
+        )
     } else {
         kind
+    }
+}
+
+/// A `context` param as a reader names it: `prototype`, or Bain's
+/// `task sum / 6000 (oracle at test)`.
+fn context_label(context: &serde_json::Value) -> String {
+    if let Some(name) = context.as_str() {
+        return name.to_string();
+    }
+    let sum = &context["task_sum"];
+    match (sum["divisor"].as_u64(), sum["test"].as_str()) {
+        (Some(divisor), Some(test)) => format!("task sum / {divisor} ({test} at test)"),
+        _ => context.to_string(),
     }
 }
 
@@ -469,4 +484,16 @@ fn heatmap(base: &str, input: &Input) -> Result<Heatmap> {
         range: Some((0.0, 100.0)),
         decimals: Some(0),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contexts_are_named_for_readers() {
+        assert_eq!(context_label(&serde_json::json!("onehot")), "onehot");
+        let bain = serde_json::json!({"task_sum": {"divisor": 6000, "test": "oracle"}});
+        assert_eq!(context_label(&bain), "task sum / 6000 (oracle at test)");
+    }
 }

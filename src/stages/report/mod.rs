@@ -93,11 +93,12 @@ pub struct Reference {
     /// (e.g. "no loss of accuracy": a ticket better than dense also reproduces it).
     #[serde(default)]
     pub at_most: bool,
-    /// The paper's value holds only at the published settings (e.g. an
-    /// accuracy after 10 MNIST tasks): under a profile that `reduced` them
-    /// the verdict is "not comparable at this scale".
-    #[serde(default)]
-    pub published_scale: bool,
+    /// Why the paper's value holds only at its published settings (e.g. a
+    /// mean accuracy after 10 tasks of a 2048-2048 network means something
+    /// else after 5 tasks of 256-256): under a profile that `reduced` them
+    /// the verdict is "not comparable", with this reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub published_scale: Option<String>,
     /// This reference's stages add one of the authors' divergences to the
     /// runs named here: the verdict row then also says whether the
     /// divergence explains the paper's value.
@@ -178,6 +179,16 @@ impl TypedStage for ReportStage {
                 format!("{:?}: paper must be a number and tolerance ≥ 0", r.claim),
             ));
         }
+        if let Some(i) = p.references.iter().position(|r| {
+            r.published_scale
+                .as_ref()
+                .is_some_and(|w| w.trim().is_empty())
+        }) {
+            return Err(ParamError::new(
+                format!("references[{i}].published_scale"),
+                "say why the paper's value holds only at its published settings",
+            ));
+        }
         Ok(())
     }
 
@@ -200,16 +211,7 @@ impl TypedStage for ReportStage {
             ours.extend(values);
         }
         for r in &params.references {
-            let mut c = comparison(r, claim_value(&ours, r));
-            if r.published_scale && !params.reduced.is_empty() {
-                c.verdict = report::Verdict::NotComparable(
-                    "the paper's value is for its published settings; this run reduced them (see Provenance)".into(),
-                );
-                c.explanation = "not comparable at this scale".into();
-            } else if let Some(e) = &r.explains {
-                explain(&mut c, r, e, &ours);
-            }
-            comparisons.push(c);
+            comparisons.push(judge(r, &ours, !params.reduced.is_empty()));
         }
         let noise: Vec<&Input> = ctx.inputs_of_kind(super::noise::NoiseStage::NAME);
         for input in noise {
@@ -284,6 +286,25 @@ fn mean_std(v: &[f64]) -> (f64, f64) {
         0.0
     };
     (mean, var.sqrt())
+}
+
+/// The verdict row of reference `r` from the measured claim values, in a
+/// run whose profile `reduced` the published settings or not.
+fn judge(r: &Reference, ours: &lottery::ClaimValues, reduced: bool) -> Comparison {
+    let value = claim_value(ours, r);
+    let measured = value.is_some();
+    let mut c = comparison(r, value);
+    match (&r.published_scale, &r.explains) {
+        (Some(why), _) if reduced && measured => {
+            c.verdict = report::Verdict::NotComparable(format!(
+                "the paper's value is for its published settings, which this run reduced (see Provenance): {why}"
+            ));
+            c.explanation = why.clone();
+        }
+        (_, Some(e)) => explain(&mut c, r, e, ours),
+        _ => {}
+    }
+    c
 }
 
 fn comparison(r: &Reference, ours: Option<Vec<f64>>) -> Comparison {
@@ -457,7 +478,7 @@ mod tests {
             tolerance: 2.0,
             source: "nearly overlapping".into(),
             at_most: false,
-            published_scale: false,
+            published_scale: None,
             explains: Some(Explains {
                 stage: "cnn".into(),
                 versus: Some("adn".into()),
@@ -471,6 +492,38 @@ mod tests {
         let mut c = comparison(&r, claim_value(&values, &r));
         explain(&mut c, &r, r.explains.as_ref().unwrap(), &values);
         c
+    }
+
+    #[test]
+    fn a_published_scale_row_says_its_own_reason_when_the_run_is_reduced() {
+        let r = Reference {
+            claim: Claim::FinalMeanAccuracy,
+            stage: "adn_10".into(),
+            versus: None,
+            paper: 94.55,
+            tolerance: 1.0,
+            source: "Numenta".into(),
+            at_most: false,
+            published_scale: Some("10 tasks of 2048-2048".into()),
+            explains: None,
+        };
+        let values: lottery::ClaimValues =
+            [(("adn_10".to_string(), Claim::FinalMeanAccuracy), vec![94.0])].into();
+        let reduced = judge(&r, &values, true);
+        assert_eq!(reduced.explanation, "10 tasks of 2048-2048");
+        assert!(
+            matches!(&reduced.verdict, report::Verdict::NotComparable(w) if w.ends_with("10 tasks of 2048-2048"))
+        );
+        assert_eq!(
+            judge(&r, &values, false).verdict,
+            report::Verdict::Reproduced
+        );
+        let missing = judge(&r, &lottery::ClaimValues::new(), true);
+        assert!(
+            missing.explanation.contains("no result"),
+            "{}",
+            missing.explanation
+        );
     }
 
     #[test]
