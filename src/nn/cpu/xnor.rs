@@ -28,7 +28,7 @@ fn pack_rows(values: &[f32], rows: usize, len: usize, words: usize) -> Option<Ve
             for (word, chunk) in bits.iter_mut().zip(row.chunks(64)) {
                 for (j, &v) in chunk.iter().enumerate() {
                     *word |= u64::from(v > 0.0) << j;
-                    signed &= v > 0.0 || v < 0.0;
+                    signed &= v.abs() > 0.0;
                 }
             }
             signed
@@ -42,8 +42,12 @@ fn pack_rows(values: &[f32], rows: usize, len: usize, words: usize) -> Option<Ve
 /// a matrix once instead of once per batch.
 #[derive(Debug, Default)]
 pub(crate) struct PackedWeights {
-    slot: Mutex<Option<(Arc<Vec<f32>>, Option<Arc<Vec<u64>>>)>>,
+    slot: Mutex<Option<Packed>>,
 }
+
+/// The host copy a matrix was packed from, and its packed signs (`None`: a
+/// sign was 0).
+type Packed = (Arc<Vec<f32>>, Option<Arc<Vec<u64>>>);
 
 impl Clone for PackedWeights {
     /// A clone packs again on first use.
@@ -93,7 +97,7 @@ fn pack_columns(x: &[f32], len: usize, cols: usize, words: usize) -> Option<Vec<
                 let row = &x[k * cols + first..k * cols + first + width];
                 for (c, &v) in row.iter().enumerate() {
                     out[c * words + word] |= u64::from(v > 0.0) << bit;
-                    signed &= v > 0.0 || v < 0.0;
+                    signed &= v.abs() > 0.0;
                 }
             }
             signed
