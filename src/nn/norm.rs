@@ -22,7 +22,7 @@ use super::param::{Param, ParamInfo, ParamKind};
 use super::Matrix;
 
 /// Added to the variance before the square root, as PyTorch's default.
-const EPS: f64 = 1e-5;
+pub(crate) const EPS: f64 = 1e-5;
 
 /// Weight of a training batch's statistics in the running ones, PyTorch's
 /// default `momentum=0.1`.

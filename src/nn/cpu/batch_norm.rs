@@ -8,10 +8,9 @@ use dfdx::prelude::*;
 
 use super::op::{grad_mut, put_grad, take_grad, to_host, upload};
 use super::par::for_each_chunk;
+use super::sign::sign;
+use crate::nn::norm::EPS;
 use crate::nn::Matrix;
-
-/// Added to the variance before the square root, as PyTorch's default.
-const EPS: f64 = 1e-5;
 
 /// γ and β of a batch norm, on the tape of the activations they scale.
 pub(crate) type Affine<D, T> = (Tensor<(usize,), f32, D, T>, Tensor<(usize,), f32, D, T>);
@@ -19,13 +18,13 @@ pub(crate) type Affine<D, T> = (Tensor<(usize,), f32, D, T>, Tensor<(usize,), f3
 /// Each row of `z` (features, batch) normalized over the batch with the
 /// batch mean and biased variance, scaled by γ and shifted by β if `affine`,
 /// then sign(·) (sign(0) = 0) with the hardtanh estimator (gradient only
-/// where the pre-sign value is within [-1, 1]) if `sign`. Statistics are
+/// where the pre-sign value is within [-1, 1]) if `binarize`. Statistics are
 /// summed in f64 in column order, so results do not depend on the thread
 /// count.
 pub(crate) fn batch_norm_sign<D: Device<f32>, T: Tape<f32, D>>(
     z: Matrix<D, T>,
     affine: Option<Affine<D, T>>,
-    sign: bool,
+    binarize: bool,
 ) -> Matrix<D, T> {
     let shape = *z.shape();
     let (rows, n) = shape;
@@ -48,7 +47,7 @@ pub(crate) fn batch_norm_sign<D: Device<f32>, T: Tape<f32, D>>(
         let (g, b) = (gamma[r], beta[r]);
         for v in row {
             let pre = g * *v + b;
-            *v = if sign { sign_of(pre) } else { pre };
+            *v = if binarize { sign(pre) } else { pre };
         }
     });
     let out = upload(z.device(), &yh, shape);
@@ -57,7 +56,7 @@ pub(crate) fn batch_norm_sign<D: Device<f32>, T: Tape<f32, D>>(
         tape.add_backward_op(move |grads| {
             let mut gy = take_grad(grads, &y)?;
             // The estimator: gradient only where |γ x̂ + β| <= 1.
-            if sign {
+            if binarize {
                 for_each_chunk(&mut gy, n.max(1), |r, g| {
                     let (ga, b) = (gamma[r], beta[r]);
                     for (g, &x) in g.iter_mut().zip(&xh[r * n..]) {
@@ -138,24 +137,13 @@ fn normalize(row: &mut [f32]) -> f32 {
     inv as f32
 }
 
-/// sign(x), with sign(0) = 0 as `torch.sign`.
-fn sign_of(x: f32) -> f32 {
-    if x > 0.0 {
-        1.0
-    } else if x < 0.0 {
-        -1.0
-    } else {
-        0.0
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     /// sum(batch_norm_sign(z) ⊙ r) and its gradients, against dfdx's
     /// generic ops (normalize, γ/β broadcast, the detach-trick estimator).
-    fn compare(rows: usize, n: usize, sign: bool) {
+    fn compare(rows: usize, n: usize, binarize: bool) {
         let dev = Cpu::default();
         let z: Matrix<Cpu> = dev.sample_normal_like(&(rows, n));
         let z = z * 1.7 + 0.3;
@@ -166,7 +154,7 @@ mod tests {
         let fused = batch_norm_sign(
             z.retaped::<OwnedTape<f32, Cpu>>(),
             Some((gamma.retaped(), beta.retaped())),
-            sign,
+            binarize,
         );
         let (fy, fg) = {
             let y = fused.retaped::<NoneTape>().as_vec();
@@ -190,12 +178,12 @@ mod tests {
             + beta
                 .retaped::<OwnedTape<f32, Cpu>>()
                 .broadcast_like::<_, Axis<1>>(&shape);
-        let plain = if sign {
+        let plain = if binarize {
             let target: Vec<f32> = pre
                 .retaped::<NoneTape>()
                 .as_vec()
                 .into_iter()
-                .map(sign_of)
+                .map(sign)
                 .collect();
             let target = dev.tensor_from_vec(target, shape);
             let clipped = pre.clamp(-1.0, 1.0);
@@ -216,7 +204,7 @@ mod tests {
             for (i, (a, b)) in a.iter().zip(b).enumerate() {
                 assert!(
                     (a - b).abs() <= 2e-4 * (1.0 + b.abs()),
-                    "{what}[{i}] {rows}x{n} sign {sign}: {a} vs {b}"
+                    "{what}[{i}] {rows}x{n} sign {binarize}: {a} vs {b}"
                 );
             }
         };

@@ -7,7 +7,7 @@ use super::op::{grad_mut, put_grad, take_grad, to_host, upload};
 use super::par::for_each_chunk;
 
 /// sign(x), with sign(0) = 0 as `torch.sign`.
-fn sign(x: f32) -> f32 {
+pub(super) fn sign(x: f32) -> f32 {
     if x > 0.0 {
         1.0
     } else if x < 0.0 {
