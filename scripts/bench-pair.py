@@ -18,7 +18,7 @@ import subprocess
 import sys
 
 NETWORKS = ["lenet-300-100", "mlp-2048-2048", "lenet5-conv", "bnn-1024", "bnn-4096",
-            "bnn-4096-float", "fc1-masked-3pct", "sparse-2048", "adn-2048"]
+            "bnn-4096-float", "bnn-4096-layer", "bnn-4096-layer-float", "fc1-masked-3pct", "sparse-2048", "adn-2048"]
 ROW = re.compile(r"^(train|evaluate)\s+(\S+)\s+batch\s+(\d+)\s+([\d.]+) samples/s\s+\(best ([\d.]+), (\d+) runs\)")
 
 

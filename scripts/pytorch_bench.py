@@ -100,6 +100,20 @@ class BNN(nn.Module):
         return x
 
 
+class SignProduct(nn.Module):
+    """One binarized hidden layer's product alone, sign(W) h for fixed +-1 inputs h
+    (as repro's `bnn-4096-layer` rows); the data only sets the batch size."""
+
+    def __init__(self, width):
+        super().__init__()
+        gen = torch.Generator().manual_seed(0)
+        self.weight = nn.Parameter(torch.rand(width, width, generator=gen) * 2 - 1)
+        self.h = torch.randint(0, 2, (1000, width), generator=gen).float() * 2 - 1
+
+    def forward(self, x):
+        return self.h[: x.shape[0]] @ torch.sign(self.weight).t()
+
+
 def kwta(x, k):
     """Keeps the k largest units of every example, zeroes the rest."""
     top = x.topk(k, dim=1).indices
@@ -232,6 +246,9 @@ CASES = [
     ("bnn-4096", plain(lambda: BNN(4096)), [100], True, 10),
     # repro's float evaluation of the same network; PyTorch has one path, measured again.
     ("bnn-4096-float", plain(lambda: BNN(4096)), [], True, 10),
+    # The 4096 x 4096 layer's product alone; PyTorch has one (float) path, measured twice.
+    ("bnn-4096-layer", plain(lambda: SignProduct(4096)), [], True, 10),
+    ("bnn-4096-layer-float", plain(lambda: SignProduct(4096)), [], True, 10),
     ("fc1-masked-3pct", masked_build, [60], False, 1),
     ("sparse-2048", active_build(0), [256], True, 2),
     ("adn-2048", active_build(10), [256], True, 2),

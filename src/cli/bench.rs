@@ -123,6 +123,21 @@ fn cases() -> Vec<Case> {
             true,
             10,
         ),
+        // The 4096 x 4096 hidden layer's product alone, both paths.
+        case(
+            "bnn-4096-layer",
+            BenchNet::BinaryLayer(4096, BinaryKernels::Packed),
+            &[],
+            true,
+            10,
+        ),
+        case(
+            "bnn-4096-layer-float",
+            BenchNet::BinaryLayer(4096, BinaryKernels::Float),
+            &[],
+            true,
+            10,
+        ),
         case(
             "fc1-masked-3pct",
             BenchNet::Masked(mlp(&[300, 100]), 0.03),

@@ -4,6 +4,7 @@
 //! timed. A dendritic network reads one context vector shared by every
 //! example, as in training on one task and testing one task.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use dfdx::prelude::*;
@@ -11,9 +12,10 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::active::{ActiveNet, ActiveSpec};
-use super::binary::{BinaryConfig, BinaryKernels, BinaryNet};
+use super::binary::{packed_sign_product, BinaryConfig, BinaryKernels, BinaryNet};
 use super::config::{InitConfig, InputShape, ModelConfig};
-use super::error::Result;
+use super::cpu;
+use super::error::{Error, Result};
 use super::model::Model;
 use super::network::Network;
 use super::optim::{Optimizer, OptimizerConfig};
@@ -31,6 +33,10 @@ pub enum BenchNet {
     Active(ActiveSpec),
     /// A `continual` stage's binarized network, evaluated with `BinaryKernels`.
     Binary(BinaryConfig, BinaryKernels),
+    /// The product of one binarized hidden layer alone, `width` × `width`:
+    /// sign(W) · h for ±1 inputs h, as the evaluation of `Binary` computes it
+    /// with `BinaryKernels` (evaluation only).
+    BinaryLayer(usize, BinaryKernels),
 }
 
 /// Examples per second of `steps` Adam (lr 1e-3) steps with `batch_size`.
@@ -59,6 +65,9 @@ pub fn bench_evaluation<D: Device<f32>>(
 /// cannot be a trait object).
 trait Measure<D: Device<f32>> {
     fn measure<M: Model<D>>(self, net: &mut M) -> Result<f64>;
+
+    /// The measurement of a `BenchNet::BinaryLayer`.
+    fn measure_layer(self, dev: &D, width: usize, kernels: BinaryKernels) -> Result<f64>;
 }
 
 /// Builds `net` and runs `measure` on it.
@@ -69,6 +78,7 @@ fn build<D: Device<f32>>(
     measure: impl Measure<D>,
 ) -> Result<f64> {
     match net {
+        BenchNet::BinaryLayer(width, kernels) => measure.measure_layer(dev, *width, *kernels),
         BenchNet::Dense(model) => measure.measure(&mut Network::new(
             model,
             shape,
@@ -102,12 +112,60 @@ impl<D: Device<f32>> Measure<D> for Training {
     fn measure<M: Model<D>>(self, net: &mut M) -> Result<f64> {
         train_rate(net, self.batch_size, self.steps)
     }
+
+    fn measure_layer(self, _: &D, _: usize, _: BinaryKernels) -> Result<f64> {
+        Err(Error::Config(
+            "a binarized layer's product is measured in evaluation only".into(),
+        ))
+    }
 }
 
 impl<D: Device<f32>> Measure<D> for Evaluation {
     fn measure<M: Model<D>>(self, net: &mut M) -> Result<f64> {
         eval_rate(net, self.batch_size, self.steps)
     }
+
+    fn measure_layer(self, dev: &D, width: usize, kernels: BinaryKernels) -> Result<f64> {
+        binary_layer_rate(dev, width, kernels, self.batch_size, self.steps)
+    }
+}
+
+/// Examples per second of sign(W) · h for a random `width` × `width` W and
+/// ±1 inputs h of `batch_size` columns: bit-packed with `Packed` kernels on
+/// the CPU (the signs packed once, as evaluation packs them), otherwise
+/// sign(W) and its float product per batch, as the float path computes them.
+fn binary_layer_rate<D: Device<f32>>(
+    dev: &D,
+    width: usize,
+    kernels: BinaryKernels,
+    batch_size: usize,
+    steps: usize,
+) -> Result<f64> {
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    // Magnitudes away from 0: a zero weight has no sign bit (packing falls back).
+    let w: Vec<f32> = (0..width * width)
+        .map(|_| rng.gen_range(0.1..1.0) * if rng.gen::<bool>() { 1.0 } else { -1.0 })
+        .collect();
+    let h: Vec<f32> = (0..width * batch_size)
+        .map(|_| if rng.gen::<bool>() { 1.0 } else { -1.0 })
+        .collect();
+    let (wt, ht) = (
+        cpu::upload(dev, &w, (width, width)),
+        cpu::upload(dev, &h, (width, batch_size)),
+    );
+    let (w, packed) = (Arc::new(w), cpu::PackedWeights::default());
+    let product = || {
+        let z = (kernels == BinaryKernels::Packed && cpu::on_cpu::<D>())
+            .then(|| packed_sign_product(&packed, &w, (width, width), &ht))
+            .flatten();
+        z.unwrap_or_else(|| cpu::matmul(cpu::sign_ste(wt.clone(), false), None, ht.clone()))
+    };
+    std::hint::black_box(product());
+    let start = Instant::now();
+    for _ in 0..steps.max(1) {
+        std::hint::black_box(product());
+    }
+    Ok((steps.max(1) * batch_size) as f64 / start.elapsed().as_secs_f64())
 }
 
 /// `model` with `keep` of each fully connected weight matrix kept, at random.
@@ -233,6 +291,16 @@ mod tests {
                 bench_evaluation(&cpu(), &net, SHAPE, 8, 3).unwrap() > 0.0,
                 "{net:?}"
             );
+        }
+    }
+
+    #[test]
+    fn a_binarized_layer_is_measured_in_evaluation_only() {
+        for kernels in [BinaryKernels::Packed, BinaryKernels::Float] {
+            let layer = BenchNet::BinaryLayer(70, kernels);
+            assert!(bench_evaluation(&cpu(), &layer, SHAPE, 5, 2).unwrap() > 0.0);
+            let err = bench_training(&cpu(), &layer, SHAPE, 5, 2).unwrap_err();
+            assert!(err.to_string().contains("evaluation only"), "{err}");
         }
     }
 

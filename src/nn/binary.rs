@@ -244,13 +244,9 @@ impl<D: Device<f32>> BinaryNet<D> {
         if !applies {
             return None;
         }
-        let batch = h.shape().1;
-        let ws = layer
-            .packed
-            .get(&layer.weight.host_values(), layer.outputs, layer.inputs)?;
-        let x = cpu::to_host(h);
-        let z = cpu::xnor_matmul(&ws, &x, layer.outputs, layer.inputs, batch)?;
-        Some(cpu::upload(&self.dev, &z, (layer.outputs, batch)).put_tape(T::default()))
+        let w = layer.weight.host_values();
+        let z = packed_sign_product(&layer.packed, &w, (layer.outputs, layer.inputs), h)?;
+        Some(z.put_tape(T::default()))
     }
 
     /// Normalization, then (for a hidden layer) the activation; on the CPU
@@ -306,6 +302,23 @@ impl<D: Device<f32>> BinaryNet<D> {
             format!("bn{}", i + 1)
         }
     }
+}
+
+/// sign(W) · h on the CPU by XNOR and popcount, for W's host values `w`
+/// (`outputs` × `inputs`, packed once into `packed`) and `h` (`inputs` ×
+/// batch, every value ±1); `None` if a sign or an input is 0. What a
+/// binarized hidden layer's evaluation multiplies with `Packed` kernels
+/// (and `repro bench` measures on its own).
+pub(crate) fn packed_sign_product<D: Device<f32>, T>(
+    packed: &cpu::PackedWeights,
+    w: &std::sync::Arc<Vec<f32>>,
+    (outputs, inputs): (usize, usize),
+    h: &Matrix<D, T>,
+) -> Option<Matrix<D>> {
+    let batch = h.shape().1;
+    let ws = packed.get(w, outputs, inputs)?;
+    let z = cpu::xnor_matmul(&ws, &cpu::to_host(h), outputs, inputs, batch)?;
+    Some(cpu::upload(h.device(), &z, (outputs, batch)))
 }
 
 /// Suffixes of a running-statistics norm's buffers, PyTorch's names.

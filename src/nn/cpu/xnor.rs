@@ -172,39 +172,80 @@ fn mismatches_popcnt(ws: &[u64], xs: &[u64], words: usize, out: &mut [f32]) {
     mismatches_portable(ws, xs, words, out)
 }
 
-/// `mismatches` with AVX-512 VPOPCNTQ: 8 words per instruction, the tail
-/// of each row (fewer than 8 words) masked.
+/// Row `i` of `words` u64 each in `m`.
+fn row_of(m: &[u64], i: usize, words: usize) -> &[u64] {
+    &m[i * words..(i + 1) * words]
+}
+
+/// `mismatches` with AVX-512 VPOPCNTQ, 8 words per instruction (the tail of
+/// each row, fewer than 8 words, masked), in tiles of 4 weight rows × 2
+/// input rows: each loaded block of words serves 4 or 2 products instead of
+/// one, and the 8 sums stay in registers until the rows end. Rows and
+/// columns left over from the tiles are counted one product at a time.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vpopcntdq")]
 fn mismatches_avx512(ws: &[u64], xs: &[u64], words: usize, out: &mut [f32]) {
     use std::arch::x86_64::*;
     let batch = xs.len() / words;
+    let rows = ws.len() / words;
     let full = words / 8;
     let tail: __mmask8 = ((1u32 << (words % 8)) - 1) as u8;
-    for (r, w) in ws.chunks(words).enumerate() {
-        for (c, x) in xs.chunks(words).enumerate() {
-            let mut acc = _mm512_setzero_si512();
-            for j in 0..full {
-                // SAFETY: words 8j..8j+8 lie inside both rows.
-                let (a, b) = unsafe {
-                    (
-                        _mm512_loadu_si512(w.as_ptr().add(8 * j).cast()),
-                        _mm512_loadu_si512(x.as_ptr().add(8 * j).cast()),
-                    )
-                };
-                acc = _mm512_add_epi64(acc, _mm512_popcnt_epi64(_mm512_xor_si512(a, b)));
+    let blocks = full + usize::from(tail != 0);
+    // Block j (8 words) of `row`: masked past the row's end.
+    macro_rules! block {
+        ($row:expr, $j:expr) => {{
+            let p = $row.as_ptr().add(8 * $j);
+            if $j < full {
+                _mm512_loadu_si512(p.cast())
+            } else {
+                _mm512_maskz_loadu_epi64(tail, p.cast())
             }
-            if tail != 0 {
-                // SAFETY: the mask loads only the words 8·full.. that the rows have.
-                let (a, b) = unsafe {
-                    (
-                        _mm512_maskz_loadu_epi64(tail, w.as_ptr().add(8 * full).cast()),
-                        _mm512_maskz_loadu_epi64(tail, x.as_ptr().add(8 * full).cast()),
-                    )
-                };
-                acc = _mm512_add_epi64(acc, _mm512_popcnt_epi64(_mm512_xor_si512(a, b)));
+        }};
+    }
+    let row = |m, i| row_of(m, i, words);
+    let single = |w: &[u64], x: &[u64]| {
+        let mut acc = _mm512_setzero_si512();
+        for j in 0..blocks {
+            // SAFETY: block j lies inside both rows (the tail block masked).
+            let (a, b) = unsafe { (block!(w, j), block!(x, j)) };
+            acc = _mm512_add_epi64(acc, _mm512_popcnt_epi64(_mm512_xor_si512(a, b)));
+        }
+        _mm512_reduce_add_epi64(acc) as f32
+    };
+    let mut r = 0;
+    while r + 4 <= rows {
+        let w = [row(ws, r), row(ws, r + 1), row(ws, r + 2), row(ws, r + 3)];
+        let mut c = 0;
+        while c + 2 <= batch {
+            let x = [row(xs, c), row(xs, c + 1)];
+            let mut acc = [_mm512_setzero_si512(); 8];
+            for j in 0..blocks {
+                // SAFETY: block j lies inside every row (the tail block masked).
+                let xv = unsafe { [block!(x[0], j), block!(x[1], j)] };
+                for (i, w) in w.iter().enumerate() {
+                    // SAFETY: as above.
+                    let wv = unsafe { block!(w, j) };
+                    for (k, &xv) in xv.iter().enumerate() {
+                        let n = _mm512_popcnt_epi64(_mm512_xor_si512(wv, xv));
+                        acc[2 * i + k] = _mm512_add_epi64(acc[2 * i + k], n);
+                    }
+                }
             }
-            out[r * batch + c] = _mm512_reduce_add_epi64(acc) as f32;
+            for (t, &acc) in acc.iter().enumerate() {
+                out[(r + t / 2) * batch + c + t % 2] = _mm512_reduce_add_epi64(acc) as f32;
+            }
+            c += 2;
+        }
+        if c < batch {
+            for (i, w) in w.iter().enumerate() {
+                out[(r + i) * batch + c] = single(w, row(xs, c));
+            }
+        }
+        r += 4;
+    }
+    for r in r..rows {
+        for c in 0..batch {
+            out[r * batch + c] = single(row(ws, r), row(xs, c));
         }
     }
 }
