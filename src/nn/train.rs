@@ -15,6 +15,7 @@ use dfdx::prelude::*;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::cpu::upload;
@@ -160,18 +161,29 @@ fn batch<D: Device<f32>, M: Model<D>>(
     let (classes, b) = (shape.classes, chunk.len());
     let mut x = vec![0.0f32; features * b];
     let mut onehot = vec![0.0f32; classes * b];
-    // The transpose goes in bands of features, so that the rows of `x` being
-    // written stay in the L1 cache while every example is read.
-    const BAND: usize = 16;
-    for start in (0..features).step_by(BAND) {
-        let end = (start + BAND).min(features);
-        for (j, &i) in chunk.iter().enumerate() {
-            let row = &images[i * features + start..i * features + end];
-            for (f, &v) in (start..end).zip(row) {
-                x[f * b + j] = v;
+    // The transpose goes in parallel bands of features, and within a band in
+    // tiles of TILE features × TILE examples: each example's part is read
+    // whole and each feature's part written whole (a copy: the thread count
+    // cannot change it).
+    const TILE: usize = 16;
+    x.par_chunks_mut(TILE * b)
+        .enumerate()
+        .for_each(|(band, rows)| {
+            let (start, width) = (band * TILE, rows.len() / b);
+            let mut tile = [[0.0f32; TILE]; TILE];
+            for (block, examples) in chunk.chunks(TILE).enumerate() {
+                for (j, &i) in examples.iter().enumerate() {
+                    let part = &images[i * features + start..][..width];
+                    for (k, &v) in part.iter().enumerate() {
+                        tile[k][j] = v;
+                    }
+                }
+                for (k, feature) in tile[..width].iter().enumerate() {
+                    rows[k * b + block * TILE..][..examples.len()]
+                        .copy_from_slice(&feature[..examples.len()]);
+                }
             }
-        }
-    }
+        });
     for (j, &i) in chunk.iter().enumerate() {
         onehot[labels[i] as usize * b + j] = 1.0;
     }
@@ -258,6 +270,27 @@ pub(crate) mod tests {
             eps: 1e-8,
             weight_decay: 0.0,
         })
+    }
+
+    #[test]
+    fn a_batch_is_its_examples_transposed_in_any_order_and_size() {
+        // 20 features (one full tile of 16 and a part), 37 examples picked out
+        // of order (two full tiles and a part).
+        let (images, labels) = blobs(50, 3);
+        let net = mlp(0);
+        let chunk: Vec<usize> = (0..37).map(|j| (j * 7 + 3) % 50).collect();
+        let (x, onehot) = batch(&net, &images, &labels, &chunk);
+        let (x, onehot) = (x.as_vec(), onehot.as_vec());
+        let (features, b) = (SHAPE.features(), chunk.len());
+        for (j, &i) in chunk.iter().enumerate() {
+            for f in 0..features {
+                assert_eq!(x[f * b + j], images[i * features + f], "feature {f} of {i}");
+            }
+            for c in 0..SHAPE.classes {
+                let hot = f32::from(u8::from(c == labels[i] as usize));
+                assert_eq!(onehot[c * b + j], hot);
+            }
+        }
     }
 
     fn mlp(seed: u64) -> Network<Cpu> {
