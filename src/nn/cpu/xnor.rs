@@ -7,7 +7,7 @@
 //! integer below 2^24), so both paths give the same bits. A zero (sign(0) = 0,
 //! as `torch.sign`) has no bit; a layer with one falls back to the float path.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use rayon::prelude::*;
 
@@ -39,7 +39,9 @@ fn pack_rows(values: &[f32], rows: usize, len: usize, words: usize) -> Option<Ve
 /// The packed signs of one weight matrix, remembered with the host copy of
 /// the values they came from: a parameter makes a new host copy whenever its
 /// values change, so the same copy means the same signs, and evaluation packs
-/// a matrix once instead of once per batch.
+/// a matrix once instead of once per batch. The copy is held weakly, so that
+/// the next optimizer step still updates it in place instead of copying it
+/// (and the weak pointer keeps its address from being reused by a new copy).
 #[derive(Debug, Default)]
 pub(crate) struct PackedWeights {
     slot: Mutex<Option<Packed>>,
@@ -47,7 +49,7 @@ pub(crate) struct PackedWeights {
 
 /// The host copy a matrix was packed from, and its packed signs (`None`: a
 /// sign was 0).
-type Packed = (Arc<Vec<f32>>, Option<Arc<Vec<u64>>>);
+type Packed = (Weak<Vec<f32>>, Option<Arc<Vec<u64>>>);
 
 impl Clone for PackedWeights {
     /// A clone packs again on first use.
@@ -66,12 +68,12 @@ impl PackedWeights {
     ) -> Option<Arc<Vec<u64>>> {
         let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((source, packed)) = slot.as_ref() {
-            if Arc::ptr_eq(source, w) {
+            if std::ptr::eq(source.as_ptr(), Arc::as_ptr(w)) {
                 return packed.clone();
             }
         }
         let packed = pack_rows(w, outputs, inputs, inputs.div_ceil(64)).map(Arc::new);
-        *slot = Some((Arc::clone(w), packed.clone()));
+        *slot = Some((Arc::downgrade(w), packed.clone()));
         packed
     }
 }
@@ -342,5 +344,19 @@ mod tests {
         let second = packed.get(&flipped, 2, 5).unwrap();
         assert_eq!(second[0], !first[0] & 0b11111);
         assert!(packed.clone().slot.lock().unwrap().is_none());
+    }
+
+    /// Packing holds the host copy weakly: the optimizer can still take it
+    /// back without a copy, and a new copy is packed again.
+    #[test]
+    fn packing_leaves_the_host_copy_to_its_parameter() {
+        let packed = PackedWeights::default();
+        let w = Arc::new(signs(3 * 70, 2, None));
+        let first = packed.get(&w, 3, 70).unwrap();
+        let mut values = Arc::try_unwrap(w).expect("the packer holds no strong reference");
+        values.iter_mut().for_each(|v| *v = -*v);
+        let second = packed.get(&Arc::new(values), 3, 70).unwrap();
+        assert!(!Arc::ptr_eq(&first, &second));
+        assert_eq!(second[0], !first[0]);
     }
 }
