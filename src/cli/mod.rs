@@ -159,6 +159,7 @@ fn quiet_on_closed_stdout() {
 /// Parses the command line, runs the command, and maps the outcome to an exit code.
 pub fn main() -> ExitCode {
     quiet_on_closed_stdout();
+    crate::nn::keep_freed_buffers();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(a) => run::exec(a),

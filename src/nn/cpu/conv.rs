@@ -21,7 +21,7 @@ use dfdx::prelude::*;
 use rayon::prelude::*;
 
 use super::bias_act::lane_sum;
-use super::im2col::{im2col_band, ConvGeom};
+use super::im2col::{copy_run, im2col_band, ConvGeom};
 use super::op::{grad_mut, put_grad, take_grad, to_host, upload};
 use super::par::for_each_chunk;
 use super::product::{tile_product, weight_values, Strided};
@@ -214,7 +214,7 @@ fn scatter(plan: &Plan, map: Map, band: usize, parts: &[&[f32]], out: &mut [f32]
                     *a += b;
                 }
             } else {
-                dst.copy_from_slice(src);
+                copy_run(dst, src);
             }
         }
     });
@@ -231,7 +231,7 @@ fn gather_tile(plan: &Plan, map: Map, band: usize, full: &[f32], j: usize, i: us
     for (k, dst) in out.chunks_mut(t).enumerate() {
         let (c, y, x) = (k / (rows * map.width), k / map.width % rows, k % map.width);
         let r = (c * map.height + y0 + y) * map.width + x;
-        dst.copy_from_slice(&full[r * plan.batch + examples.start..][..t]);
+        copy_run(dst, &full[r * plan.batch + examples.start..][..t]);
     }
     out
 }
