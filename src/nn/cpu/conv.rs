@@ -5,7 +5,10 @@
 //! (`Plan`), each an independent rayon task: im2col of the tile straight from
 //! the feature-major input (each of its rows holds the tile's examples in one
 //! cache line), a single-threaded product, bias, ReLU and pooling while the
-//! tile is in cache. The columns stay a few MB per thread whatever the batch,
+//! tile is in cache. On our AVX-512 kernel a full tile's columns are never
+//! written: the product packs them from the band's zero-padded input rows
+//! (`PaddedBand`, a ninth of the values for 3x3 kernels), with the same bits.
+//! The columns stay a few MB per thread whatever the batch,
 //! where a whole-batch im2col of LeNet5's second layer is 1.8 GB at batch 1000.
 //! The backward pass recomputes each tile's columns for its part of dW rather
 //! than keeping them; dX is the convolution of the output gradient with the
@@ -21,10 +24,10 @@ use dfdx::prelude::*;
 use rayon::prelude::*;
 
 use super::bias_act::lane_sum;
-use super::im2col::{copy_run, im2col_band, ConvGeom};
+use super::im2col::{copy_run, im2col_band, ConvGeom, PaddedBand};
 use super::op::{grad_mut, put_grad, take_grad, to_host, upload};
 use super::par::for_each_chunk;
-use super::product::{tile_product, weight_values, Strided};
+use super::product::{band_product, band_products, tile_product, weight_values, Strided};
 use crate::nn::conv::Map;
 use crate::nn::param::Param;
 use crate::nn::Matrix;
@@ -46,11 +49,14 @@ struct Plan {
     pool: bool,
     /// The column budget `band` was cut to, in values.
     budget: usize,
+    /// Whether full tiles read their columns from a `PaddedBand` instead
+    /// of writing them (the same bits).
+    gathered: bool,
 }
 
 impl Plan {
     /// Bands as tall as `budget` values of columns allow.
-    fn new(geom: ConvGeom, batch: usize, pool: bool, budget: usize) -> Plan {
+    fn new(geom: ConvGeom, batch: usize, pool: bool, (budget, gathered): (usize, bool)) -> Plan {
         let per_row = geom.patch() * geom.output.width * TILE.min(batch).max(1);
         let mut band = (budget / per_row.max(1)).clamp(1, geom.output.height.max(1));
         if pool {
@@ -62,7 +68,13 @@ impl Plan {
             band,
             pool,
             budget,
+            gathered,
         }
+    }
+
+    /// Whether tile `j` reads its columns from a `PaddedBand`.
+    fn gathers(&self, j: usize) -> bool {
+        self.gathered && self.examples(j).len() == PaddedBand::EXAMPLES
     }
 
     fn tiles(&self) -> usize {
@@ -107,6 +119,62 @@ impl Plan {
     }
 }
 
+/// A task's im2col columns of one tile and band: stored (`cols`), or read
+/// in place from a padded band where the plan `gathers` the tile.
+#[derive(Default)]
+struct Columns {
+    cols: Vec<f32>,
+    band: PaddedBand,
+    gathered: bool,
+    n: usize,
+}
+
+impl Columns {
+    /// The columns of tile `j`, band `i` of `x` under `plan`.
+    fn fill(&mut self, x: &[f32], plan: &Plan, j: usize, i: usize) {
+        let (examples, rows) = (plan.examples(j), plan.rows(i));
+        let g = plan.geom;
+        self.gathered = plan.gathers(j);
+        self.n = rows.len() * g.output.width * examples.len();
+        if self.gathered {
+            self.band.fill(x, plan.batch, g, examples, rows);
+        } else {
+            self.cols.resize(g.patch() * self.n, 0.0);
+            im2col_band(x, plan.batch, g, examples, rows, &mut self.cols);
+        }
+    }
+
+    /// C = A · cols (m × n × k, k the patch), or with `transposed` C += A ·
+    /// colsᵀ (m × patch × n, k = n): `tile_product` with B the columns.
+    fn product(
+        &self,
+        mnk: (usize, usize, usize),
+        a: Strided,
+        transposed: bool,
+        c: &mut [f32],
+        ldc: usize,
+        accumulate: bool,
+    ) {
+        if self.gathered {
+            return band_product(mnk, a, &self.band, transposed, c, ldc, accumulate);
+        }
+        let b = if transposed {
+            Strided {
+                data: &self.cols,
+                rows: 1,
+                cols: self.n,
+            }
+        } else {
+            Strided {
+                data: &self.cols,
+                rows: self.n,
+                cols: 1,
+            }
+        };
+        tile_product(mnk, a, b, c, ldc, accumulate);
+    }
+}
+
 /// One tile's forward results, each (channels, rows, width, examples):
 /// the activations (dropped when pooled and not needed) and the pooled ones.
 struct Tile {
@@ -129,26 +197,19 @@ fn forward_tiles(
     let (o, patch) = (g.output.channels, g.patch());
     (0..plan.tiles() * bands)
         .into_par_iter()
-        .map_init(Vec::new, |cols, idx| {
-            let (examples, rows) = (plan.examples(idx / bands), plan.rows(idx % bands));
+        .map_init(Columns::default, |scratch, idx| {
+            let (j, i) = (idx / bands, idx % bands);
+            let (examples, rows) = (plan.examples(j), plan.rows(i));
             let (t, h) = (examples.len(), rows.len());
             let n = h * g.output.width * t;
-            cols.resize(patch * n, 0.0);
-            im2col_band(x, plan.batch, g, examples, rows, cols);
             let mut act = vec![0.0f32; o * n];
-            let (a, b) = (
-                Strided {
-                    data: w,
-                    rows: patch,
-                    cols: 1,
-                },
-                Strided {
-                    data: &cols[..],
-                    rows: n,
-                    cols: 1,
-                },
-            );
-            tile_product((o, n, patch), a, b, &mut act, n, false);
+            let a = Strided {
+                data: w,
+                rows: patch,
+                cols: 1,
+            };
+            scratch.fill(x, plan, j, i);
+            scratch.product((o, n, patch), a, false, &mut act, n, false);
             if bias.is_some() || relu {
                 for (r, row) in act.chunks_mut(n).enumerate() {
                     let bias = bias.map_or(0.0, |b| b[r]);
@@ -299,29 +360,21 @@ fn backward_tile(
         db: vec![0.0f32; o],
         gz: Vec::with_capacity(bands),
     };
-    let mut cols = Vec::new();
+    let mut scratch = Columns::default();
     for i in 0..bands {
         let (examples, rows) = (plan.examples(j), plan.rows(i));
         let (t, h) = (examples.len(), rows.len());
         let n = h * g.output.width * t;
         let gyt = gather_tile(plan, plan.out_map(), plan.out_band(), gy, j, i);
         let gz = tile_grad(plan, &tiles[j * bands + i], &gyt, relu, h, t);
-        cols.resize(patch * n, 0.0);
-        im2col_band(x, plan.batch, g, examples, rows, &mut cols);
+        scratch.fill(x, plan, j, i);
         // dW += dZ · colsᵀ, colsᵀ read from the columns in place.
-        let (a, b) = (
-            Strided {
-                data: &gz,
-                rows: n,
-                cols: 1,
-            },
-            Strided {
-                data: &cols,
-                rows: 1,
-                cols: n,
-            },
-        );
-        tile_product((o, patch, n), a, b, &mut grads.dw, patch, true);
+        let a = Strided {
+            data: &gz,
+            rows: n,
+            cols: 1,
+        };
+        scratch.product((o, patch, n), a, true, &mut grads.dw, patch, true);
         for (d, row) in grads.db.iter_mut().zip(gz.chunks(n)) {
             *d += lane_sum(row);
         }
@@ -341,7 +394,7 @@ fn input_gradient(plan: &Plan, w: &[f32], grads: &[TileGrads], gx: &mut [f32]) {
     let mut gz = vec![0.0f32; g.output.len() * plan.batch];
     scatter(plan, g.output, plan.band, &parts, &mut gz, false);
     let adjoint = g.adjoint();
-    let back = Plan::new(adjoint, plan.batch, false, plan.budget);
+    let back = Plan::new(adjoint, plan.batch, false, (plan.budget, plan.gathered));
     let tiles = forward_tiles(&gz, &back, &g.flipped_kernels(w), None, false, true);
     let parts: Vec<&[f32]> = tiles.iter().map(|t| t.act.as_slice()).collect();
     scatter(&back, adjoint.output, back.band, &parts, gx, true);
@@ -365,10 +418,12 @@ where
     T: Tape<f32, D> + Merge<R>,
     R: Tape<f32, D>,
 {
-    conv2d_in_bands(w, param, b, x, geom, (relu, pool), BAND_VALUES)
+    let columns = (BAND_VALUES, band_products());
+    conv2d_in_bands(w, param, b, x, geom, (relu, pool), columns)
 }
 
-/// `conv2d` with bands of at most `budget` values of columns.
+/// `conv2d` with bands of at most `budget` values of columns, read from
+/// padded bands where `gathered` (`columns`).
 fn conv2d_in_bands<D: Device<f32>, T, R>(
     w: Matrix<D, T>,
     param: Option<&Param<D>>,
@@ -376,7 +431,7 @@ fn conv2d_in_bands<D: Device<f32>, T, R>(
     x: Matrix<D, R>,
     geom: ConvGeom,
     (relu, pool): (bool, bool),
-    budget: usize,
+    columns: (usize, bool),
 ) -> Matrix<D, T>
 where
     T: Tape<f32, D> + Merge<R>,
@@ -391,7 +446,7 @@ where
     let mut tape = wt.merge(bt).merge(xt);
     let values: Arc<Vec<f32>> = weight_values(&w, param);
     let (bias, xh) = (to_host(&b), to_host(&x));
-    let plan = Plan::new(geom, batch, pool, budget);
+    let plan = Plan::new(geom, batch, pool, columns);
     let tiles = forward_tiles(&xh, &plan, &values, Some(&bias), relu, T::OWNS_TAPE);
     let map = plan.out_map();
     let mut yh = vec![0.0f32; map.len() * batch];
@@ -466,13 +521,26 @@ mod tests {
     }
 
     /// The output, dW, db, and dx (empty when `first`) of `conv` on `x`
-    /// with loss Σ y·r, through the tiles or through the generic path.
+    /// with loss Σ y·r, through the tiles (their columns read from padded
+    /// bands where this process's kernel can) or through the generic path.
     fn run(
         conv: &Conv2d<Cpu>,
         c: &Case,
         x: &Matrix<Cpu>,
         r: &Matrix<Cpu>,
         tiled: bool,
+        first: bool,
+    ) -> [Vec<f32>; 4] {
+        run_with(conv, c, x, r, (tiled, band_products()), first)
+    }
+
+    /// `run`, full tiles' columns read from padded bands if `gathered`.
+    fn run_with(
+        conv: &Conv2d<Cpu>,
+        c: &Case,
+        x: &Matrix<Cpu>,
+        r: &Matrix<Cpu>,
+        (tiled, gathered): (bool, bool),
         first: bool,
     ) -> [Vec<f32>; 4] {
         let dev = Cpu::default();
@@ -490,7 +558,7 @@ mod tests {
                 x.clone(),
                 conv.geom(),
                 (c.relu, c.pool),
-                c.budget,
+                (c.budget, gathered),
             ),
             (true, false) => conv2d_in_bands(
                 w(),
@@ -499,7 +567,7 @@ mod tests {
                 x.retaped::<Taped>(),
                 conv.geom(),
                 (c.relu, c.pool),
-                c.budget,
+                (c.budget, gathered),
             ),
             (false, _) => {
                 let y = conv.forward_generic(x.retaped::<Taped>());
@@ -575,6 +643,47 @@ mod tests {
             assert_close(&first[0], &generic[0], &format!("case {k} first y"));
             assert_close(&first[1], &generic[1], &format!("case {k} first dw"));
             assert_close(&first[2], &generic[2], &format!("case {k} first db"));
+        }
+    }
+
+    /// Full tiles read from padded bands give the bits of the stored
+    /// columns, forward, dW and dx (the adjoint convolution gathers too),
+    /// whatever the kernel's padding, band height and tile count.
+    #[test]
+    fn padded_bands_give_the_bits_of_stored_columns() {
+        if !band_products() {
+            println!("SKIP: padded bands need the AVX-512 kernel, which this process does not run");
+            return;
+        }
+        let mut cases = cases();
+        cases.push(Case {
+            input: map(5, 11, 9),
+            out: 7,
+            pad: 2,
+            relu: true,
+            pool: true,
+            batch: 48,
+            budget: 3000,
+        });
+        cases.push(Case {
+            input: map(4, 6, 6),
+            out: 3,
+            pad: 0,
+            relu: false,
+            pool: false,
+            batch: 32,
+            budget: BAND_VALUES,
+        });
+        for (k, c) in cases.iter().enumerate() {
+            let (conv, x, r) = setup(c);
+            let stored = run_with(&conv, c, &x, &r, (true, false), false);
+            let gathered = run_with(&conv, c, &x, &r, (true, true), false);
+            for (what, (a, b)) in ["y", "dw", "db", "dx"]
+                .iter()
+                .zip(stored.iter().zip(&gathered))
+            {
+                assert_eq!(a, b, "case {k} {what}");
+            }
         }
     }
 

@@ -1,7 +1,9 @@
 //! The geometry of a stride-1, zero-padded convolution with square kernels
 //! (`ConvGeom`), and `im2col_band`, the im2col of one tile of it: a band of
 //! output rows for a run of examples, read straight from the feature-major
-//! (C·H·W, batch) layout, whose rows hold a run of examples contiguously.
+//! (C·H·W, batch) layout, whose rows hold a run of examples contiguously;
+//! or `PaddedBand`, the input rows such a band reads, from which a product
+//! reads the same columns in place.
 
 use std::ops::Range;
 
@@ -93,6 +95,70 @@ pub(super) fn im2col_band(
                     }
                     None => d.fill(0.0),
                 }
+            }
+        }
+    }
+}
+
+/// The rows of a feature-major input that one band of output rows reads, for
+/// one full tile of 16 examples, zero-padded: (C, h + K - 1, W + 2·pad, 16)
+/// for a band of h rows, and the offsets (`rows`, `groups`) that read it as
+/// that band's im2col columns: column (oy, ox, e) of row (c, ky, kx) is
+/// `data[rows[(c, ky, kx)] + groups[(oy, ox)] + e]`. `sgemm_gathered` packs
+/// its panels from it, so the columns (9 times as many values for a 3x3
+/// kernel) are never written.
+#[derive(Debug, Default)]
+pub(super) struct PaddedBand {
+    pub(super) data: Vec<f32>,
+    pub(super) rows: Vec<usize>,
+    pub(super) groups: Vec<usize>,
+}
+
+impl PaddedBand {
+    /// Examples per band: one run of the gathered matrix.
+    pub(super) const EXAMPLES: usize = 16;
+
+    /// The band of output rows `rows` for examples `examples` (exactly
+    /// `EXAMPLES` of them) of `x` (C·H·W, `batch`); reuses the buffers.
+    pub(super) fn fill(
+        &mut self,
+        x: &[f32],
+        batch: usize,
+        g: ConvGeom,
+        examples: Range<usize>,
+        rows: Range<usize>,
+    ) {
+        const T: usize = PaddedBand::EXAMPLES;
+        assert_eq!(examples.len(), T, "a padded band holds one full tile");
+        let (k, pad) = (g.kernel, g.pad);
+        let (ih, iw) = (g.input.height, g.input.width);
+        let (hh, wp) = (rows.len() + k - 1, iw + 2 * pad);
+        self.data.clear();
+        self.data.resize(g.input.channels * hh * wp * T, 0.0);
+        for c in 0..g.input.channels {
+            for yy in 0..hh {
+                let Some(iy) = g.source(rows.start, yy, ih) else {
+                    continue;
+                };
+                for ix in 0..iw {
+                    let s = ((c * ih + iy) * iw + ix) * batch + examples.start;
+                    let d = ((c * hh + yy) * wp + ix + pad) * T;
+                    copy_run(&mut self.data[d..d + T], &x[s..s + T]);
+                }
+            }
+        }
+        self.rows.clear();
+        for c in 0..g.input.channels {
+            for ky in 0..k {
+                for kx in 0..k {
+                    self.rows.push(((c * hh + ky) * wp + kx) * T);
+                }
+            }
+        }
+        self.groups.clear();
+        for oy in 0..rows.len() {
+            for ox in 0..g.output.width {
+                self.groups.push((oy * wp + ox) * T);
             }
         }
     }

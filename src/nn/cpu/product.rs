@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use dfdx::prelude::*;
 
+use super::im2col::PaddedBand;
 use super::op::{grad_mut, on_cpu, put_grad, take_grad, to_host, upload};
 use super::par::{for_each_chunk, PAR_MIN};
 use super::sparse::{self, SparseLayout};
@@ -210,6 +211,41 @@ pub(super) fn tile_product(
             gemm::Parallelism::None,
         )
     }
+}
+
+/// Whether convolution tiles read their columns from a `PaddedBand`
+/// (`band_product`): only our kernel packs its panels through offsets.
+pub(super) fn band_products() -> bool {
+    kernel_enabled()
+}
+
+/// `tile_product` with B the im2col columns of `band` (k × n), or with
+/// `transposed` their transpose (n × k); the same bits as `tile_product` on
+/// the columns stored. Only where `band_products()`.
+#[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
+pub(super) fn band_product(
+    (m, n, k): (usize, usize, usize),
+    a: Strided,
+    band: &PaddedBand,
+    transposed: bool,
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use super::sgemm::{sgemm_gathered, Gathered, Operand};
+        assert!(a.cols == 1, "A row-major");
+        let b = Gathered {
+            data: &band.data,
+            rows: &band.rows,
+            groups: &band.groups,
+        };
+        let a = Operand::row_major(a.data, a.rows);
+        sgemm_gathered((m, n, k), a, b, transposed, c, ldc, accumulate)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!("band products need the AVX-512 kernel")
 }
 
 /// `W x` on the CPU for a layer whose weight `param` is sparse with

@@ -77,6 +77,115 @@ impl<'a> Operand<'a> {
     }
 }
 
+/// A matrix that is never stored: element (r, c) is
+/// `data[rows[r] + groups[c / 16] + c % 16]`, runs of 16 columns read from
+/// anywhere in `data`. It is a convolution's im2col columns read straight
+/// from a padded band of its input (`im2col::PaddedBand`), so B's panels
+/// are packed from the input without the columns being written first.
+#[derive(Clone, Copy)]
+pub(crate) struct Gathered<'a> {
+    /// The values the offsets point into.
+    pub(crate) data: &'a [f32],
+    /// The offset of each row.
+    pub(crate) rows: &'a [usize],
+    /// The offset of each run of 16 columns.
+    pub(crate) groups: &'a [usize],
+}
+
+impl Gathered<'_> {
+    /// Whether every run of 16 that the offsets name lies inside `data`.
+    fn fits(&self) -> bool {
+        let (r, g) = (self.rows.iter().max(), self.groups.iter().max());
+        r.zip(g).is_none_or(|(r, g)| r + g + 16 <= self.data.len())
+    }
+}
+
+/// Where `pack_b` finds B's element (p, j): at strides, or through the
+/// offsets of a `Gathered` matrix (B itself, or with `transposed` its
+/// transpose, whose runs of 16 are then along p).
+#[derive(Clone, Copy)]
+enum BSource {
+    Strided {
+        data: *const f32,
+        row: usize,
+        col: usize,
+    },
+    Gathered {
+        data: *const f32,
+        rows: *const usize,
+        groups: *const usize,
+        transposed: bool,
+    },
+}
+
+impl BSource {
+    /// Whether B's rows are contiguous (in runs of 16 for `Gathered`).
+    fn rows_contiguous(self) -> bool {
+        match self {
+            BSource::Strided { col, .. } => col == 1,
+            BSource::Gathered { transposed, .. } => !transposed,
+        }
+    }
+
+    /// Element (p, j).
+    ///
+    /// # Safety
+    ///
+    /// (p, j) must be inside the matrix this source was built for.
+    #[inline(always)]
+    unsafe fn at(self, p: usize, j: usize) -> *const f32 {
+        match self {
+            BSource::Strided { data, row, col } => data.add(p * row + j * col),
+            BSource::Gathered {
+                data,
+                rows,
+                groups,
+                transposed: false,
+            } => data.add(*rows.add(p) + *groups.add(j / 16) + j % 16),
+            BSource::Gathered {
+                data,
+                rows,
+                groups,
+                transposed: true,
+            } => data.add(*rows.add(j) + *groups.add(p / 16) + p % 16),
+        }
+    }
+
+    /// The columns from `j0` on (a multiple of 16 for `Gathered`).
+    ///
+    /// # Safety
+    ///
+    /// `j0` must be a column of the matrix.
+    unsafe fn columns_from(self, j0: usize) -> BSource {
+        match self {
+            BSource::Strided { data, row, col } => BSource::Strided {
+                data: data.add(j0 * col),
+                row,
+                col,
+            },
+            BSource::Gathered {
+                data,
+                rows,
+                groups,
+                transposed,
+            } => {
+                debug_assert_eq!(j0 % 16, 0);
+                let (rows, groups) = if transposed {
+                    (rows.add(j0), groups)
+                } else {
+                    (rows, groups.add(j0 / 16))
+                };
+                BSource::Gathered {
+                    data,
+                    rows,
+                    groups,
+                    transposed,
+                }
+            }
+        }
+    }
+}
+
 /// A pointer that may cross to rayon workers; each worker writes its own rows or columns.
 #[derive(Clone, Copy)]
 struct Shared<T>(T);
@@ -122,6 +231,52 @@ pub(crate) fn sgemm(
     ldc: usize,
     accumulate: bool,
 ) {
+    assert!(m == 0 || n == 0 || k == 0 || b.data.len() > b.at(k - 1, n - 1));
+    let (row, col) = match b.layout {
+        Layout::RowMajor => (b.ld, 1),
+        Layout::ColMajor => (1, b.ld),
+    };
+    let b = BSource::Strided {
+        data: b.data.as_ptr(),
+        row,
+        col,
+    };
+    product((m, n, k), a, b, c, ldc, accumulate);
+}
+
+/// `sgemm` with B a `Gathered` matrix (k × n), or with `transposed` the
+/// transpose of one (n × k). The packed panels are the ones `sgemm` packs
+/// from the same values stored, so the bits are the same. Panics if the
+/// offsets are too few or point outside `b.data`, or the CPU lacks AVX-512.
+pub(crate) fn sgemm_gathered(
+    (m, n, k): (usize, usize, usize),
+    a: Operand,
+    b: Gathered,
+    transposed: bool,
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+) {
+    let (rows, runs) = if transposed { (n, k) } else { (k, n) };
+    assert!(b.rows.len() >= rows && b.groups.len() >= runs.div_ceil(16) && b.fits());
+    let b = BSource::Gathered {
+        data: b.data.as_ptr(),
+        rows: b.rows.as_ptr(),
+        groups: b.groups.as_ptr(),
+        transposed,
+    };
+    product((m, n, k), a, b, c, ldc, accumulate);
+}
+
+/// The product of `sgemm` and `sgemm_gathered`, B's bounds checked by them.
+fn product(
+    (m, n, k): (usize, usize, usize),
+    a: Operand,
+    b: BSource,
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+) {
     assert!(available(), "sgemm needs AVX-512");
     if m == 0 || n == 0 {
         return;
@@ -134,34 +289,21 @@ pub(crate) fn sgemm(
         }
         return;
     }
-    assert!(a.data.len() > a.at(m - 1, k - 1) && b.data.len() > b.at(k - 1, n - 1));
+    assert!(a.data.len() > a.at(m - 1, k - 1));
     assert!(ldc >= n && c.len() >= (m - 1) * ldc + n);
-    let (ap, bp, cp) = (
-        Shared(a.data.as_ptr()),
-        Shared(b.data.as_ptr()),
-        Shared(c.as_mut_ptr()),
-    );
-    let (al, bl) = (a.layout, b.layout);
-    let (lda, ldb) = (a.ld, b.ld);
+    let (ap, bp, cp) = (Shared(a.data.as_ptr()), Shared(b), Shared(c.as_mut_ptr()));
+    let al = a.layout;
+    let lda = a.ld;
     let threads = if 2 * m * n * k < 4_000_000 {
         1
     } else {
         rayon::current_num_threads()
     };
-    // SAFETY (all calls below): AVX-512 was checked; the asserts above keep
-    // every read inside A and B and every write inside C; workers write
-    // disjoint row or column ranges of C.
+    // SAFETY (all calls below): AVX-512 was checked; the asserts above and
+    // the callers' keep every read inside A and B and every write inside C;
+    // workers write disjoint row or column ranges of C.
     if threads == 1 {
-        unsafe {
-            serial(
-                (m, n, k),
-                (ap.0, lda, al),
-                (bp.0, ldb, bl),
-                cp.0,
-                ldc,
-                accumulate,
-            )
-        };
+        unsafe { serial((m, n, k), (ap.0, lda, al), bp.0, cp.0, ldc, accumulate) };
         return;
     }
     let (row_tiles, col_tiles) = (m.div_ceil(MR), n.div_ceil(NR));
@@ -176,7 +318,7 @@ pub(crate) fn sgemm(
                 serial(
                     (rows, n, k),
                     (ap.0.add(a_off), lda, al),
-                    (bp.0, ldb, bl),
+                    bp.0,
                     cp.0.add(i0 * ldc),
                     ldc,
                     accumulate,
@@ -189,12 +331,11 @@ pub(crate) fn sgemm(
             let (ap, bp, cp) = (ap, bp, cp);
             let j0 = t * per;
             let cols = per.min(n - j0);
-            let b_off = if bl == Layout::RowMajor { j0 } else { j0 * ldb };
             unsafe {
                 serial(
                     (m, cols, k),
                     (ap.0, lda, al),
-                    (bp.0.add(b_off), ldb, bl),
+                    bp.0.columns_from(j0),
                     cp.0.add(j0),
                     ldc,
                     accumulate,
@@ -211,15 +352,15 @@ pub(crate) fn sgemm(
 ///
 /// The CPU must support AVX-512F. For every i < m, j < n and p < k, A's
 /// element (i, p) must be readable at `a.add(i * lda + p)` (row-major `al`)
-/// or `a.add(p * lda + i)` (column-major), B's element (p, j) likewise with
-/// `ldb` and `bl`, and `c.add(i * ldc + j)` must be readable and writable.
+/// or `a.add(p * lda + i)` (column-major), B's element (p, j) at
+/// `b.at(p, j)`, and `c.add(i * ldc + j)` must be readable and writable.
 /// Those elements of C must not overlap A or B, and no other thread may
 /// access them, or write A or B, during the call.
 #[target_feature(enable = "avx512f")]
 unsafe fn serial(
     (m, n, k): (usize, usize, usize),
     (a, lda, al): (*const f32, usize, Layout),
-    (b, ldb, bl): (*const f32, usize, Layout),
+    b: BSource,
     c: *mut f32,
     ldc: usize,
     accumulate: bool,
@@ -230,7 +371,7 @@ unsafe fn serial(
             let nc = NC.min(n - jc);
             for pc in (0..k).step_by(KC) {
                 let kc = KC.min(k - pc);
-                pack_b(kc, nc, b, ldb, bl, pc, jc, bpk);
+                pack_b(kc, nc, b, pc, jc, bpk);
                 for ic in (0..m).step_by(MC) {
                     let mc = MC.min(m - ic);
                     let a_block = match al {
@@ -299,87 +440,77 @@ unsafe fn transpose16(r: &mut [__m512; 16]) {
 /// # Safety
 ///
 /// The CPU must support AVX-512F. For every p < kc and j < nc, B's element
-/// (pc + p, jc + j) must be readable at `b.add((pc + p) * ldb + jc + j)`
-/// (row-major `bl`) or `b.add((jc + j) * ldb + pc + p)` (column-major).
-/// `dst` must be 64-byte aligned and writable for `nc.div_ceil(NR) * kc * NR`
-/// floats, none of them inside B.
-#[allow(clippy::too_many_arguments)]
+/// (pc + p, jc + j) must be readable at `b.at(pc + p, jc + j)`; for a
+/// `Gathered` source, `pc` and `jc` must be multiples of 16. `dst` must be
+/// 64-byte aligned and writable for `nc.div_ceil(NR) * kc * NR` floats, none
+/// of them inside B.
 #[target_feature(enable = "avx512f")]
-unsafe fn pack_b(
-    kc: usize,
-    nc: usize,
-    b: *const f32,
-    ldb: usize,
-    bl: Layout,
-    pc: usize,
-    jc: usize,
-    dst: *mut f32,
-) {
+unsafe fn pack_b(kc: usize, nc: usize, b: BSource, pc: usize, jc: usize, dst: *mut f32) {
     let npanels = nc.div_ceil(NR);
     for q in 0..npanels {
         let j0 = jc + q * NR;
         let nr = NR.min(nc - q * NR);
         let d = dst.add(q * kc * NR);
-        match bl {
-            Layout::RowMajor => {
-                let m0: __mmask16 = if nr >= 16 {
-                    0xffff
+        if b.rows_contiguous() {
+            // Row p's NR columns: two runs of 16 (masked past nr).
+            let m0: __mmask16 = if nr >= 16 {
+                0xffff
+            } else {
+                ((1u32 << nr) - 1) as u16
+            };
+            let m1: __mmask16 = if nr >= 32 {
+                0xffff
+            } else if nr > 16 {
+                ((1u32 << (nr - 16)) - 1) as u16
+            } else {
+                0
+            };
+            for p in 0..kc {
+                let v0 = _mm512_maskz_loadu_ps(m0, b.at(pc + p, j0));
+                let v1 = if nr > 16 {
+                    _mm512_maskz_loadu_ps(m1, b.at(pc + p, j0 + 16))
                 } else {
-                    ((1u32 << nr) - 1) as u16
+                    _mm512_setzero_ps()
                 };
-                let m1: __mmask16 = if nr >= 32 {
-                    0xffff
-                } else if nr > 16 {
-                    ((1u32 << (nr - 16)) - 1) as u16
-                } else {
-                    0
-                };
-                for p in 0..kc {
-                    let s = b.add((pc + p) * ldb + j0);
-                    let v0 = _mm512_maskz_loadu_ps(m0, s);
-                    let v1 = _mm512_maskz_loadu_ps(m1, s.add(16));
-                    _mm512_store_ps(d.add(p * NR), v0);
-                    _mm512_store_ps(d.add(p * NR + 16), v1);
+                _mm512_store_ps(d.add(p * NR), v0);
+                _mm512_store_ps(d.add(p * NR + 16), v1);
+            }
+            continue;
+        }
+        // Columns are contiguous over p (in runs of 16 from a multiple of
+        // 16 for a transposed `Gathered` source).
+        if nr < NR {
+            for p in 0..kc {
+                for jj in nr..NR {
+                    *d.add(p * NR + jj) = 0.0;
                 }
             }
-            Layout::ColMajor => {
-                // source column j is contiguous over p: b[j*ldb + pc + p]
-                if nr < NR {
-                    for p in 0..kc {
-                        for jj in nr..NR {
-                            *d.add(p * NR + jj) = 0.0;
-                        }
-                    }
+        }
+        // full 16-column groups: 16x16 in-register transposes
+        let mut jj = 0;
+        while jj + 16 <= nr {
+            let mut p = 0;
+            while p + 16 <= kc {
+                let mut r = [_mm512_setzero_ps(); 16];
+                for x in 0..16 {
+                    r[x] = _mm512_loadu_ps(b.at(pc + p, j0 + jj + x));
                 }
-                // full 16-column groups: 16x16 in-register transposes
-                let mut jj = 0;
-                while jj + 16 <= nr {
-                    let mut p = 0;
-                    while p + 16 <= kc {
-                        let mut r = [_mm512_setzero_ps(); 16];
-                        for x in 0..16 {
-                            r[x] = _mm512_loadu_ps(b.add((j0 + jj + x) * ldb + pc + p));
-                        }
-                        transpose16(&mut r);
-                        for x in 0..16 {
-                            _mm512_store_ps(d.add((p + x) * NR + jj), r[x]);
-                        }
-                        p += 16;
-                    }
-                    for x in 0..16 {
-                        let s = b.add((j0 + jj + x) * ldb + pc);
-                        for pp in p..kc {
-                            *d.add(pp * NR + jj + x) = *s.add(pp);
-                        }
-                    }
-                    jj += 16;
+                transpose16(&mut r);
+                for x in 0..16 {
+                    _mm512_store_ps(d.add((p + x) * NR + jj), r[x]);
                 }
-                for jj in jj..nr {
-                    let s = b.add((j0 + jj) * ldb + pc);
-                    for p in 0..kc {
-                        *d.add(p * NR + jj) = *s.add(p);
-                    }
+                p += 16;
+            }
+            for x in 0..16 {
+                for pp in p..kc {
+                    *d.add(pp * NR + jj + x) = *b.at(pc + pp, j0 + jj + x);
                 }
+            }
+            jj += 16;
+        }
+        for jj in jj..nr {
+            for p in 0..kc {
+                *d.add(p * NR + jj) = *b.at(pc + p, j0 + jj);
             }
         }
     }
@@ -663,6 +794,61 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    /// A gathered B (and a gathered transpose) gives the bits of the same
+    /// matrix stored, on one thread and split by columns over two.
+    #[test]
+    fn gathered_operands_give_the_bits_of_stored_ones() {
+        if !available() {
+            println!("SKIP: this CPU has no AVX-512, so the kernel is not used here");
+            return;
+        }
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        for &(m, n, k, transposed) in &[
+            (5usize, 1600usize, 700usize, false),
+            (70, 600, 1000, true),
+            (3, 37, 19, false),
+            (9, 21, 45, true),
+        ] {
+            let (rows, runs) = if transposed { (n, k) } else { (k, n) };
+            let data: Vec<f32> = (0..20_000).map(|_| rng.gen_range(-1.0..1.0)).collect();
+            let row_offsets: Vec<usize> = (0..rows).map(|_| rng.gen_range(0..10_000)).collect();
+            let groups: Vec<usize> = (0..runs.div_ceil(16))
+                .map(|_| rng.gen_range(0..9_000))
+                .collect();
+            let b = Gathered {
+                data: &data,
+                rows: &row_offsets,
+                groups: &groups,
+            };
+            let value = |r: usize, c: usize| data[row_offsets[r] + groups[c / 16] + c % 16];
+            let stored: Vec<f32> = (0..k)
+                .flat_map(|p| (0..n).map(move |j| (p, j)))
+                .map(|(p, j)| if transposed { value(j, p) } else { value(p, j) })
+                .collect();
+            let (a, _) = operand(m, k, Layout::RowMajor, &mut rng);
+            let a = Operand::row_major(&a, k + 3);
+            let run = |threads: usize, gathered: bool| {
+                let mut c = vec![0.5; m * n];
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                pool.install(|| {
+                    if gathered {
+                        sgemm_gathered((m, n, k), a, b, transposed, &mut c, n, true)
+                    } else {
+                        let b = Operand::row_major(&stored, n);
+                        sgemm((m, n, k), a, b, &mut c, n, true)
+                    }
+                });
+                c
+            };
+            let want = run(1, false);
+            assert_eq!(run(1, true), want, "{m}x{n}x{k} {transposed}, one thread");
+            assert_eq!(run(2, true), want, "{m}x{n}x{k} {transposed}, two threads");
         }
     }
 }
