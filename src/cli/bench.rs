@@ -185,14 +185,14 @@ pub fn exec(args: Args) -> CliResult {
         for &batch in case.train_batches {
             let steps = (budget / (batch * case.cost)).max(3);
             let train = Runs::measure(repetitions, || {
-                nn::bench_training(&dev, &case.net, MNIST, batch, steps)
+                nn::on_pool(|| nn::bench_training(&dev, &case.net, MNIST, batch, steps))
             })?;
             emit("train", case.name, batch, &train, "samples/s");
         }
         if case.evaluate {
             let steps = ((if args.quick { 4 } else { 10 }) / case.cost).max(2);
             let eval = Runs::measure(repetitions, || {
-                nn::bench_evaluation(&dev, &case.net, MNIST, 1000, steps)
+                nn::on_pool(|| nn::bench_evaluation(&dev, &case.net, MNIST, 1000, steps))
             })?;
             emit("evaluate", case.name, 1000, &eval, "samples/s");
         }

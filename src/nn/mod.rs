@@ -45,7 +45,7 @@ pub use active::{ActiveInit, ActiveNet, ActiveSpec};
 pub use bench::{bench_evaluation, bench_training, BenchNet};
 pub use binary::{BinaryConfig, BinaryKernels, BinaryNet};
 pub use config::{BiasInit, InitConfig, InputShape, ModelConfig, WeightInit};
-pub use cpu::{cpu_products, keep_freed_buffers};
+pub use cpu::{cpu_products, keep_freed_buffers, on_pool};
 pub use device::cpu;
 #[cfg(feature = "cuda")]
 pub use device::cuda;

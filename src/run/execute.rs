@@ -154,7 +154,9 @@ pub fn compute(
     host: &str,
 ) -> Result<Computed, Failure> {
     let started = Instant::now();
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| kind.run(params, ctx)));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        crate::nn::on_pool(|| kind.run(params, ctx))
+    }));
     let failure = match result {
         Ok(Ok(metrics)) => {
             return Ok(Computed {

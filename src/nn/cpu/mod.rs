@@ -38,6 +38,7 @@ pub use heap::keep_freed_buffers;
 pub(crate) use im2col::ConvGeom;
 pub(crate) use mask::{expand_kept, mask_gradient, mul_mask};
 pub(crate) use op::{on_cpu, to_host, upload};
+pub use par::on_pool;
 pub(crate) use pool::max_pool2;
 pub use product::cpu_products;
 pub(crate) use product::{matmul, matmul_no_input_grad, sparse_matmul};
