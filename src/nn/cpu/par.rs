@@ -1,5 +1,6 @@
-//! Fixed-chunk parallel loops: `for_each_chunk` and the size (`PAR_MIN`)
-//! below which a loop stays on the calling thread. Every loop of `cpu` writes
+//! Fixed-chunk parallel loops: `for_each_chunk`, the size (`PAR_MIN`)
+//! below which a loop stays on the calling thread, and `on_pool`, which runs
+//! a whole computation on a pool thread so its loops start there. Every loop of `cpu` writes
 //! disjoint output chunks and sums in a fixed order, so its results do not
 //! depend on the number of threads.
 

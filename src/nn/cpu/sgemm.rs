@@ -726,10 +726,26 @@ mod tests {
         ((0..len).map(|_| rng.gen_range(-1.0..1.0)).collect(), ld)
     }
 
-    #[test]
-    fn products_match_f64_in_every_layout_and_do_not_depend_on_threads() {
+    /// Whether this CPU runs the kernel; prints why a test is skipped if not.
+    fn kernel_runs_here() -> bool {
         if !available() {
             println!("SKIP: this CPU has no AVX-512, so the kernel is not used here");
+        }
+        available()
+    }
+
+    /// `work` on a pool of `threads` threads.
+    fn on_threads(threads: usize, work: impl FnOnce() + Send) {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(work)
+    }
+
+    #[test]
+    fn products_match_f64_in_every_layout_and_do_not_depend_on_threads() {
+        if !kernel_runs_here() {
             return;
         }
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
@@ -763,11 +779,7 @@ mod tests {
                     let c0: Vec<f32> = (0..m * ldc).map(|_| rng.gen_range(-1.0..1.0)).collect();
                     let run = |threads: usize| {
                         let mut c = c0.clone();
-                        let pool = rayon::ThreadPoolBuilder::new()
-                            .num_threads(threads)
-                            .build()
-                            .unwrap();
-                        pool.install(|| sgemm((m, n, k), a, b, &mut c, ldc, true));
+                        on_threads(threads, || sgemm((m, n, k), a, b, &mut c, ldc, true));
                         c
                     };
                     let c = run(2);
@@ -801,8 +813,7 @@ mod tests {
     /// matrix stored, on one thread and split by columns over two.
     #[test]
     fn gathered_operands_give_the_bits_of_stored_ones() {
-        if !available() {
-            println!("SKIP: this CPU has no AVX-512, so the kernel is not used here");
+        if !kernel_runs_here() {
             return;
         }
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
@@ -832,11 +843,7 @@ mod tests {
             let a = Operand::row_major(&a, k + 3);
             let run = |threads: usize, gathered: bool| {
                 let mut c = vec![0.5; m * n];
-                let pool = rayon::ThreadPoolBuilder::new()
-                    .num_threads(threads)
-                    .build()
-                    .unwrap();
-                pool.install(|| {
+                on_threads(threads, || {
                     if gathered {
                         sgemm_gathered((m, n, k), a, b, transposed, &mut c, n, true)
                     } else {
