@@ -15,10 +15,9 @@ use dfdx::prelude::*;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::cpu::upload;
+use super::cpu::{gather_transposed, upload};
 use super::error::{Error, Result};
 use super::model::Model;
 use super::optim::Optimizer;
@@ -161,29 +160,7 @@ fn batch<D: Device<f32>, M: Model<D>>(
     let (classes, b) = (shape.classes, chunk.len());
     let mut x = vec![0.0f32; features * b];
     let mut onehot = vec![0.0f32; classes * b];
-    // The transpose goes in parallel bands of features, and within a band in
-    // tiles of TILE features × TILE examples: each example's part is read
-    // whole and each feature's part written whole (a copy: the thread count
-    // cannot change it).
-    const TILE: usize = 16;
-    x.par_chunks_mut(TILE * b)
-        .enumerate()
-        .for_each(|(band, rows)| {
-            let (start, width) = (band * TILE, rows.len() / b);
-            let mut tile = [[0.0f32; TILE]; TILE];
-            for (block, examples) in chunk.chunks(TILE).enumerate() {
-                for (j, &i) in examples.iter().enumerate() {
-                    let part = &images[i * features + start..][..width];
-                    for (k, &v) in part.iter().enumerate() {
-                        tile[k][j] = v;
-                    }
-                }
-                for (k, feature) in tile[..width].iter().enumerate() {
-                    rows[k * b + block * TILE..][..examples.len()]
-                        .copy_from_slice(&feature[..examples.len()]);
-                }
-            }
-        });
+    gather_transposed(images, features, chunk, &mut x);
     for (j, &i) in chunk.iter().enumerate() {
         onehot[labels[i] as usize * b + j] = 1.0;
     }

@@ -4,7 +4,8 @@
 //! sign, a binarized layer's batch norm + sign), Adam's update on a parameter's host copy, and the matrix products
 //! (`product`, on our AVX-512 `sgemm` where the CPU has it, or `sparse` for a
 //! weight pruned below `SPARSE_BELOW` density, which stores only its kept
-//! values), and the bit-packed XNOR products of binarized evaluation. Callers check
+//! values), the bit-packed XNOR products of binarized evaluation, and the transpose of
+//! each batch into the feature-major layout the layers read. Callers check
 //! `on_cpu::<D>()`, or call an op that does, and keep dfdx's generic path on
 //! other devices. This module holds no layer or model state, never lets the
 //! thread count change a result (fixed chunks, fixed summation orders), and
@@ -27,6 +28,7 @@ mod sgemm;
 mod sign;
 mod simd;
 mod sparse;
+mod transpose;
 mod xnor;
 
 pub(crate) use adam::{adam_update, for_each_moment_chunk};
@@ -46,4 +48,5 @@ pub(crate) use sign::sign_ste;
 #[cfg(test)]
 pub(crate) use sparse::SPARSE_BELOW;
 pub(crate) use sparse::{relayout, relayout_buffer, SparseLayout};
+pub(crate) use transpose::gather_transposed;
 pub(crate) use xnor::{xnor_matmul, PackedWeights};

@@ -254,25 +254,32 @@ pub(crate) fn weight_grad(l: &SparseLayout, gy: &[f32], x: &[f32], np: usize, dw
     }
     let task = |(rows, dw): (std::ops::Range<usize>, &mut [f32])| {
         let offset = l.row_start[rows.start];
+        let end = l.row_start[rows.end];
+        // The row of each kept entry, walking the task's rows in order.
+        let mut row = rows.start;
+        let mut entry = |k: usize| {
+            while k >= l.row_start[row + 1] {
+                row += 1;
+            }
+            let column = l.kept[k] as usize - row * l.cols;
+            (&gy[row * np..][..np], &x[column * np..][..np])
+        };
         with_wide_simd(
             #[inline(always)]
             || {
-                for i in rows {
-                    let (g, base) = (&gy[i * np..][..np], i * l.cols);
-                    let (mut k, end) = (l.row_start[i], l.row_start[i + 1]);
-                    let column = |k: usize| &x[(l.kept[k] as usize - base) * np..][..np];
-                    // Four kept entries at a time: four independent chains of
-                    // adds instead of one, each summed exactly as `dot` does.
-                    while k + 4 <= end {
-                        let d = dot4(g, [column(k), column(k + 1), column(k + 2), column(k + 3)]);
-                        for (q, d) in d.into_iter().enumerate() {
-                            dw[k + q - offset] += d;
-                        }
-                        k += 4;
+                // Eight kept entries at a time, across rows: eight
+                // independent chains of adds, each summed exactly as `dot` does.
+                let mut k = offset;
+                while k + 8 <= end {
+                    let pairs: [(&[f32], &[f32]); 8] = std::array::from_fn(|q| entry(k + q));
+                    for (q, d) in dot8(pairs).into_iter().enumerate() {
+                        dw[k + q - offset] += d;
                     }
-                    for k in k..end {
-                        dw[k - offset] += dot(g, column(k));
-                    }
+                    k += 8;
+                }
+                for k in k..end {
+                    let (g, column) = entry(k);
+                    dw[k - offset] += dot(g, column);
                 }
             },
         )
@@ -371,20 +378,28 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))
 }
 
-/// `dot(a, b[q])` for four `b`s at once, with the same bits: each has its
-/// own eight lanes, summed in the same order.
+/// `dot(a, b)` for eight pairs at once, with the same bits: each pair has
+/// its own eight lanes, summed in the same order. The lanes are turned
+/// so that the pairwise sums run on all eight pairs together.
 #[inline(always)]
-fn dot4(a: &[f32], b: [&[f32]; 4]) -> [f32; 4] {
-    let mut acc = [[0.0f32; 8]; 4];
-    for (c, a) in a.chunks_exact(8).enumerate() {
-        for q in 0..4 {
-            let b = &b[q][c * 8..][..8];
+fn dot8(pairs: [(&[f32], &[f32]); 8]) -> [f32; 8] {
+    let mut acc = [[0.0f32; 8]; 8];
+    let len = pairs[0].0.len();
+    for c in (0..len).step_by(8) {
+        for (acc, (a, b)) in acc.iter_mut().zip(&pairs) {
+            let (a, b) = (&a[c..][..8], &b[c..][..8]);
             for t in 0..8 {
-                acc[q][t] += a[t] * b[t];
+                acc[t] += a[t] * b[t];
             }
         }
     }
-    acc.map(|acc| ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])))
+    // lane[t][q] is lane t of pair q.
+    let lane: [[f32; 8]; 8] = std::array::from_fn(|t| std::array::from_fn(|q| acc[q][t]));
+    let add = |x: [f32; 8], y: [f32; 8]| -> [f32; 8] { std::array::from_fn(|q| x[q] + y[q]) };
+    add(
+        add(add(lane[0], lane[1]), add(lane[2], lane[3])),
+        add(add(lane[4], lane[5]), add(lane[6], lane[7])),
+    )
 }
 
 #[cfg(test)]
