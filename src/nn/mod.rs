@@ -9,8 +9,8 @@
 //! and the `adam-meta` optimizer. Everything
 //! is generic over the dfdx device (`cpu()`, or `cuda()` with the `cuda`
 //! feature). Activations are feature-major, (features, batch). On the CPU the
-//! layers run on the kernels of `cpu`: the matrix products on our AVX-512
-//! kernel where the CPU has AVX-512, and rayon loops over host buffers in
+//! layers run on the kernels of `cpu`: the matrix products on our kernel
+//! where the CPU has AVX-512 or AVX2, and rayon loops over host buffers in
 //! place of dfdx's slow element-wise ops; a weight pruned below a density
 //! threshold stores only its kept values, and its products, gradient and
 //! optimizer state skip the masked ones. This module
@@ -45,7 +45,7 @@ pub use active::{ActiveInit, ActiveNet, ActiveSpec};
 pub use bench::{bench_evaluation, bench_training, BenchNet};
 pub use binary::{BinaryConfig, BinaryKernels, BinaryNet};
 pub use config::{BiasInit, InitConfig, InputShape, ModelConfig, WeightInit};
-pub use cpu::{cpu_products, keep_freed_buffers, on_pool};
+pub use cpu::{cpu_products, keep_freed_buffers, on_pool, same_products};
 pub use device::cpu;
 #[cfg(feature = "cuda")]
 pub use device::cuda;

@@ -56,7 +56,7 @@ impl Remote {
         }
         let here = crate::nn::cpu_products();
         match &manifest.cpu_products {
-            Some(there) if device == DeviceChoice::Cpu && there != here => Some(format!(
+            Some(there) if device == DeviceChoice::Cpu && !crate::nn::same_products(there, here) => Some(format!(
                 "its products ran on {there}, this machine's run on {here}, which differ in the last bits (--any-kernel uses it anyway)"
             )),
             _ => None,

@@ -36,8 +36,9 @@ pub struct Manifest {
     pub peak_rss_bytes: Option<u64>,
     /// Device the stage ran on (`cpu` or `cuda`).
     pub device: String,
-    /// On the CPU, what computed the matrix products (`avx512-kernel` or
-    /// `gemm`): they sum in different orders, so results differ in bits.
+    /// On the CPU, what computed the matrix products (`repro-sgemm`, called
+    /// `avx512-kernel` before its AVX2 half existed, or `gemm`): the two sum
+    /// in different orders, so results differ in bits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu_products: Option<String>,
     /// Worker threads available to the stage.

@@ -5,7 +5,7 @@
 //! (`Plan`), each an independent rayon task: im2col of the tile straight from
 //! the feature-major input (each of its rows holds the tile's examples in one
 //! cache line), a single-threaded product, bias, ReLU and pooling while the
-//! tile is in cache. On our AVX-512 kernel a full tile's columns are never
+//! tile is in cache. On our kernel (`sgemm`) a full tile's columns are never
 //! written: the product packs them from the band's zero-padded input rows
 //! (`PaddedBand`, a ninth of the values for 3x3 kernels), with the same bits.
 //! The columns stay a few MB per thread whatever the batch,
@@ -652,7 +652,7 @@ mod tests {
     #[test]
     fn padded_bands_give_the_bits_of_stored_columns() {
         if !band_products() {
-            println!("SKIP: padded bands need the AVX-512 kernel, which this process does not run");
+            println!("SKIP: padded bands need our kernel (AVX-512, or AVX2 and FMA), which this process does not run");
             return;
         }
         let mut cases = cases();

@@ -2,7 +2,7 @@
 //! whose forward and backward passes run as rayon loops over host buffers
 //! (convolutions in tiles, pooling, bias + ReLU, masks, dendritic gating, the straight-through
 //! sign, a binarized layer's batch norm + sign), Adam's update on a parameter's host copy, and the matrix products
-//! (`product`, on our AVX-512 `sgemm` where the CPU has it, or `sparse` for a
+//! (`product`, on our `sgemm` where the CPU has AVX-512 or AVX2, or `sparse` for a
 //! weight pruned below `SPARSE_BELOW` density, which stores only its kept
 //! values), the bit-packed XNOR products of binarized evaluation, and the transpose of
 //! each batch into the feature-major layout the layers read. Callers check
@@ -42,7 +42,7 @@ pub(crate) use mask::{expand_kept, mask_gradient, mul_mask};
 pub(crate) use op::{on_cpu, to_host, upload};
 pub use par::on_pool;
 pub(crate) use pool::max_pool2;
-pub use product::cpu_products;
+pub use product::{cpu_products, same_products};
 pub(crate) use product::{matmul, matmul_no_input_grad, sparse_matmul};
 pub(crate) use sign::sign_ste;
 #[cfg(test)]

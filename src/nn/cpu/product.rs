@@ -3,7 +3,7 @@
 //! density (`sparse_matmul`); and `tile_product`, the single-threaded product
 //! that the convolution (`conv`) runs on each of its tiles.
 //!
-//! On a CPU with AVX-512 they run on our kernel (`sgemm`) over host buffers:
+//! On a CPU with AVX-512, or AVX2 and FMA, they run on our kernel (`sgemm`) over host buffers:
 //! a weight's values come from its `Param`'s host copy (so no step copies a
 //! weight matrix off its tensor), Wᵀ and xᵀ are read in place as column-major
 //! operands, and a layer whose input is data skips the
@@ -21,12 +21,13 @@ use super::sparse::{self, SparseLayout};
 use crate::nn::param::Param;
 use crate::nn::Matrix;
 
-/// Set to `gemm` to keep dfdx's products on a CPU with AVX-512: to compare
-/// speeds, or to get the bits a CPU without AVX-512 gets.
+/// Set to `gemm` to keep dfdx's products on a CPU our kernel runs on: to
+/// compare speeds, or to get the bits a CPU without AVX2 gets.
 const KERNEL_ENV: &str = "REPRO_CPU_KERNEL";
 
-/// Whether the CPU products run on the AVX-512 kernel: the CPU has AVX-512
-/// and `REPRO_CPU_KERNEL` does not say `gemm`. Decided once per process.
+/// Whether the CPU products run on our kernel: the CPU has AVX-512, or AVX2
+/// and FMA, and `REPRO_CPU_KERNEL` does not say `gemm`. Decided once per
+/// process.
 fn kernel_enabled() -> bool {
     static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     #[cfg(target_arch = "x86_64")]
@@ -37,16 +38,38 @@ fn kernel_enabled() -> bool {
 }
 
 /// What computes the matrix products on the CPU in this process, as
-/// recorded in manifests: `avx512-kernel` or `gemm` (dfdx's).
+/// recorded in manifests: `repro-sgemm` (our kernel, on AVX-512 or AVX2: the
+/// same bits) or `gemm` (dfdx's).
 pub fn cpu_products() -> &'static str {
     if kernel_enabled() {
-        "avx512-kernel"
+        KERNEL_LABEL
     } else {
         "gemm"
     }
 }
 
-/// Whether the products of device `D` run on the AVX-512 kernel.
+/// `cpu_products` for our kernel.
+const KERNEL_LABEL: &str = "repro-sgemm";
+
+/// What manifests written before the AVX2 kernel existed call our kernel:
+/// the same summation order, so the same bits, as `repro-sgemm`.
+const OLD_KERNEL_LABEL: &str = "avx512-kernel";
+
+/// Whether two manifests' `cpu_products` name the same summation order,
+/// and so the same bits for the same thread count.
+pub fn same_products(a: &str, b: &str) -> bool {
+    let order = |label: &str| {
+        if label == OLD_KERNEL_LABEL {
+            KERNEL_LABEL
+        } else {
+            label
+        }
+        .to_string()
+    };
+    order(a) == order(b)
+}
+
+/// Whether the products of device `D` run on our kernel.
 fn on_kernel<D: Device<f32>>() -> bool {
     on_cpu::<D>() && kernel_enabled()
 }
@@ -245,7 +268,7 @@ pub(super) fn band_product(
         sgemm_gathered((m, n, k), a, b, transposed, c, ldc, accumulate)
     }
     #[cfg(not(target_arch = "x86_64"))]
-    unreachable!("band products need the AVX-512 kernel")
+    unreachable!("band products need our kernel, which runs only on x86-64")
 }
 
 /// `W x` on the CPU for a layer whose weight `param` is sparse with
@@ -348,7 +371,7 @@ fn kernel_product<D: Device<f32>, T: Tape<f32, D>>(
     _: T,
     _: InputGrad<D>,
 ) -> Matrix<D, T> {
-    unreachable!("the AVX-512 kernel exists only on x86-64")
+    unreachable!("our kernel runs only on x86-64")
 }
 
 #[cfg(test)]
@@ -359,9 +382,20 @@ mod tests {
 
     type Taped = OwnedTape<f32, Cpu>;
 
-    /// Shapes that are not multiples of the kernel's 12x32 tiles, with and
-    /// without the parameter's host copy, against dfdx's matmul; on a CPU
-    /// without AVX-512 both sides are dfdx's.
+    /// A result whose manifest says `avx512-kernel` was summed as
+    /// `repro-sgemm` sums, so a shared cache may hand it to either.
+    #[test]
+    fn the_old_kernel_label_names_the_same_sums() {
+        assert!(same_products("avx512-kernel", "repro-sgemm"));
+        assert!(same_products("repro-sgemm", "avx512-kernel"));
+        assert!(same_products("gemm", "gemm"));
+        assert!(!same_products("gemm", "repro-sgemm"));
+        assert!(!same_products("avx512-kernel", "gemm"));
+    }
+
+    /// Shapes that are not multiples of the kernels' 12x32 and 6x16 tiles,
+    /// with and without the parameter's host copy, against dfdx's matmul; on
+    /// a CPU without AVX2 both sides are dfdx's.
     #[test]
     fn products_and_gradients_match_dfdx() {
         let dev = Cpu::default();
