@@ -221,6 +221,15 @@ impl<D: Device<f32>> BinaryNet<D> {
         w.reshape_like(&(layer.outputs, layer.inputs))
     }
 
+    /// W as it is (not its signs), for `cpu::sign_matmul` to multiply by its
+    /// signs: in a binarized network where our kernel runs that product.
+    fn sign_weight<T: Tape<f32, D>>(&self, layer: &Layer<D>) -> Option<Matrix<D, T>> {
+        (self.config.binary && cpu::signs_on_kernel(&layer.weight)).then(|| {
+            let w = layer.weight.effective::<T>();
+            w.reshape_like(&(layer.outputs, layer.inputs))
+        })
+    }
+
     /// The parameter whose values `weight_matrix` uses as they are: the weight
     /// of a full-precision network, none for a binarized one.
     fn real_weight<'a>(&self, layer: &'a Layer<D>) -> Option<&'a Param<D>> {
@@ -362,13 +371,21 @@ impl<D: Device<f32>> Model<D> for BinaryNet<D> {
         let last = self.layers.len() - 1;
         // The input is data: on the CPU the first layer's backward skips its gradient.
         let first = &self.layers[0];
-        let w = self.weight_matrix::<T>(first);
-        let z = cpu::matmul_no_input_grad(w, self.real_weight(first), x);
+        let z = match self.sign_weight::<T>(first) {
+            Some(w) => cpu::sign_matmul(w, &first.weight, x),
+            None => {
+                let w = self.weight_matrix::<T>(first);
+                cpu::matmul_no_input_grad(w, self.real_weight(first), x)
+            }
+        };
         let mut h = self.tail(first, z, last > 0);
         for (i, layer) in self.layers.iter().enumerate().skip(1) {
-            let z = match self.packed_product::<T>(layer, &h) {
-                Some(z) => z,
-                None => cpu::matmul(self.weight_matrix::<T>(layer), self.real_weight(layer), h),
+            let z = if let Some(z) = self.packed_product::<T>(layer, &h) {
+                z
+            } else if let Some(w) = self.sign_weight::<T>(layer) {
+                cpu::sign_matmul(w, &layer.weight, h)
+            } else {
+                cpu::matmul(self.weight_matrix::<T>(layer), self.real_weight(layer), h)
             };
             h = self.tail(layer, z, i < last);
         }

@@ -43,7 +43,9 @@ pub(crate) use op::{on_cpu, to_host, upload};
 pub use par::on_pool;
 pub(crate) use pool::max_pool2;
 pub use product::{cpu_products, same_products};
-pub(crate) use product::{matmul, matmul_no_input_grad, sparse_matmul};
+pub(crate) use product::{
+    matmul, matmul_no_input_grad, sign_matmul, signs_on_kernel, sparse_matmul,
+};
 pub(crate) use sign::sign_ste;
 #[cfg(test)]
 pub(crate) use sparse::SPARSE_BELOW;

@@ -119,6 +119,51 @@ where
     kernel_product(w, values, xh, wt.merge(xt), input_grad)
 }
 
+/// Whether `sign_matmul` can multiply by the signs of `param` on device `D`:
+/// on our kernel, for a weight that stores every entry (is not sparse).
+pub(crate) fn signs_on_kernel<D: Device<f32>>(param: &Param<D>) -> bool {
+    on_kernel::<D>() && param.sparse_layout().is_none()
+}
+
+/// sign(W) · x for a binarized layer, with the identity straight-through
+/// estimator: W's gradient is sign(W)'s, dY · xᵀ. `w` is `param`'s value
+/// (`effective`, reshaped), the values of which it carries the tape for. The
+/// signs come from the parameter's host copy in one pass, where `sign_ste`
+/// then `matmul` would make a sign(W) tensor, a copy of it for the product,
+/// a gradient buffer for it and a pass adding that to W's: the same bits,
+/// without those four passes over W. Only where `signs_on_kernel`.
+pub(crate) fn sign_matmul<D: Device<f32>, T, R>(
+    w: Matrix<D, T>,
+    param: &Param<D>,
+    x: Matrix<D, R>,
+) -> Matrix<D, T>
+where
+    T: Tape<f32, D> + Merge<R>,
+    R: Tape<f32, D>,
+{
+    debug_assert!(
+        signs_on_kernel::<D>(param),
+        "sign_matmul is our kernel's path"
+    );
+    let (w, wt) = w.split_tape();
+    let (x, xt) = x.split_tape();
+    let values = param.host_values();
+    debug_assert_eq!(values.len(), w.shape().num_elements());
+    let mut signs = vec![0.0f32; values.len()];
+    for_each_chunk(&mut signs, PAR_MIN, |i, chunk| {
+        for (s, &v) in chunk.iter_mut().zip(&values[i * PAR_MIN..]) {
+            *s = super::sign::sign(v);
+        }
+    });
+    let xh = to_host(&x);
+    let input_grad = if R::OWNS_TAPE {
+        InputGrad::Add(x)
+    } else {
+        InputGrad::Skip
+    };
+    kernel_product(w, Arc::new(signs), xh, wt.merge(xt), input_grad)
+}
+
 /// `w · x` where only `w` (which carries the tape) needs a gradient: the
 /// backward computes dW = dY · xᵀ and skips dX = Wᵀ · dY. For a layer whose
 /// input is data.
@@ -429,6 +474,57 @@ mod tests {
             let (y, dw, _) = grads_of(matmul_no_input_grad(w(), kept, x.clone()), false);
             assert_close(&y, &y0, "first-layer y");
             assert_close(&dw, &dw0, "first-layer dw");
+        }
+    }
+
+    /// `sign_matmul` gives the bits of `sign_ste` then `matmul`: the output,
+    /// W's gradient (the identity estimator's) and the input's, with zero
+    /// weights (whose sign is 0), for a batch within one 256-deep panel with
+    /// another gradient of W added to it, and for a batch over two panels.
+    #[test]
+    fn sign_products_give_the_bits_of_the_sign_tensor_path() {
+        let dev = Cpu::default();
+        let (out, inputs) = (37, 70);
+        let info = ParamInfo {
+            name: "fc.weight".into(),
+            kind: ParamKind::FcWeight,
+            shape: vec![out, inputs],
+        };
+        let values: Matrix<Cpu> = dev.sample_normal_like(&(out, inputs));
+        let mut values = values.as_vec();
+        values.iter_mut().step_by(7).for_each(|v| *v = 0.0);
+        let param = Param::new(info, values, &dev);
+        if !signs_on_kernel::<Cpu>(&param) {
+            println!("SKIP: sign products run on our kernel, which this CPU lacks");
+            return;
+        }
+        let bits = |v: Vec<f32>| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        for (batch, other_gradient) in [(45, true), (300, false)] {
+            let x: Matrix<Cpu> = dev.sample_normal_like(&(inputs, batch));
+            let r: Matrix<Cpu> = dev.sample_normal_like(&(out, batch));
+            let run = |fused: bool| {
+                let w = param.effective::<Taped>().reshape_like(&(out, inputs));
+                let y = if fused {
+                    sign_matmul(w, &param, x.retaped::<Taped>())
+                } else {
+                    matmul(super::super::sign_ste(w, false), None, x.retaped::<Taped>())
+                };
+                let yv = y.as_vec();
+                let mut loss = (y * r.clone()).sum::<Rank0, _>();
+                if other_gradient {
+                    loss = loss + param.effective::<Taped>().sum::<Rank0, _>();
+                }
+                let grads = loss.backward();
+                (
+                    bits(yv),
+                    bits(grads.get(param.value()).as_vec()),
+                    bits(grads.get(&x).as_vec()),
+                )
+            };
+            let (fused, plain) = (run(true), run(false));
+            assert_eq!(fused.0, plain.0, "y, batch {batch}");
+            assert_eq!(fused.1, plain.1, "dW, batch {batch}");
+            assert_eq!(fused.2, plain.2, "dx, batch {batch}");
         }
     }
 
