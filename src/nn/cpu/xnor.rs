@@ -146,6 +146,12 @@ fn mismatches(ws: &[u64], xs: &[u64], words: usize, out: &mut [f32]) {
             // SAFETY: the CPU was just checked to support both features.
             return unsafe { mismatches_avx512(ws, xs, words, out) };
         }
+        if std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("popcnt")
+        {
+            // SAFETY: the CPU was just checked to support both features.
+            return unsafe { mismatches_avx2(ws, xs, words, out) };
+        }
         if std::arch::is_x86_feature_detected!("popcnt") {
             // SAFETY: the CPU was just checked to support POPCNT.
             return unsafe { mismatches_popcnt(ws, xs, words, out) };
@@ -174,6 +180,113 @@ fn mismatches_popcnt(ws: &[u64], xs: &[u64], words: usize, out: &mut [f32]) {
     mismatches_portable(ws, xs, words, out)
 }
 
+/// `mismatches` with AVX2, which has no popcount instruction: each byte of
+/// w XOR x is counted by two 16-entry table lookups (VPSHUFB on its two
+/// nibbles), the byte counts summed in byte lanes for up to 31 blocks of 4
+/// words (at most 8 · 31 = 248 per lane) and then into u64 lanes (VPSADBW).
+/// Tiles of 4 weight rows × 2 input rows, as `mismatches_avx512`; the words
+/// past the last full block, and the rows and columns left over from the
+/// tiles, go through POPCNT.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,popcnt")]
+fn mismatches_avx2(ws: &[u64], xs: &[u64], words: usize, out: &mut [f32]) {
+    use std::arch::x86_64::*;
+    const FLUSH: usize = 31;
+    let blocks = words / 4;
+    let nibbles = _mm256_set1_epi8(0x0f);
+    let table = _mm256_setr_epi8(
+        0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, //
+        0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
+    );
+    // The set bits of each byte of v.
+    let byte_counts = |v: __m256i| {
+        let lo = _mm256_shuffle_epi8(table, _mm256_and_si256(v, nibbles));
+        let hi = _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16::<4>(v), nibbles));
+        _mm256_add_epi8(lo, hi)
+    };
+    // Block j (4 words) of `row`.
+    // SAFETY (every call): j < blocks, so the 4 words lie inside the row.
+    let block =
+        |row: &[u64], j: usize| unsafe { _mm256_loadu_si256(row.as_ptr().add(4 * j).cast()) };
+    let total = |acc: __m256i| {
+        let mut lanes = [0u64; 4];
+        // SAFETY: `lanes` holds 32 bytes.
+        unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast(), acc) };
+        lanes.iter().sum::<u64>()
+    };
+    let tail = |w: &[u64], x: &[u64]| -> u64 {
+        let (w, x) = (&w[4 * blocks..], &x[4 * blocks..]);
+        w.iter()
+            .zip(x)
+            .map(|(a, b)| u64::from((a ^ b).count_ones()))
+            .sum()
+    };
+    let single = |w: &[u64], x: &[u64]| -> f32 {
+        let n: u32 = w.iter().zip(x).map(|(a, b)| (a ^ b).count_ones()).sum();
+        n as f32
+    };
+    let tile = |w: [&[u64]; 4], x: [&[u64]; 2]| {
+        let mut sums = [_mm256_setzero_si256(); 8];
+        let mut j = 0;
+        while j < blocks {
+            let mut bytes = [_mm256_setzero_si256(); 8];
+            for j in j..blocks.min(j + FLUSH) {
+                let xv = [block(x[0], j), block(x[1], j)];
+                for (i, w) in w.iter().enumerate() {
+                    let wv = block(w, j);
+                    for (k, &xv) in xv.iter().enumerate() {
+                        let n = byte_counts(_mm256_xor_si256(wv, xv));
+                        bytes[2 * i + k] = _mm256_add_epi8(bytes[2 * i + k], n);
+                    }
+                }
+            }
+            for (s, b) in sums.iter_mut().zip(bytes) {
+                *s = _mm256_add_epi64(*s, _mm256_sad_epu8(b, _mm256_setzero_si256()));
+            }
+            j += FLUSH;
+        }
+        std::array::from_fn(|t| (total(sums[t]) + tail(w[t / 2], x[t % 2])) as f32)
+    };
+    by_tiles(ws, xs, words, out, tile, single);
+}
+
+/// `out[r · batch + c]` for every weight row r of `ws` and input row c of
+/// `xs`: `tile` counts tiles of 4 weight rows × 2 input rows (its 8 counts
+/// weight row by weight row), `single` the products the tiles leave (those
+/// of the last input row where there is an odd number of them, and all
+/// those of the weight rows past the last full tile). Inlined, so that both
+/// are compiled with the caller's instructions.
+#[inline(always)]
+fn by_tiles(
+    ws: &[u64],
+    xs: &[u64],
+    words: usize,
+    out: &mut [f32],
+    tile: impl Fn([&[u64]; 4], [&[u64]; 2]) -> [f32; 8],
+    single: impl Fn(&[u64], &[u64]) -> f32,
+) {
+    let (batch, rows) = (xs.len() / words, ws.len() / words);
+    let (tiled_rows, tiled_cols) = (rows / 4 * 4, batch / 2 * 2);
+    let row = |m, i| row_of(m, i, words);
+    for r in (0..tiled_rows).step_by(4) {
+        let w = [row(ws, r), row(ws, r + 1), row(ws, r + 2), row(ws, r + 3)];
+        for c in (0..tiled_cols).step_by(2) {
+            for (t, n) in tile(w, [row(xs, c), row(xs, c + 1)])
+                .into_iter()
+                .enumerate()
+            {
+                out[(r + t / 2) * batch + c + t % 2] = n;
+            }
+        }
+    }
+    for r in 0..rows {
+        let from = if r < tiled_rows { tiled_cols } else { 0 };
+        for c in from..batch {
+            out[r * batch + c] = single(row(ws, r), row(xs, c));
+        }
+    }
+}
+
 /// Row `i` of `words` u64 each in `m`.
 fn row_of(m: &[u64], i: usize, words: usize) -> &[u64] {
     &m[i * words..(i + 1) * words]
@@ -188,8 +301,6 @@ fn row_of(m: &[u64], i: usize, words: usize) -> &[u64] {
 #[target_feature(enable = "avx512f,avx512vpopcntdq")]
 fn mismatches_avx512(ws: &[u64], xs: &[u64], words: usize, out: &mut [f32]) {
     use std::arch::x86_64::*;
-    let batch = xs.len() / words;
-    let rows = ws.len() / words;
     let full = words / 8;
     let tail: __mmask8 = ((1u32 << (words % 8)) - 1) as u8;
     let blocks = full + usize::from(tail != 0);
@@ -204,7 +315,6 @@ fn mismatches_avx512(ws: &[u64], xs: &[u64], words: usize, out: &mut [f32]) {
             }
         }};
     }
-    let row = |m, i| row_of(m, i, words);
     let single = |w: &[u64], x: &[u64]| {
         let mut acc = _mm512_setzero_si512();
         for j in 0..blocks {
@@ -214,42 +324,23 @@ fn mismatches_avx512(ws: &[u64], xs: &[u64], words: usize, out: &mut [f32]) {
         }
         _mm512_reduce_add_epi64(acc) as f32
     };
-    let mut r = 0;
-    while r + 4 <= rows {
-        let w = [row(ws, r), row(ws, r + 1), row(ws, r + 2), row(ws, r + 3)];
-        let mut c = 0;
-        while c + 2 <= batch {
-            let x = [row(xs, c), row(xs, c + 1)];
-            let mut acc = [_mm512_setzero_si512(); 8];
-            for j in 0..blocks {
-                // SAFETY: block j lies inside every row (the tail block masked).
-                let xv = unsafe { [block!(x[0], j), block!(x[1], j)] };
-                for (i, w) in w.iter().enumerate() {
-                    // SAFETY: as above.
-                    let wv = unsafe { block!(w, j) };
-                    for (k, &xv) in xv.iter().enumerate() {
-                        let n = _mm512_popcnt_epi64(_mm512_xor_si512(wv, xv));
-                        acc[2 * i + k] = _mm512_add_epi64(acc[2 * i + k], n);
-                    }
+    let tile = |w: [&[u64]; 4], x: [&[u64]; 2]| {
+        let mut acc = [_mm512_setzero_si512(); 8];
+        for j in 0..blocks {
+            // SAFETY: block j lies inside every row (the tail block masked).
+            let xv = unsafe { [block!(x[0], j), block!(x[1], j)] };
+            for (i, w) in w.iter().enumerate() {
+                // SAFETY: as above.
+                let wv = unsafe { block!(w, j) };
+                for (k, &xv) in xv.iter().enumerate() {
+                    let n = _mm512_popcnt_epi64(_mm512_xor_si512(wv, xv));
+                    acc[2 * i + k] = _mm512_add_epi64(acc[2 * i + k], n);
                 }
             }
-            for (t, &acc) in acc.iter().enumerate() {
-                out[(r + t / 2) * batch + c + t % 2] = _mm512_reduce_add_epi64(acc) as f32;
-            }
-            c += 2;
         }
-        if c < batch {
-            for (i, w) in w.iter().enumerate() {
-                out[(r + i) * batch + c] = single(w, row(xs, c));
-            }
-        }
-        r += 4;
-    }
-    for r in r..rows {
-        for c in 0..batch {
-            out[r * batch + c] = single(row(ws, r), row(xs, c));
-        }
-    }
+        acc.map(|acc| _mm512_reduce_add_epi64(acc) as f32)
+    };
+    by_tiles(ws, xs, words, out, tile, single);
 }
 
 #[cfg(test)]
@@ -299,6 +390,8 @@ mod tests {
             (17, 65, 7),
             (10, 600, 3),
             (8, 1024, 33),
+            // 129 words: more blocks than AVX2's byte counts hold, and a tail.
+            (5, 8200, 3),
         ] {
             let w = signs(outputs * inputs, 1 + inputs as u64, None);
             let x = signs(inputs * batch, 7 + batch as u64, None);
