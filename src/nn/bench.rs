@@ -19,7 +19,9 @@ use super::error::{Error, Result};
 use super::model::Model;
 use super::network::Network;
 use super::optim::{Optimizer, OptimizerConfig};
+use super::param::{Param, ParamInfo, ParamKind};
 use super::train::{evaluate, train_epoch};
+use super::Matrix;
 
 /// A network to measure, built the way its stage kind builds it.
 #[derive(Debug, Clone)]
@@ -132,8 +134,10 @@ impl<D: Device<f32>> Measure<D> for Evaluation {
 
 /// Examples per second of sign(W) · h for a random `width` × `width` W and
 /// ±1 inputs h of `batch_size` columns: bit-packed with `Packed` kernels on
-/// the CPU (the signs packed once, as evaluation packs them), otherwise
-/// sign(W) and its float product per batch, as the float path computes them.
+/// the CPU (the signs packed once, as evaluation packs them), otherwise the
+/// float product per batch exactly as `BinaryNet`'s float path computes it
+/// (signs from the weight's host copy on our kernel, sign(W) then a product
+/// elsewhere).
 fn binary_layer_rate<D: Device<f32>>(
     dev: &D,
     width: usize,
@@ -149,16 +153,27 @@ fn binary_layer_rate<D: Device<f32>>(
     let h: Vec<f32> = (0..width * batch_size)
         .map(|_| if rng.gen::<bool>() { 1.0 } else { -1.0 })
         .collect();
-    let (wt, ht) = (
-        cpu::upload(dev, &w, (width, width)),
-        cpu::upload(dev, &h, (width, batch_size)),
-    );
+    let ht = cpu::upload(dev, &h, (width, batch_size));
+    let info = ParamInfo {
+        name: "hidden.weight".into(),
+        kind: ParamKind::FcWeight,
+        shape: vec![width, width],
+    };
+    let param = Param::new(info, w.clone(), dev);
     let (w, packed) = (Arc::new(w), cpu::PackedWeights::default());
+    let float_product = || {
+        let wt: Matrix<D> = param.effective::<NoneTape>().reshape_like(&(width, width));
+        if cpu::signs_on_kernel(&param) {
+            cpu::sign_matmul(wt, &param, ht.clone())
+        } else {
+            cpu::matmul(cpu::sign_ste(wt, false), None, ht.clone())
+        }
+    };
     let product = || {
         let z = (kernels == BinaryKernels::Packed && cpu::on_cpu::<D>())
             .then(|| packed_sign_product(&packed, &w, (width, width), &ht))
             .flatten();
-        z.unwrap_or_else(|| cpu::matmul(cpu::sign_ste(wt.clone(), false), None, ht.clone()))
+        z.unwrap_or_else(float_product)
     };
     std::hint::black_box(product());
     let start = Instant::now();
