@@ -28,6 +28,8 @@ mod sgemm;
 mod sign;
 mod simd;
 mod sparse;
+#[cfg(target_arch = "x86_64")]
+mod sparse_input;
 mod transpose;
 mod xnor;
 

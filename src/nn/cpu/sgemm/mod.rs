@@ -31,7 +31,7 @@ use avx512::Avx512;
 
 /// The depth of a packed panel: each output element's sum is one FMA chain
 /// per KC terms, so this constant fixes the bits and every kernel uses it.
-const KC: usize = 256;
+pub(super) const KC: usize = 256;
 /// Rows of A packed at a time (a multiple of every kernel's MR).
 const MC: usize = 144;
 /// Columns of B packed at a time (a multiple of every kernel's NR).

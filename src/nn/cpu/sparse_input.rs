@@ -1,0 +1,187 @@
+//! Products whose input is mostly zeros: the layers after a k-WTA layer,
+//! which keeps k of its units per example (5% in Numenta's sparse and
+//! active-dendrite networks), so that 95% of the next layer's multiply-adds
+//! are by zero. `product` skips them and sums the rest in our kernel's
+//! order, so it gives that kernel's bits; a dense product (PyTorch's, and
+//! ours) does all of them.
+
+use std::arch::x86_64::*;
+
+use rayon::prelude::*;
+
+use super::sgemm::KC;
+use super::transpose::gather_transposed;
+
+/// Below this fraction of nonzero inputs the product skips the zeros.
+/// Skipping costs a transpose of W per product and reads a row of Wᵀ per
+/// nonzero input. The value is chosen, not measured as a break-even: it
+/// sits between k-WTA layers (5-10% nonzero) and ReLU layers (about half).
+const SPARSE_INPUT_BELOW: f64 = 0.125;
+
+/// Examples per parallel task: 16 floats, one cache line of each row of Z.
+const BLOCK: usize = 16;
+
+/// Outputs held in registers while a panel's inputs are summed.
+const WIDE: usize = 8;
+
+/// Whether `x` has few enough nonzero values for `product` to be worth it,
+/// on a CPU that runs it.
+pub(super) fn skips_zeros(x: &[f32]) -> bool {
+    let nonzero = x
+        .par_chunks(1 << 16)
+        .map(|c| c.iter().filter(|v| **v != 0.0).count());
+    is_x86_feature_detected!("avx2")
+        && is_x86_feature_detected!("fma")
+        && (nonzero.sum::<usize>() as f64) < SPARSE_INPUT_BELOW * x.len() as f64
+}
+
+/// Z (out × n) = W (out × k) · X (k × n), all row-major, with only X's
+/// nonzero values multiplied: each element sums, for each KC-deep panel of
+/// k in turn, its nonzero terms in one fused multiply-add chain from zero,
+/// then adds that panel's sum to those before, as `sgemm` does with every
+/// term. A term whose input is zero leaves such a chain as it was, so the
+/// bits are `sgemm`'s, except where W holds an infinity or NaN (dense, it
+/// makes the sum NaN) and the sign of a zero sum. Only where `skips_zeros`
+/// says the CPU runs it.
+pub(super) fn product(w: &[f32], (out, k, n): (usize, usize, usize), x: &[f32], z: &mut [f32]) {
+    assert!(w.len() >= out * k && x.len() >= k * n && z.len() >= out * n);
+    let rows: Vec<usize> = (0..out).collect();
+    let mut wt = vec![0.0f32; k * out];
+    gather_transposed(w, k, &rows, &mut wt);
+    let zp = ColumnsOf(z.as_mut_ptr());
+    (0..n.div_ceil(BLOCK)).into_par_iter().for_each(|block| {
+        let zp = &zp;
+        let (b0, nb) = (block * BLOCK, BLOCK.min(n - block * BLOCK));
+        let mut terms: Vec<Vec<(usize, f32)>> = vec![Vec::new(); nb];
+        for (p, row) in x.chunks(n).take(k).enumerate() {
+            for (j, &v) in row[b0..b0 + nb].iter().enumerate() {
+                if v != 0.0 {
+                    terms[j].push((p, v));
+                }
+            }
+        }
+        let mut columns = vec![0.0f32; nb * out];
+        for (column, terms) in columns.chunks_mut(out).zip(&terms) {
+            // SAFETY: `skips_zeros` checked AVX2 and FMA; every index in
+            // `terms` is below k, and `wt` holds k rows of `out` values.
+            unsafe { sum_panels(&wt, out, terms, column) };
+        }
+        for i in 0..out {
+            for (j, column) in columns.chunks(out).enumerate() {
+                // SAFETY: i < out and b0 + j < n, inside Z (asserted above);
+                // each task writes only its own examples' columns.
+                unsafe { *zp.0.add(i * n + b0 + j) = column[i] };
+            }
+        }
+    });
+}
+
+/// Z's pointer, shared by the tasks that write its disjoint columns.
+struct ColumnsOf(*mut f32);
+// SAFETY: the tasks write disjoint columns of Z and read nothing of it.
+unsafe impl Sync for ColumnsOf {}
+
+/// One example's outputs: `column` = Σ over the KC-deep panels of the sum
+/// of that panel's `terms` (input index, value, in increasing index), each
+/// sum one chain from zero. `column` starts as zeros.
+///
+/// # Safety
+///
+/// The CPU must run AVX2 and FMA, and `wt` must hold `out` values for each
+/// index in `terms`.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn sum_panels(wt: &[f32], out: usize, terms: &[(usize, f32)], column: &mut [f32]) {
+    let mut first = true;
+    for panel in terms.chunk_by(|a, b| a.0 / KC == b.0 / KC) {
+        let mut c0 = 0;
+        while c0 + 8 * WIDE <= out {
+            sum_lanes::<WIDE>(wt, out, c0, panel, &mut column[c0..], first);
+            c0 += 8 * WIDE;
+        }
+        while c0 + 8 <= out {
+            sum_lanes::<1>(wt, out, c0, panel, &mut column[c0..], first);
+            c0 += 8;
+        }
+        for (i, c) in column.iter_mut().enumerate().skip(c0) {
+            let s = panel
+                .iter()
+                .fold(0.0f32, |s, &(p, v)| wt[p * out + i].mul_add(v, s));
+            *c = if first { s } else { *c + s };
+        }
+        first = false;
+    }
+}
+
+/// `sum_panels` for outputs c0 .. c0 + 8·NV, held in NV registers.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn sum_lanes<const NV: usize>(
+    wt: &[f32],
+    out: usize,
+    c0: usize,
+    panel: &[(usize, f32)],
+    column: &mut [f32],
+    first: bool,
+) {
+    let mut acc = [_mm256_setzero_ps(); NV];
+    for &(p, v) in panel {
+        let (row, x) = (&wt[p * out + c0..p * out + c0 + 8 * NV], _mm256_set1_ps(v));
+        for (q, a) in acc.iter_mut().enumerate() {
+            *a = _mm256_fmadd_ps(_mm256_loadu_ps(row[8 * q..].as_ptr()), x, *a);
+        }
+    }
+    for (q, a) in acc.iter().enumerate() {
+        let at = column[8 * q..8 * q + 8].as_mut_ptr();
+        let sum = if first {
+            *a
+        } else {
+            _mm256_add_ps(_mm256_loadu_ps(at), *a)
+        };
+        _mm256_storeu_ps(at, sum);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nn::cpu::sgemm::{sgemm, Operand};
+    use rand::{Rng, SeedableRng};
+
+    /// On shapes off every tile and block size, over one and several
+    /// panels, with inputs that are zero except for a few per example (some
+    /// examples with none, some panels empty), `product` gives `sgemm`'s bits.
+    #[test]
+    fn skipping_zero_inputs_gives_the_kernels_bits() {
+        if !(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")) {
+            println!("SKIP skipping_zero_inputs_gives_the_kernels_bits: no AVX2 and FMA here");
+            return;
+        }
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        for (out, k, n, density) in [
+            (37, 70, 45, 0.1),
+            (2048 + 13, 700, 33, 0.05),
+            (9, 1030, 17, 0.02),
+        ] {
+            let w: Vec<f32> = (0..out * k).map(|_| rng.gen_range(-1.0..1.0)).collect();
+            let x: Vec<f32> = (0..k * n)
+                .map(|i| {
+                    let silent = i % n == 3;
+                    if !silent && rng.gen::<f64>() < density {
+                        rng.gen_range(0.0..2.0)
+                    } else {
+                        0.0
+                    }
+                })
+                .collect();
+            let mut want = vec![0.0f32; out * n];
+            let (a, b) = (Operand::row_major(&w, k), Operand::row_major(&x, n));
+            sgemm((out, n, k), a, b, &mut want, n, false);
+            let mut got = vec![f32::NAN; out * n];
+            product(&w, (out, k, n), &x, &mut got);
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert!(bits(&got) == bits(&want), "{out}x{k}x{n}");
+            assert!(skips_zeros(&x), "{out}x{k}x{n} at {density}");
+        }
+        assert!(!skips_zeros(&[1.0; 64]));
+    }
+}
