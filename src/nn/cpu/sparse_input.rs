@@ -46,9 +46,13 @@ pub(super) fn skips_zeros(x: &[f32]) -> bool {
 /// then adds that panel's sum to those before, as `sgemm` does with every
 /// term. A term whose input is zero leaves such a chain as it was, so the
 /// bits are `sgemm`'s, except where W holds an infinity or NaN (dense, it
-/// makes the sum NaN) and the sign of a zero sum. Only where `skips_zeros`
-/// says the CPU runs it.
+/// makes the sum NaN) and the sign of a zero sum. Panics on a CPU without
+/// AVX2 and FMA (`skips_zeros` is false there).
 pub(super) fn product(w: &[f32], (out, k, n): (usize, usize, usize), x: &[f32], z: &mut [f32]) {
+    assert!(
+        is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
+        "skipping zero inputs needs AVX2 and FMA"
+    );
     assert!(w.len() >= out * k && x.len() >= k * n && z.len() >= out * n);
     let rows: Vec<usize> = (0..out).collect();
     let mut wt = vec![0.0f32; k * out];
@@ -67,7 +71,7 @@ pub(super) fn product(w: &[f32], (out, k, n): (usize, usize, usize), x: &[f32], 
         }
         let mut columns = vec![0.0f32; nb * out];
         for (column, terms) in columns.chunks_mut(out).zip(&terms) {
-            // SAFETY: `skips_zeros` checked AVX2 and FMA; every index in
+            // SAFETY: AVX2 and FMA are asserted above; every index in
             // `terms` is below k, and `wt` holds k rows of `out` values.
             unsafe { sum_panels(&wt, out, terms, column) };
         }
