@@ -167,10 +167,16 @@ fn mismatches_portable(ws: &[u64], xs: &[u64], words: usize, out: &mut [f32]) {
     let batch = xs.len() / words;
     for (r, w) in ws.chunks(words).enumerate() {
         for (c, x) in xs.chunks(words).enumerate() {
-            let n: u32 = w.iter().zip(x).map(|(a, b)| (a ^ b).count_ones()).sum();
-            out[r * batch + c] = n as f32;
+            out[r * batch + c] = differing_bits(w, x) as f32;
         }
     }
+}
+
+/// The bits that differ between `w` and `x`, word by word, with
+/// `count_ones` as the caller is compiled (inlined, for the same reason).
+#[inline(always)]
+fn differing_bits(w: &[u64], x: &[u64]) -> u32 {
+    w.iter().zip(x).map(|(a, b)| (a ^ b).count_ones()).sum()
 }
 
 /// `mismatches_portable` compiled with the POPCNT instruction.
@@ -214,17 +220,8 @@ fn mismatches_avx2(ws: &[u64], xs: &[u64], words: usize, out: &mut [f32]) {
         unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast(), acc) };
         lanes.iter().sum::<u64>()
     };
-    let tail = |w: &[u64], x: &[u64]| -> u64 {
-        let (w, x) = (&w[4 * blocks..], &x[4 * blocks..]);
-        w.iter()
-            .zip(x)
-            .map(|(a, b)| u64::from((a ^ b).count_ones()))
-            .sum()
-    };
-    let single = |w: &[u64], x: &[u64]| -> f32 {
-        let n: u32 = w.iter().zip(x).map(|(a, b)| (a ^ b).count_ones()).sum();
-        n as f32
-    };
+    let tail = |w: &[u64], x: &[u64]| u64::from(differing_bits(&w[4 * blocks..], &x[4 * blocks..]));
+    let single = |w: &[u64], x: &[u64]| differing_bits(w, x) as f32;
     let tile = |w: [&[u64]; 4], x: [&[u64]; 2]| {
         let mut sums = [_mm256_setzero_si256(); 8];
         let mut j = 0;
