@@ -261,6 +261,15 @@ unsafe fn kernel<const NV: usize>(
     nr: usize,
     load_c: bool,
 ) {
+    // The tile's rows of C (read, or only written, after the k loop) are
+    // usually in L3 by now; asking for them first hides that latency
+    // behind the loop: 1-10% faster on 2 threads on the MLP and conv
+    // shapes, timed against the kernel without it in one process.
+    for i in 0..mr {
+        let row = c.add(i * ldc);
+        _mm_prefetch::<_MM_HINT_T0>(row.cast());
+        _mm_prefetch::<_MM_HINT_T0>(row.add(nr - 1).cast());
+    }
     let mut acc = [[_mm256_setzero_ps(); NV]; MR];
     let (mut a, mut b) = (ap, bp);
     for _ in 0..kc {
