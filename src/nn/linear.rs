@@ -75,21 +75,19 @@ impl<D: Device<f32>> Linear<D> {
         T: Tape<f32, D> + Merge<R>,
         R: Tape<f32, D>,
     {
-        let z = match self.weight.sparse_layout() {
-            Some(layout) => cpu::sparse_matmul(&self.weight, layout, x),
-            None => cpu::matmul(self.weight_matrix::<T>(), Some(&self.weight), x),
-        };
-        cpu::bias_act(z, self.bias.effective::<T>(), relu)
+        let bias = self.bias.effective::<T>();
+        match self.weight.sparse_layout() {
+            Some(layout) => cpu::bias_act(cpu::sparse_matmul(&self.weight, layout, x), bias, relu),
+            None => {
+                cpu::matmul_bias_act(self.weight_matrix::<T>(), Some(&self.weight), x, bias, relu)
+            }
+        }
     }
 
     /// `forward_act` for the first layer: the input is data, so on the CPU
     /// the backward computes only the weight and bias gradients.
     pub(crate) fn forward_first<T: Tape<f32, D>>(&self, x: Matrix<D>, relu: bool) -> Matrix<D, T> {
-        let z = match self.weight.sparse_layout() {
-            Some(layout) => cpu::sparse_matmul(&self.weight, layout, x),
-            None => cpu::matmul_no_input_grad(self.weight_matrix::<T>(), Some(&self.weight), x),
-        };
-        cpu::bias_act(z, self.bias.effective::<T>(), relu)
+        self.forward_act(x, relu)
     }
 
     /// W ⊙ M as an (outputs, inputs) matrix on tape `T`.

@@ -26,15 +26,7 @@ pub(crate) fn bias_act<D: Device<f32>, T: Tape<f32, D>>(
     let (b, bt) = b.split_tape();
     let mut tape = zt.merge(bt);
     let mut yh = to_host(&z);
-    let bh = to_host(&b);
-    for_each_chunk(&mut yh, n, |r, row| {
-        let bias = bh[r];
-        for v in row {
-            // As dfdx: relu(s) = s.max(0), with derivative [s > 0].
-            let s = *v + bias;
-            *v = if relu { s.max(0.0) } else { s };
-        }
-    });
+    add_bias_act(&mut yh, n, &to_host(&b), relu);
     let out = upload(z.device(), &yh, shape);
     if T::OWNS_TAPE {
         let y = out.clone();
@@ -42,29 +34,56 @@ pub(crate) fn bias_act<D: Device<f32>, T: Tape<f32, D>>(
             // y's gradient is not read again: mask it in place by the ReLU
             // derivative, then add it to z's and its row sums to b's.
             let mut gy = take_grad(grads, &y)?;
-            if relu {
-                for_each_chunk(&mut gy, n, |r, g| {
-                    for (g, &v) in g.iter_mut().zip(&yh[r * n..]) {
-                        if v <= 0.0 {
-                            *g = 0.0;
-                        }
-                    }
-                });
-            }
+            let sums = bias_act_backward(&mut gy, &yh, n, relu);
+            debug_assert_eq!(sums.len(), rows);
             for_each_chunk(grad_mut(grads, &z)?, n, |r, a| {
                 for (a, g) in a.iter_mut().zip(&gy[r * n..]) {
                     *a += g;
                 }
             });
-            let sums: Vec<f32> = gy.chunks(n).map(lane_sum).collect();
-            debug_assert_eq!(sums.len(), rows);
-            for (a, s) in grad_mut(grads, &b)?.iter_mut().zip(&sums) {
-                *a += s;
-            }
+            add_bias_grad(grad_mut(grads, &b)?, &sums);
             put_grad(grads, &y, gy)
         });
     }
     out.put_tape(tape)
+}
+
+/// Adds `bias[r]` to row r of `y` (rows of `n` values), then a ReLU if
+/// `relu`, in place: `bias_act`'s forward, which `matmul_bias_act` runs on
+/// its product.
+pub(super) fn add_bias_act(y: &mut [f32], n: usize, bias: &[f32], relu: bool) {
+    for_each_chunk(y, n, |r, row| {
+        let bias = bias[r];
+        for v in row {
+            // As dfdx: relu(s) = s.max(0), with derivative [s > 0].
+            let s = *v + bias;
+            *v = if relu { s.max(0.0) } else { s };
+        }
+    });
+}
+
+/// `bias_act`'s backward up to the product's gradient: masks the output
+/// gradient `gy` in place by the ReLU's derivative at the outputs `y` (if
+/// `relu`), which makes it the gradient of the product, and returns the
+/// bias gradient, `gy`'s row sums.
+pub(super) fn bias_act_backward(gy: &mut [f32], y: &[f32], n: usize, relu: bool) -> Vec<f32> {
+    if relu {
+        for_each_chunk(gy, n, |r, g| {
+            for (g, &v) in g.iter_mut().zip(&y[r * n..]) {
+                if v <= 0.0 {
+                    *g = 0.0;
+                }
+            }
+        });
+    }
+    gy.chunks(n).map(lane_sum).collect()
+}
+
+/// Adds the row sums from `bias_act_backward` to the bias's gradient.
+pub(super) fn add_bias_grad(grad: &mut [f32], sums: &[f32]) {
+    for (a, s) in grad.iter_mut().zip(sums) {
+        *a += s;
+    }
 }
 
 /// The sum of `values` in a fixed order that vectorizes: 16 running sums

@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use dfdx::prelude::*;
 
+use super::bias_act::{add_bias_act, add_bias_grad, bias_act_backward};
 use super::im2col::PaddedBand;
 use super::op::{grad_mut, on_cpu, put_grad, take_grad, to_host, upload};
 use super::par::{for_each_chunk, PAR_MIN};
@@ -109,8 +110,57 @@ where
     if !on_kernel::<D>() {
         return w.matmul(x);
     }
+    kernel_matmul(w, param, x, None)
+}
+
+/// `bias_act(matmul(w, param, x), bias, relu)`: a dense layer. On our kernel
+/// one op, which adds the bias and applies the ReLU to the product's buffer
+/// and takes its backward from the masked output gradient, so the product
+/// never becomes a tensor of its own: two copies and a gradient buffer of
+/// the layer's output fewer, with the same bits. An input without a tape
+/// gets no gradient (as `matmul_no_input_grad`) on every CPU.
+pub(crate) fn matmul_bias_act<D: Device<f32>, T, R>(
+    w: Matrix<D, T>,
+    param: Option<&Param<D>>,
+    x: Matrix<D, R>,
+    bias: Tensor<(usize,), f32, D, T>,
+    relu: bool,
+) -> Matrix<D, T>
+where
+    T: Tape<f32, D> + Merge<R>,
+    R: Tape<f32, D>,
+{
+    if on_kernel::<D>() {
+        return kernel_matmul(w, param, x, Some((bias, relu)));
+    }
+    let z = if R::OWNS_TAPE {
+        matmul(w, param, x)
+    } else {
+        matmul_no_input_grad(w, param, x.split_tape().0)
+    };
+    super::bias_act(z, bias, relu)
+}
+
+/// `matmul` on our kernel, followed by `bias_act`'s work when `tail` gives
+/// the bias and whether to apply a ReLU (`matmul_bias_act`).
+fn kernel_matmul<D: Device<f32>, T, R>(
+    w: Matrix<D, T>,
+    param: Option<&Param<D>>,
+    x: Matrix<D, R>,
+    tail: Option<(Tensor<(usize,), f32, D, T>, bool)>,
+) -> Matrix<D, T>
+where
+    T: Tape<f32, D> + Merge<R>,
+    R: Tape<f32, D>,
+{
     let (w, wt) = w.split_tape();
     let (x, xt) = x.split_tape();
+    let mut tape = wt.merge(xt);
+    let tail = tail.map(|(bias, relu)| {
+        let (bias, bt) = bias.split_tape();
+        tape = std::mem::take(&mut tape).merge(bt);
+        Tail { bias, relu }
+    });
     let values = weight_values(&w, param);
     let xh = to_host(&x);
     let input_grad = if R::OWNS_TAPE {
@@ -118,7 +168,7 @@ where
     } else {
         InputGrad::Skip
     };
-    kernel_product(w, values, xh, wt.merge(xt), input_grad)
+    kernel_product(w, values, xh, tape, input_grad, tail)
 }
 
 /// Whether `sign_matmul` can multiply by the signs of `param` on device `D`:
@@ -163,7 +213,7 @@ where
     } else {
         InputGrad::Skip
     };
-    kernel_product(w, Arc::new(signs), xh, wt.merge(xt), input_grad)
+    kernel_product(w, Arc::new(signs), xh, wt.merge(xt), input_grad, None)
 }
 
 /// `w · x` where only `w` (which carries the tape) needs a gradient: the
@@ -175,9 +225,7 @@ pub(crate) fn matmul_no_input_grad<D: Device<f32>, T: Tape<f32, D>>(
     x: Matrix<D>,
 ) -> Matrix<D, T> {
     if on_kernel::<D>() {
-        let (w, tape) = w.split_tape();
-        let values = weight_values(&w, param);
-        return kernel_product(w, values, to_host(&x), tape, InputGrad::Skip);
+        return kernel_matmul(w, param, x, None);
     }
     if !on_cpu::<D>() {
         return w.matmul(x);
@@ -372,9 +420,16 @@ enum InputGrad<D: Device<f32>> {
     Add(Matrix<D>),
 }
 
+/// The bias a dense layer adds to its product, and whether a ReLU follows.
+struct Tail<D: Device<f32>> {
+    bias: Tensor<(usize,), f32, D>,
+    relu: bool,
+}
+
 /// y = W · X on the kernel, W (out, k) from `values` and X (k, n) row-major
-/// in `x`, recorded on `tape` with W's gradient dW += dY · Xᵀ and the input
-/// gradient Wᵀ · dY as `input_grad` says.
+/// in `x`, then with `tail` its bias and ReLU, recorded on `tape` with W's
+/// gradient dW += dZ · Xᵀ, the input gradient Wᵀ · dZ as `input_grad` says
+/// and the bias's, where dZ is dY masked by the ReLU's derivative.
 #[cfg(target_arch = "x86_64")]
 fn kernel_product<D: Device<f32>, T: Tape<f32, D>>(
     w: Matrix<D>,
@@ -382,6 +437,7 @@ fn kernel_product<D: Device<f32>, T: Tape<f32, D>>(
     x: Vec<f32>,
     mut tape: T,
     input_grad: InputGrad<D>,
+    tail: Option<Tail<D>>,
 ) -> Matrix<D, T> {
     use super::sgemm::{sgemm, Operand};
     use super::sparse_input;
@@ -396,15 +452,29 @@ fn kernel_product<D: Device<f32>, T: Tape<f32, D>>(
         let (a, b) = (Operand::row_major(&values, k), Operand::row_major(&x, n));
         sgemm((out, n, k), a, b, &mut z, n, false);
     }
+    if let Some(t) = &tail {
+        add_bias_act(&mut z, n, &to_host(&t.bias), t.relu);
+    }
     let y = upload(w.device(), &z, (out, n));
     if T::OWNS_TAPE {
         let yc = y.clone();
+        // The ReLU's derivative is read from its outputs.
+        let outputs = if tail.as_ref().is_some_and(|t| t.relu) {
+            z
+        } else {
+            Vec::new()
+        };
         tape.add_backward_op(move |grads| {
-            let gy = take_grad(grads, &yc)?;
-            // dW += dY · Xᵀ, with Xᵀ read from X column-major.
+            // dY, made dZ (the product's gradient) in place by the tail.
+            let mut gy = take_grad(grads, &yc)?;
+            if let Some(t) = &tail {
+                let sums = bias_act_backward(&mut gy, &outputs, n, t.relu);
+                add_bias_grad(grad_mut(grads, &t.bias)?, &sums);
+            }
+            // dW += dZ · Xᵀ, with Xᵀ read from X column-major.
             let (a, b) = (Operand::row_major(&gy, n), Operand::col_major(&x, n));
             sgemm((out, k, n), a, b, grad_mut(grads, &w)?, k, true);
-            // dX = Wᵀ · dY, with Wᵀ read from W column-major.
+            // dX = Wᵀ · dZ, with Wᵀ read from W column-major.
             let (a, b) = (Operand::col_major(&values, k), Operand::row_major(&gy, n));
             match &input_grad {
                 InputGrad::Skip => {}
@@ -424,6 +494,7 @@ fn kernel_product<D: Device<f32>, T: Tape<f32, D>>(
     _: Vec<f32>,
     _: T,
     _: InputGrad<D>,
+    _: Option<Tail<D>>,
 ) -> Matrix<D, T> {
     unreachable!("our kernel runs only on x86-64")
 }
@@ -483,6 +554,75 @@ mod tests {
             let (y, dw, _) = grads_of(matmul_no_input_grad(w(), kept, x.clone()), false);
             assert_close(&y, &y0, "first-layer y");
             assert_close(&dw, &dw0, "first-layer dw");
+        }
+    }
+
+    /// `matmul_bias_act` gives the bits of `matmul` (or, for an input
+    /// without a tape, `matmul_no_input_grad`) then `bias_act`: the output
+    /// and the gradients of W, the bias and the input, with and without the
+    /// ReLU, on shapes that are not multiples of the tiles, on either device
+    /// path (our kernel where the CPU runs it).
+    #[test]
+    fn fused_layers_give_the_bits_of_product_then_bias_act() {
+        let dev = Cpu::default();
+        let bits = |v: Vec<f32>| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        for (out, inputs, batch) in [(37, 70, 45), (19, 300, 7)] {
+            let info = ParamInfo {
+                name: "fc.weight".into(),
+                kind: ParamKind::FcWeight,
+                shape: vec![out, inputs],
+            };
+            let values: Matrix<Cpu> = dev.sample_normal_like(&(out, inputs));
+            let param = Param::new(info, values.as_vec(), &dev);
+            let x: Matrix<Cpu> = dev.sample_normal_like(&(inputs, batch));
+            let b: Tensor<(usize,), f32, Cpu> = dev.sample_normal_like(&(out,));
+            let r: Matrix<Cpu> = dev.sample_normal_like(&(out, batch));
+            for relu in [false, true] {
+                for input_grad in [false, true] {
+                    let run = |fused: bool| {
+                        let w = param.effective::<Taped>().reshape_like(&(out, inputs));
+                        let bt = b.retaped::<Taped>();
+                        let y: Matrix<Cpu, Taped> = match (fused, input_grad) {
+                            (true, true) => {
+                                matmul_bias_act(w, Some(&param), x.retaped::<Taped>(), bt, relu)
+                            }
+                            (true, false) => matmul_bias_act(w, Some(&param), x.clone(), bt, relu),
+                            (false, true) => super::super::bias_act(
+                                matmul(w, Some(&param), x.retaped::<Taped>()),
+                                bt,
+                                relu,
+                            ),
+                            (false, false) => super::super::bias_act(
+                                matmul_no_input_grad(w, Some(&param), x.clone()),
+                                bt,
+                                relu,
+                            ),
+                        };
+                        let yv = y.as_vec();
+                        let grads = (y * r.clone()).sum::<Rank0, _>().backward();
+                        let dx = if input_grad {
+                            grads.get(&x).as_vec()
+                        } else {
+                            vec![]
+                        };
+                        let dw = grads.get(param.value()).as_vec();
+                        [yv, dw, grads.get(&b).as_vec(), dx].map(bits)
+                    };
+                    let (fused, separate) = (run(true), run(false));
+                    for (name, (f, s)) in ["y", "dW", "db", "dx"]
+                        .iter()
+                        .zip(fused.iter().zip(&separate))
+                    {
+                        assert_eq!(f, s, "{name}: {out}x{inputs}, batch {batch}, relu {relu}, input grad {input_grad}");
+                    }
+                    if relu {
+                        assert!(
+                            fused[0].iter().any(|&v| v == 0),
+                            "some outputs are cut by the ReLU"
+                        );
+                    }
+                }
+            }
         }
     }
 
