@@ -131,7 +131,7 @@ where
     R: Tape<f32, D>,
 {
     if on_kernel::<D>() {
-        return kernel_matmul(w, param, x, Some((bias, relu)));
+        return kernel_matmul(w, param, x, Some(Tail { bias, relu }));
     }
     let z = if R::OWNS_TAPE {
         matmul(w, param, x)
@@ -141,13 +141,13 @@ where
     super::bias_act(z, bias, relu)
 }
 
-/// `matmul` on our kernel, followed by `bias_act`'s work when `tail` gives
-/// the bias and whether to apply a ReLU (`matmul_bias_act`).
+/// `matmul` on our kernel, followed by `bias_act`'s work when there is a
+/// `tail` (`matmul_bias_act`).
 fn kernel_matmul<D: Device<f32>, T, R>(
     w: Matrix<D, T>,
     param: Option<&Param<D>>,
     x: Matrix<D, R>,
-    tail: Option<(Tensor<(usize,), f32, D, T>, bool)>,
+    tail: Option<Tail<D, T>>,
 ) -> Matrix<D, T>
 where
     T: Tape<f32, D> + Merge<R>,
@@ -156,7 +156,7 @@ where
     let (w, wt) = w.split_tape();
     let (x, xt) = x.split_tape();
     let mut tape = wt.merge(xt);
-    let tail = tail.map(|(bias, relu)| {
+    let tail = tail.map(|Tail { bias, relu }| {
         let (bias, bt) = bias.split_tape();
         tape = std::mem::take(&mut tape).merge(bt);
         Tail { bias, relu }
@@ -421,8 +421,8 @@ enum InputGrad<D: Device<f32>> {
 }
 
 /// The bias a dense layer adds to its product, and whether a ReLU follows.
-struct Tail<D: Device<f32>> {
-    bias: Tensor<(usize,), f32, D>,
+struct Tail<D: Device<f32>, T = NoneTape> {
+    bias: Tensor<(usize,), f32, D, T>,
     relu: bool,
 }
 
@@ -616,10 +616,7 @@ mod tests {
                         assert_eq!(f, s, "{name}: {out}x{inputs}, batch {batch}, relu {relu}, input grad {input_grad}");
                     }
                     if relu {
-                        assert!(
-                            fused[0].iter().any(|&v| v == 0),
-                            "some outputs are cut by the ReLU"
-                        );
+                        assert!(fused[0].contains(&0), "some outputs are cut by the ReLU");
                     }
                 }
             }
