@@ -518,6 +518,17 @@ mod tests {
         assert!(!same_products("avx512-kernel", "gemm"));
     }
 
+    /// A dense `out` × `inputs` weight of standard normal values.
+    fn random_weight(dev: &Cpu, out: usize, inputs: usize) -> Param<Cpu> {
+        let info = ParamInfo {
+            name: "fc.weight".into(),
+            kind: ParamKind::FcWeight,
+            shape: vec![out, inputs],
+        };
+        let values: Matrix<Cpu> = dev.sample_normal_like(&(out, inputs));
+        Param::new(info, values.as_vec(), dev)
+    }
+
     /// Shapes that are not multiples of the kernels' 12x32 and 6x16 tiles,
     /// with and without the parameter's host copy, against dfdx's matmul; on
     /// a CPU without AVX2 both sides are dfdx's.
@@ -525,13 +536,7 @@ mod tests {
     fn products_and_gradients_match_dfdx() {
         let dev = Cpu::default();
         let (out, inputs, batch) = (37, 70, 45);
-        let info = ParamInfo {
-            name: "fc.weight".into(),
-            kind: ParamKind::FcWeight,
-            shape: vec![out, inputs],
-        };
-        let values: Matrix<Cpu> = dev.sample_normal_like(&(out, inputs));
-        let param = Param::new(info, values.as_vec(), &dev);
+        let param = random_weight(&dev, out, inputs);
         let x: Matrix<Cpu> = dev.sample_normal_like(&(inputs, batch));
         let r: Matrix<Cpu> = dev.sample_normal_like(&(out, batch));
         let w = || param.effective::<Taped>().reshape_like(&(out, inputs));
@@ -567,13 +572,7 @@ mod tests {
         let dev = Cpu::default();
         let bits = |v: Vec<f32>| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
         for (out, inputs, batch) in [(37, 70, 45), (19, 300, 7)] {
-            let info = ParamInfo {
-                name: "fc.weight".into(),
-                kind: ParamKind::FcWeight,
-                shape: vec![out, inputs],
-            };
-            let values: Matrix<Cpu> = dev.sample_normal_like(&(out, inputs));
-            let param = Param::new(info, values.as_vec(), &dev);
+            let param = random_weight(&dev, out, inputs);
             let x: Matrix<Cpu> = dev.sample_normal_like(&(inputs, batch));
             let b: Tensor<(usize,), f32, Cpu> = dev.sample_normal_like(&(out,));
             let r: Matrix<Cpu> = dev.sample_normal_like(&(out, batch));
@@ -631,15 +630,12 @@ mod tests {
     fn sign_products_give_the_bits_of_the_sign_tensor_path() {
         let dev = Cpu::default();
         let (out, inputs) = (37, 70);
-        let info = ParamInfo {
-            name: "fc.weight".into(),
-            kind: ParamKind::FcWeight,
-            shape: vec![out, inputs],
-        };
-        let values: Matrix<Cpu> = dev.sample_normal_like(&(out, inputs));
-        let mut values = values.as_vec();
+        let mut param = random_weight(&dev, out, inputs);
+        let mut values = param.values();
         values.iter_mut().step_by(7).for_each(|v| *v = 0.0);
-        let param = Param::new(info, values, &dev);
+        param
+            .set_values(&values)
+            .expect("the values fit the weight");
         if !signs_on_kernel::<Cpu>(&param) {
             println!("SKIP: sign products run on our kernel, which this CPU lacks");
             return;
