@@ -11,9 +11,14 @@ use std::sync::{Arc, Mutex, Weak};
 
 use rayon::prelude::*;
 
-/// Output rows per parallel task: each packed input row is read once per
-/// block while the block's weight rows stay in L1.
-const ROW_BLOCK: usize = 8;
+/// Output rows per parallel task: the task's packed weight rows stay in L2
+/// (32 KB for 4096 inputs, twice that split into nibbles) while the input
+/// rows pass by in blocks (`INPUT_BYTES_PER_PASS`), each block read from
+/// memory once per task and then from L2 once per tile of 4 weight rows.
+const ROW_BLOCK: usize = 64;
+
+/// Bytes of packed input rows per pass over a task's weight rows.
+const INPUT_BYTES_PER_PASS: usize = 128 << 10;
 
 /// Signs of `values` (`rows` rows of `len`) packed into `words` u64 per row,
 /// bit k of row r set where value k is positive; `None` if any value is 0
@@ -79,32 +84,79 @@ impl PackedWeights {
 }
 
 /// The columns of `x` (`len` rows × `cols` columns, row-major: the
-/// feature-major activations) packed as rows of `words` u64, one per column,
-/// in parallel over blocks of columns.
+/// feature-major activations) packed as rows of `words` u64, one per column.
+/// Word k of every column comes from rows 64k.., read in order (one task per
+/// such band of rows), a byte of signs per 8 columns of a row, each 8 × 8
+/// square of those bits transposed in a register (`transpose_bits`).
 fn pack_columns(x: &[f32], len: usize, cols: usize, words: usize) -> Option<Vec<u64>> {
-    const COLUMN_BLOCK: usize = 64;
+    let bands: Vec<Option<Vec<u64>>> = (0..words)
+        .into_par_iter()
+        .map(|word| pack_band(x, 64 * word..len.min(64 * word + 64), cols))
+        .collect();
     let mut out = vec![0u64; cols * words];
-    if cols == 0 {
-        return Some(out);
+    for (word, band) in bands.into_iter().enumerate() {
+        for (c, bits) in band?.into_iter().enumerate() {
+            out[c * words + word] = bits;
+        }
     }
-    let ok = out
-        .par_chunks_mut(COLUMN_BLOCK * words)
-        .enumerate()
-        .all(|(block, out)| {
-            let first = block * COLUMN_BLOCK;
-            let width = out.len() / words;
-            let mut signed = true;
-            for k in 0..len {
-                let (word, bit) = (k / 64, k % 64);
-                let row = &x[k * cols + first..k * cols + first + width];
-                for (c, &v) in row.iter().enumerate() {
-                    out[c * words + word] |= u64::from(v > 0.0) << bit;
-                    signed &= v.abs() > 0.0;
-                }
+    Some(out)
+}
+
+/// Bit i of column c's word: the sign of `x[rows.start + i][c]` (`x` as in
+/// `pack_columns`); `None` if one of those values is 0 or NaN.
+fn pack_band(x: &[f32], rows: std::ops::Range<usize>, cols: usize) -> Option<Vec<u64>> {
+    let groups = cols.div_ceil(8);
+    let mut signed = true;
+    // Byte i of squares[8 g + q]: the signs of columns 8 g.. in row 8 q + i.
+    let mut squares = vec![0u64; 8 * groups];
+    for (i, k) in rows.enumerate() {
+        let (q, shift) = (i / 8, 8 * (i % 8));
+        let mut eights = x[k * cols..(k + 1) * cols].chunks_exact(8);
+        for (g, eight) in eights.by_ref().enumerate() {
+            let eight: &[f32; 8] = eight.try_into().expect("chunks of 8");
+            squares[8 * g + q] |= sign_bits(eight, &mut signed) << shift;
+        }
+        let rest = eights.remainder();
+        if !rest.is_empty() {
+            squares[8 * (groups - 1) + q] |= sign_bits(rest, &mut signed) << shift;
+        }
+    }
+    let mut bits = vec![0u64; cols];
+    for (g, eight) in bits.chunks_mut(8).enumerate() {
+        for (q, &square) in squares[8 * g..8 * g + 8].iter().enumerate() {
+            let square = transpose_bits(square);
+            for (c, column) in eight.iter_mut().enumerate() {
+                *column |= (square >> (8 * c) & 0xff) << (8 * q);
             }
-            signed
-        });
-    ok.then_some(out)
+        }
+    }
+    signed.then_some(bits)
+}
+
+/// Bit c set where `values[c]` is positive (at most 64 values); `signed`
+/// cleared if one is 0 or NaN. Inlined, so that a fixed-size array unrolls.
+#[inline(always)]
+fn sign_bits(values: &[f32], signed: &mut bool) -> u64 {
+    let mut bits = 0u64;
+    for (c, &v) in values.iter().enumerate() {
+        bits |= u64::from(v > 0.0) << c;
+        *signed &= v.abs() > 0.0;
+    }
+    bits
+}
+
+/// The 8 × 8 bit matrix `m` (bit j of byte i is row i, column j)
+/// transposed, by three rounds of swapping bits across the diagonal.
+fn transpose_bits(mut m: u64) -> u64 {
+    for (shift, mask) in [
+        (7, 0x00aa_00aa_00aa_00aa_u64),
+        (14, 0x0000_cccc_0000_cccc),
+        (28, 0x0000_0000_f0f0_f0f0),
+    ] {
+        let t = (m ^ (m >> shift)) & mask;
+        m ^= t ^ (t << shift);
+    }
+    m
 }
 
 /// sign(w) · x for the packed signs `ws` of a weight (`outputs` × `inputs`,
@@ -126,42 +178,106 @@ pub(crate) fn xnor_matmul(
     if batch == 0 {
         return Some(out);
     }
+    let kernel = Popcount::detect();
+    let xs = kernel.layout(xs, words);
     out.par_chunks_mut(ROW_BLOCK * batch)
         .zip(ws.par_chunks(ROW_BLOCK * words))
-        .for_each(|(out, ws)| mismatches(ws, &xs, words, out));
-    for v in &mut out {
-        *v = inputs as f32 - 2.0 * *v;
-    }
+        .for_each(|(out, ws)| {
+            kernel.mismatches(ws, &xs, words, out);
+            // The dot product of n signs that differ in m places: n - 2m.
+            for v in out {
+                *v = inputs as f32 - 2.0 * *v;
+            }
+        });
     Some(out)
 }
 
-/// `out[r · batch + c]` = the number of differing bits between weight row r
-/// of `ws` and input row c of `xs`, on the widest popcount the CPU has.
-fn mismatches(ws: &[u64], xs: &[u64], words: usize, out: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512vpopcntdq")
-            && std::arch::is_x86_feature_detected!("avx512f")
-        {
-            // SAFETY: the CPU was just checked to support both features.
-            return unsafe { mismatches_avx512(ws, xs, words, out) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2")
-            && std::arch::is_x86_feature_detected!("popcnt")
-        {
-            // SAFETY: the CPU was just checked to support both features.
-            return unsafe { mismatches_avx2(ws, xs, words, out) };
-        }
-        if std::arch::is_x86_feature_detected!("popcnt") {
-            // SAFETY: the CPU was just checked to support POPCNT.
-            return unsafe { mismatches_popcnt(ws, xs, words, out) };
-        }
-    }
-    mismatches_portable(ws, xs, words, out)
+/// The widest way this CPU has to count the differing bits of packed rows.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Popcount {
+    /// VPOPCNTQ on 8 words at a time.
+    Avx512,
+    /// Byte counts by table lookups, on rows split into nibbles
+    /// (`split_nibbles`).
+    Avx2,
+    /// The POPCNT instruction, one word at a time.
+    Popcnt,
+    /// `count_ones` as compiled for any CPU.
+    Portable,
 }
 
-/// `mismatches` with `count_ones` as the caller is compiled (inlined, so
-/// that `mismatches_popcnt` gets the POPCNT instruction).
+impl Popcount {
+    /// The widest kernel this CPU supports.
+    fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512vpopcntdq")
+                && std::arch::is_x86_feature_detected!("avx512f")
+            {
+                return Self::Avx512;
+            }
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("popcnt")
+            {
+                return Self::Avx2;
+            }
+            if std::arch::is_x86_feature_detected!("popcnt") {
+                return Self::Popcnt;
+            }
+        }
+        Self::Portable
+    }
+
+    /// Packed rows of `words` u64 in the layout this kernel reads.
+    fn layout(self, rows: Vec<u64>, words: usize) -> Vec<u64> {
+        match self {
+            Self::Avx2 => split_nibbles(&rows, words),
+            _ => rows,
+        }
+    }
+
+    /// `out[r · batch + c]` = the number of differing bits between weight
+    /// row r of `ws` (packed rows of `words` u64) and input row c of `xs`
+    /// (in this kernel's `layout`).
+    fn mismatches(self, ws: &[u64], xs: &[u64], words: usize, out: &mut [f32]) {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `detect` found AVX-512F and VPOPCNTQ on this CPU.
+            Self::Avx512 => unsafe { mismatches_avx512(ws, xs, words, out) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `detect` found AVX2 and POPCNT on this CPU.
+            Self::Avx2 => unsafe { mismatches_avx2(&split_nibbles(ws, words), xs, words, out) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `detect` found POPCNT on this CPU.
+            Self::Popcnt => unsafe { mismatches_popcnt(ws, xs, words, out) },
+            _ => mismatches_portable(ws, xs, words, out),
+        }
+    }
+}
+
+/// The low nibble of every byte.
+const LOW_NIBBLES: u64 = 0x0f0f_0f0f_0f0f_0f0f;
+
+/// Packed rows of `words` u64 with each block of 4 words split into 8: the
+/// low nibbles of its bytes, then the high nibbles shifted down, the last
+/// block padded with zero bits. Each bit keeps one place, so two split rows
+/// differ in as many bits as the rows they came from, and a byte of either
+/// half indexes a 16-entry table directly.
+fn split_nibbles(rows: &[u64], words: usize) -> Vec<u64> {
+    let stride = 8 * words.div_ceil(4);
+    let mut out = vec![0u64; rows.len() / words.max(1) * stride];
+    for (row, split) in rows.chunks(words.max(1)).zip(out.chunks_mut(stride.max(1))) {
+        for (k, &w) in row.iter().enumerate() {
+            let (block, lane) = (k / 4, k % 4);
+            split[8 * block + lane] = w & LOW_NIBBLES;
+            split[8 * block + 4 + lane] = (w >> 4) & LOW_NIBBLES;
+        }
+    }
+    out
+}
+
+/// `Popcount::mismatches` with `count_ones` as the caller is compiled
+/// (inlined, so that `mismatches_popcnt` gets the POPCNT instruction).
 #[inline(always)]
 fn mismatches_portable(ws: &[u64], xs: &[u64], words: usize, out: &mut [f32]) {
     let batch = xs.len() / words;
@@ -186,41 +302,30 @@ fn mismatches_popcnt(ws: &[u64], xs: &[u64], words: usize, out: &mut [f32]) {
     mismatches_portable(ws, xs, words, out)
 }
 
-/// `mismatches` with AVX2, which has no popcount instruction: each byte of
-/// w XOR x is counted by two 16-entry table lookups (VPSHUFB on its two
-/// nibbles), the byte counts summed in byte lanes for up to 31 blocks of 4
-/// words (at most 8 · 31 = 248 per lane) and then into u64 lanes (VPSADBW).
-/// Tiles of 4 weight rows × 2 input rows, as `mismatches_avx512`; the words
-/// past the last full block, and the rows and columns left over from the
-/// tiles, go through POPCNT.
+/// `Popcount::mismatches` with AVX2, which has no popcount instruction, on
+/// rows split into nibbles (`split_nibbles`, `ws` as well as `xs`): each
+/// byte of a half of w XOR x indexes a 16-entry table of bit counts
+/// (VPSHUFB) without a shift or a mask, so a block of 4 words costs two
+/// XORs, two lookups and two byte additions. Byte counts add up for up to
+/// 31 blocks (at most 8 · 31 = 248 per lane) before they are summed into
+/// u64 lanes (VPSADBW). Tiles of 4 weight rows × 2 input rows, as
+/// `mismatches_avx512`, their 8 sums reduced in registers; the rows and
+/// columns left over from the tiles go through POPCNT.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,popcnt")]
 fn mismatches_avx2(ws: &[u64], xs: &[u64], words: usize, out: &mut [f32]) {
     use std::arch::x86_64::*;
     const FLUSH: usize = 31;
-    let blocks = words / 4;
-    let nibbles = _mm256_set1_epi8(0x0f);
+    let blocks = words.div_ceil(4);
     let table = _mm256_setr_epi8(
         0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, //
         0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
     );
-    // The set bits of each byte of v.
-    let byte_counts = |v: __m256i| {
-        let lo = _mm256_shuffle_epi8(table, _mm256_and_si256(v, nibbles));
-        let hi = _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16::<4>(v), nibbles));
-        _mm256_add_epi8(lo, hi)
+    // The low (`half` 0) or high (1) nibbles of block j of `row`.
+    // SAFETY (every call): j < blocks, and a split row holds 8 words per block.
+    let half = |row: &[u64], j: usize, half: usize| unsafe {
+        _mm256_loadu_si256(row.as_ptr().add(8 * j + 4 * half).cast())
     };
-    // Block j (4 words) of `row`.
-    // SAFETY (every call): j < blocks, so the 4 words lie inside the row.
-    let block =
-        |row: &[u64], j: usize| unsafe { _mm256_loadu_si256(row.as_ptr().add(4 * j).cast()) };
-    let total = |acc: __m256i| {
-        let mut lanes = [0u64; 4];
-        // SAFETY: `lanes` holds 32 bytes.
-        unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast(), acc) };
-        lanes.iter().sum::<u64>()
-    };
-    let tail = |w: &[u64], x: &[u64]| u64::from(differing_bits(&w[4 * blocks..], &x[4 * blocks..]));
     let single = |w: &[u64], x: &[u64]| differing_bits(w, x) as f32;
     let tile = |w: [&[u64]; 4], x: [&[u64]; 2]| {
         let mut sums = [_mm256_setzero_si256(); 8];
@@ -228,12 +333,14 @@ fn mismatches_avx2(ws: &[u64], xs: &[u64], words: usize, out: &mut [f32]) {
         while j < blocks {
             let mut bytes = [_mm256_setzero_si256(); 8];
             for j in j..blocks.min(j + FLUSH) {
-                let xv = [block(x[0], j), block(x[1], j)];
+                let lo = [half(x[0], j, 0), half(x[1], j, 0)];
+                let hi = [half(x[0], j, 1), half(x[1], j, 1)];
                 for (i, w) in w.iter().enumerate() {
-                    let wv = block(w, j);
-                    for (k, &xv) in xv.iter().enumerate() {
-                        let n = byte_counts(_mm256_xor_si256(wv, xv));
-                        bytes[2 * i + k] = _mm256_add_epi8(bytes[2 * i + k], n);
+                    let (wl, wh) = (half(w, j, 0), half(w, j, 1));
+                    for k in 0..2 {
+                        let l = _mm256_shuffle_epi8(table, _mm256_xor_si256(wl, lo[k]));
+                        let h = _mm256_shuffle_epi8(table, _mm256_xor_si256(wh, hi[k]));
+                        bytes[2 * i + k] = _mm256_add_epi8(bytes[2 * i + k], _mm256_add_epi8(l, h));
                     }
                 }
             }
@@ -242,9 +349,22 @@ fn mismatches_avx2(ws: &[u64], xs: &[u64], words: usize, out: &mut [f32]) {
             }
             j += FLUSH;
         }
-        std::array::from_fn(|t| (total(sums[t]) + tail(w[t / 2], x[t % 2])) as f32)
+        // Each sum's 4 u64 lanes, below 2^32, read as (count, 0) i32 pairs:
+        // three rounds of pairwise sums leave sums t and t + 4 in the two
+        // 128-bit halves' lane t, which the last addition lines up.
+        let pairs = |a, b| _mm256_hadd_epi32(a, b);
+        let first = pairs(pairs(sums[0], sums[1]), pairs(sums[2], sums[3]));
+        let second = pairs(pairs(sums[4], sums[5]), pairs(sums[6], sums[7]));
+        let total = _mm256_add_epi32(
+            _mm256_permute2x128_si256::<0x20>(first, second),
+            _mm256_permute2x128_si256::<0x31>(first, second),
+        );
+        let mut counts = [0.0f32; 8];
+        // SAFETY: `counts` holds 8 f32.
+        unsafe { _mm256_storeu_ps(counts.as_mut_ptr(), _mm256_cvtepi32_ps(total)) };
+        counts
     };
-    by_tiles(ws, xs, words, out, tile, single);
+    by_tiles(ws, xs, 8 * blocks, out, tile, single);
 }
 
 /// `out[r · batch + c]` for every weight row r of `ws` and input row c of
@@ -265,14 +385,18 @@ fn by_tiles(
     let (batch, rows) = (xs.len() / words, ws.len() / words);
     let (tiled_rows, tiled_cols) = (rows / 4 * 4, batch / 2 * 2);
     let row = |m, i| row_of(m, i, words);
-    for r in (0..tiled_rows).step_by(4) {
-        let w = [row(ws, r), row(ws, r + 1), row(ws, r + 2), row(ws, r + 3)];
-        for c in (0..tiled_cols).step_by(2) {
-            for (t, n) in tile(w, [row(xs, c), row(xs, c + 1)])
-                .into_iter()
-                .enumerate()
-            {
-                out[(r + t / 2) * batch + c + t % 2] = n;
+    // Input rows per pass over the weight rows: as many as fit in L2 beside them.
+    let pass = (INPUT_BYTES_PER_PASS / (8 * words).max(1)).max(2) / 2 * 2;
+    for first in (0..tiled_cols).step_by(pass) {
+        for r in (0..tiled_rows).step_by(4) {
+            let w = [row(ws, r), row(ws, r + 1), row(ws, r + 2), row(ws, r + 3)];
+            for c in (first..tiled_cols.min(first + pass)).step_by(2) {
+                for (t, n) in tile(w, [row(xs, c), row(xs, c + 1)])
+                    .into_iter()
+                    .enumerate()
+                {
+                    out[(r + t / 2) * batch + c + t % 2] = n;
+                }
             }
         }
     }
@@ -387,8 +511,11 @@ mod tests {
             (17, 65, 7),
             (10, 600, 3),
             (8, 1024, 33),
-            // 129 words: more blocks than AVX2's byte counts hold, and a tail.
-            (5, 8200, 3),
+            // Two blocks of packed columns, the second ending mid-group.
+            (6, 130, 70),
+            // 129 words: more blocks than AVX2's byte counts hold, a last
+            // block of one word, and more input rows than one pass takes.
+            (5, 8200, 70),
         ] {
             let w = signs(outputs * inputs, 1 + inputs as u64, None);
             let x = signs(inputs * batch, 7 + batch as u64, None);
@@ -402,10 +529,19 @@ mod tests {
             let ws = pack_rows(&w, outputs, inputs, words).unwrap();
             let mut portable = vec![0.0; outputs * batch];
             mismatches_portable(&ws, &xs, words, &mut portable);
+            let kernel = Popcount::detect();
             let mut picked = vec![0.0; outputs * batch];
-            mismatches(&ws, &xs, words, &mut picked);
-            assert_eq!(portable, picked, "{outputs}x{inputs}x{batch}");
+            kernel.mismatches(&ws, &kernel.layout(xs, words), words, &mut picked);
+            assert_eq!(portable, picked, "{kernel:?} {outputs}x{inputs}x{batch}");
         }
+    }
+
+    #[test]
+    fn bit_squares_transpose() {
+        let m = 0x0102_0408_1020_4080_u64 | 0x0300;
+        let slow = (0..64).fold(0u64, |t, b| t | (m >> (8 * (b % 8) + b / 8) & 1) << b);
+        assert_eq!(transpose_bits(m), slow);
+        assert_eq!(transpose_bits(transpose_bits(m)), m);
     }
 
     #[test]
