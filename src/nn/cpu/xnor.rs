@@ -209,23 +209,27 @@ enum Popcount {
 impl Popcount {
     /// The widest kernel this CPU supports.
     fn detect() -> Self {
+        Self::supported()[0]
+    }
+
+    /// Every kernel this CPU supports, widest first (the tests run each).
+    fn supported() -> Vec<Self> {
+        let mut kernels = Vec::new();
         #[cfg(target_arch = "x86_64")]
         {
-            if std::arch::is_x86_feature_detected!("avx512vpopcntdq")
-                && std::arch::is_x86_feature_detected!("avx512f")
-            {
-                return Self::Avx512;
+            use std::arch::is_x86_feature_detected as has;
+            if has!("avx512vpopcntdq") && has!("avx512f") {
+                kernels.push(Self::Avx512);
             }
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("popcnt")
-            {
-                return Self::Avx2;
+            if has!("avx2") && has!("popcnt") {
+                kernels.push(Self::Avx2);
             }
-            if std::arch::is_x86_feature_detected!("popcnt") {
-                return Self::Popcnt;
+            if has!("popcnt") {
+                kernels.push(Self::Popcnt);
             }
         }
-        Self::Portable
+        kernels.push(Self::Portable);
+        kernels
     }
 
     /// Packed rows of `words` u64 in the layout this kernel reads.
@@ -529,10 +533,11 @@ mod tests {
             let ws = pack_rows(&w, outputs, inputs, words).unwrap();
             let mut portable = vec![0.0; outputs * batch];
             mismatches_portable(&ws, &xs, words, &mut portable);
-            let kernel = Popcount::detect();
-            let mut picked = vec![0.0; outputs * batch];
-            kernel.mismatches(&ws, &kernel.layout(xs, words), words, &mut picked);
-            assert_eq!(portable, picked, "{kernel:?} {outputs}x{inputs}x{batch}");
+            for kernel in Popcount::supported() {
+                let mut counts = vec![0.0; outputs * batch];
+                kernel.mismatches(&ws, &kernel.layout(xs.clone(), words), words, &mut counts);
+                assert_eq!(portable, counts, "{kernel:?} {outputs}x{inputs}x{batch}");
+            }
         }
     }
 
