@@ -314,8 +314,9 @@ impl<D: Device<f32>> BinaryNet<D> {
 }
 
 /// sign(W) · h on the CPU by XNOR and popcount, for W's host values `w`
-/// (`outputs` × `inputs`, packed once into `packed`) and `h` (`inputs` ×
-/// batch, every value ±1); `None` if a sign or an input is 0. What a
+/// (`outputs` × `inputs`, packed once into `packed`, which also lends the
+/// host buffers) and `h` (`inputs` × batch, every value ±1); `None` if a
+/// sign or an input is 0. What a
 /// binarized hidden layer's evaluation multiplies with `Packed` kernels
 /// (and `repro bench` measures on its own).
 pub(crate) fn packed_sign_product<D: Device<f32>, T>(
@@ -326,8 +327,12 @@ pub(crate) fn packed_sign_product<D: Device<f32>, T>(
 ) -> Option<Matrix<D>> {
     let batch = h.shape().1;
     let ws = packed.get(w, outputs, inputs)?;
-    let z = cpu::xnor_matmul(&ws, &cpu::to_host(h), outputs, inputs, batch)?;
-    Some(cpu::upload(h.device(), &z, (outputs, batch)))
+    packed.with_buffers(|input, output| {
+        input.resize(inputs * batch, 0.0);
+        h.copy_into(input);
+        cpu::xnor_matmul(&ws, input, (outputs, inputs, batch), output)?;
+        Some(cpu::upload(h.device(), output, (outputs, batch)))
+    })
 }
 
 /// Suffixes of a running-statistics norm's buffers, PyTorch's names.
