@@ -87,7 +87,8 @@ impl Clone for PackedWeights {
 }
 
 impl PackedWeights {
-    /// The signs of `w` (`outputs` × `inputs`) packed, or `None` if one is 0.
+    /// The signs of `w` (`outputs` × `inputs`) packed, in the layout of this
+    /// CPU's widest kernel (`Popcount::layout`), or `None` if one is 0.
     pub(crate) fn get(
         &self,
         w: &Arc<Vec<f32>>,
@@ -100,7 +101,10 @@ impl PackedWeights {
                 return packed.clone();
             }
         }
-        let packed = pack_rows(w, outputs, inputs, inputs.div_ceil(64)).map(Arc::new);
+        let words = inputs.div_ceil(64);
+        let kernel = Popcount::detect();
+        let packed =
+            pack_rows(w, outputs, inputs, words).map(|rows| Arc::new(kernel.layout(rows, words)));
         *slot = Some((Arc::downgrade(w), packed.clone()));
         packed
     }
@@ -195,7 +199,7 @@ fn transpose_bits(mut m: u64) -> u64 {
 }
 
 /// sign(w) · x for the packed signs `ws` of a weight (`outputs` × `inputs`,
-/// from `PackedWeights`) and `x` (`inputs` × `batch`, every value ±1), into
+/// from `PackedWeights`, so in its kernel's layout) and `x` (`inputs` × `batch`, every value ±1), into
 /// `out` as (`outputs` × `batch`) row-major (resized; its old values are
 /// overwritten); `None` when an input is 0 (use the float path then). The
 /// same on every thread count and CPU.
@@ -205,18 +209,17 @@ pub(crate) fn xnor_matmul(
     (outputs, inputs, batch): (usize, usize, usize),
     out: &mut Vec<f32>,
 ) -> Option<()> {
-    let words = inputs.div_ceil(64);
-    debug_assert_eq!(ws.len(), outputs * words);
+    let (words, kernel) = (inputs.div_ceil(64), Popcount::detect());
+    debug_assert_eq!(ws.len(), outputs * kernel.stride(words));
     debug_assert_eq!(x.len(), inputs * batch);
     let xs = pack_columns(x, inputs, batch, words)?;
     out.resize(outputs * batch, 0.0);
     if batch == 0 {
         return Some(());
     }
-    let kernel = Popcount::detect();
     let xs = kernel.layout(xs, words);
     out.par_chunks_mut(ROW_BLOCK * batch)
-        .zip(ws.par_chunks(ROW_BLOCK * words))
+        .zip(ws.par_chunks(ROW_BLOCK * kernel.stride(words)))
         .for_each(|(out, ws)| {
             kernel.mismatches(ws, &xs, words, out);
             // The dot product of n signs that differ in m places: n - 2m.
@@ -275,9 +278,17 @@ impl Popcount {
         }
     }
 
+    /// The u64 per row of rows of `words` u64 in this kernel's `layout`.
+    fn stride(self, words: usize) -> usize {
+        match self {
+            Self::Avx2 => 8 * words.div_ceil(4),
+            _ => words,
+        }
+    }
+
     /// `out[r · batch + c]` = the number of differing bits between weight
-    /// row r of `ws` (packed rows of `words` u64) and input row c of `xs`
-    /// (in this kernel's `layout`).
+    /// row r of `ws` and input row c of `xs` (rows of `words` u64, both in
+    /// this kernel's `layout`).
     fn mismatches(self, ws: &[u64], xs: &[u64], words: usize, out: &mut [f32]) {
         match self {
             #[cfg(target_arch = "x86_64")]
@@ -285,7 +296,7 @@ impl Popcount {
             Self::Avx512 => unsafe { mismatches_avx512(ws, xs, words, out) },
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `detect` found AVX2 and POPCNT on this CPU.
-            Self::Avx2 => unsafe { mismatches_avx2(&split_nibbles(ws, words), xs, words, out) },
+            Self::Avx2 => unsafe { mismatches_avx2(ws, xs, words, out) },
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `detect` found POPCNT on this CPU.
             Self::Popcnt => unsafe { mismatches_popcnt(ws, xs, words, out) },
@@ -303,7 +314,7 @@ const LOW_NIBBLES: u64 = 0x0f0f_0f0f_0f0f_0f0f;
 /// differ in as many bits as the rows they came from, and a byte of either
 /// half indexes a 16-entry table directly.
 fn split_nibbles(rows: &[u64], words: usize) -> Vec<u64> {
-    let stride = 8 * words.div_ceil(4);
+    let stride = Popcount::Avx2.stride(words);
     let mut out = vec![0u64; rows.len() / words.max(1) * stride];
     for (row, split) in rows.chunks(words.max(1)).zip(out.chunks_mut(stride.max(1))) {
         for (k, &w) in row.iter().enumerate() {
@@ -537,8 +548,10 @@ mod tests {
     #[test]
     fn reused_buffers_give_the_same_products() {
         let (outputs, inputs) = (9, 130);
-        let ws = pack_rows(&signs(outputs * inputs, 5, None), outputs, inputs, 3).unwrap();
         let packed = PackedWeights::default();
+        let ws = packed
+            .get(&Arc::new(signs(outputs * inputs, 5, None)), outputs, inputs)
+            .unwrap();
         for batch in [7, 3, 12] {
             let x = signs(inputs * batch, batch as u64, None);
             let fresh = product(&ws, &x, (outputs, inputs, batch)).unwrap();
@@ -602,7 +615,11 @@ mod tests {
             mismatches_portable(&ws, &xs, words, &mut portable);
             for kernel in Popcount::supported() {
                 let mut counts = vec![0.0; outputs * batch];
-                kernel.mismatches(&ws, &kernel.layout(xs.clone(), words), words, &mut counts);
+                let (ws, xs) = (
+                    kernel.layout(ws.clone(), words),
+                    kernel.layout(xs.clone(), words),
+                );
+                kernel.mismatches(&ws, &xs, words, &mut counts);
                 assert_eq!(portable, counts, "{kernel:?} {outputs}x{inputs}x{batch}");
             }
         }
@@ -632,6 +649,12 @@ mod tests {
         assert_eq!(product(&ws, &[], (outputs, inputs, 0)), Some(vec![]));
     }
 
+    /// `w`'s signs packed and laid out as `PackedWeights` keeps them.
+    fn laid_out(w: &[f32], outputs: usize, inputs: usize) -> Vec<u64> {
+        let words = inputs.div_ceil(64);
+        Popcount::detect().layout(pack_rows(w, outputs, inputs, words).unwrap(), words)
+    }
+
     #[test]
     fn packed_weights_are_reused_only_for_the_same_copy() {
         let packed = PackedWeights::default();
@@ -640,7 +663,11 @@ mod tests {
         assert!(Arc::ptr_eq(&first, &packed.get(&w, 2, 5).unwrap()));
         let flipped = Arc::new(w.iter().map(|v| -v).collect::<Vec<_>>());
         let second = packed.get(&flipped, 2, 5).unwrap();
-        assert_eq!(second[0], !first[0] & 0b11111);
+        assert_eq!(*second, laid_out(&flipped, 2, 5));
+        assert_eq!(
+            pack_rows(&flipped, 2, 5, 1).unwrap()[0],
+            !pack_rows(&w, 2, 5, 1).unwrap()[0] & 0b11111
+        );
         assert!(packed.clone().slot.lock().unwrap().is_none());
     }
 
@@ -653,8 +680,9 @@ mod tests {
         let first = packed.get(&w, 3, 70).unwrap();
         let mut values = Arc::try_unwrap(w).expect("the packer holds no strong reference");
         values.iter_mut().for_each(|v| *v = -*v);
-        let second = packed.get(&Arc::new(values), 3, 70).unwrap();
+        let second = packed.get(&Arc::new(values.clone()), 3, 70).unwrap();
         assert!(!Arc::ptr_eq(&first, &second));
-        assert_eq!(second[0], !first[0]);
+        assert_eq!(*second, laid_out(&values, 3, 70));
+        assert_ne!(first, second);
     }
 }
