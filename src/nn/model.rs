@@ -51,6 +51,15 @@ pub trait Model<D: Device<f32>> {
     /// parameter; with `T = NoneTape` it is plain inference.
     fn forward<T: Tape<f32, D>>(&self, x: Matrix<D>) -> Matrix<D, T>;
 
+    /// The logits (classes × n, row-major) of the `n` examples stored one
+    /// after another in `examples`, computed without tensors where this
+    /// model has such a path on this device, with `forward`'s bits;
+    /// evaluation then skips the transposed upload of each batch and the
+    /// crossings between layers. `None` (the default) where there is none.
+    fn host_logits(&self, _examples: &[f32], _n: usize) -> Option<Vec<f32>> {
+        None
+    }
+
     /// All parameters, in a fixed order.
     fn params(&self) -> Vec<&Param<D>>;
 

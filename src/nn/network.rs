@@ -11,6 +11,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::config::{InitConfig, InputShape, ModelConfig};
 use super::conv::{Conv2d, Map, MaxPool2};
+use super::cpu;
 use super::error::{Error, Result};
 use super::init::Initializer;
 use super::linear::Linear;
@@ -224,6 +225,27 @@ impl<D: Device<f32>> Model<D> for Network<D> {
         });
         let first = slices.next().expect("the batch is not empty");
         slices.fold(first, |acc, y| (acc, y).concat_along(Axis::<1>))
+    }
+
+    /// On our kernel, for a network of linear layers (each maybe followed
+    /// by a ReLU) that store every weight: `cpu::dense_logits`.
+    fn host_logits(&self, examples: &[f32], n: usize) -> Option<Vec<f32>> {
+        let mut dense = Vec::new();
+        let mut layers = self.layers.iter().peekable();
+        while let Some(layer) = layers.next() {
+            let Layer::Linear(l) = layer else {
+                return None;
+            };
+            if l.weight.sparse_layout().is_some() || l.bias.sparse_layout().is_some() {
+                return None;
+            }
+            dense.push(cpu::DenseLayer {
+                weight: l.weight.host_values(),
+                bias: l.bias.host_values(),
+                relu: layers.next_if(|l| matches!(l, Layer::Relu)).is_some(),
+            });
+        }
+        cpu::dense_logits::<D>(&dense, examples, n)
     }
 
     fn params(&self) -> Vec<&Param<D>> {
@@ -556,6 +578,71 @@ mod tests {
         let y = net.forward::<NoneTape>(x);
         assert_eq!(*y.shape(), (10, 5));
         assert!(y.as_vec().iter().all(|v| v.is_finite()));
+    }
+
+    /// The logits of `net` on `images` (n examples, one after another)
+    /// through the tensor path: transposed to (features, n), then `forward`.
+    fn tensor_logits(net: &Network<Cpu>, images: &[f32], n: usize) -> Vec<f32> {
+        let features = images.len() / n;
+        let mut x = vec![0.0f32; images.len()];
+        for (i, v) in images.iter().enumerate() {
+            x[(i % features) * n + i / features] = *v;
+        }
+        let x: Matrix<Cpu> = net.dev.tensor_from_vec(x, (features, n));
+        net.forward::<NoneTape>(x).as_vec()
+    }
+
+    /// The host path gives the tensor path's bits: at a batch off every
+    /// tile size and at one large enough to split over threads, with masked
+    /// weights, with an input and a hidden layer mostly zero (which take the
+    /// products that skip zeros). A sparse-layout weight or a convolution
+    /// leaves it to the tensor path.
+    #[test]
+    fn host_logits_have_the_tensor_paths_bits() {
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        let mut net = fc1(5);
+        let (images, _) = random_data(MNIST, 1000);
+        if cpu::cpu_products() != "repro-sgemm" {
+            assert!(net.host_logits(&images, 1000).is_none());
+            println!("SKIP host_logits_have_the_tensor_paths_bits: the CPU products do not run on our kernel here");
+            return;
+        }
+        let check = |net: &Network<Cpu>, images: &[f32], n: usize, what: &str| {
+            let got = net
+                .host_logits(images, n)
+                .expect("a dense network on the kernel");
+            assert_eq!(got.len(), 10 * n, "{what}");
+            assert!(bits(&got) == bits(&tensor_logits(net, images, n)), "{what}");
+        };
+        check(&net, &images[..37 * 784], 37, "dense, 37 examples");
+        check(&net, &images, 1000, "dense, 1000 examples");
+        let mostly_zero: Vec<f32> = images
+            .iter()
+            .enumerate()
+            .map(|(i, v)| if i % 23 == 0 { *v } else { 0.0 })
+            .collect();
+        check(&net, &mostly_zero, 1000, "an input 4% nonzero");
+        let silent: Vec<f32> = (0..300)
+            .map(|i| if i % 20 == 0 { 0.5 } else { -50.0 })
+            .collect();
+        net.param_mut("fc1.bias")
+            .unwrap()
+            .set_values(&silent)
+            .unwrap();
+        check(&net, &images[..333 * 784], 333, "a hidden layer 5% active");
+        net.mask_fc_randomly(0.5, 2).unwrap();
+        force_layouts(&mut net, false);
+        check(&net, &images[..129 * 784], 129, "masked weights");
+        force_layouts(&mut net, true);
+        assert!(net.host_logits(&images, 1000).is_none());
+        let cnn = Network::new(
+            &ModelConfig::Cnn,
+            shape(1, 4),
+            &InitConfig::default(),
+            2,
+            &net.dev,
+        );
+        assert!(cnn.unwrap().host_logits(&[0.0; 16], 1).is_none());
     }
 
     #[test]

@@ -92,7 +92,9 @@ pub fn train_epoch<D: Device<f32>, M: Model<D>>(
     })
 }
 
-/// Loss and accuracy of `net` on the data, in batches of `batch_size`.
+/// Loss and accuracy of `net` on the data, in batches of `batch_size`:
+/// through `Model::host_logits` where the model has that path, otherwise
+/// each batch transposed, uploaded and run through `forward`.
 pub fn evaluate<D: Device<f32>, M: Model<D>>(
     net: &M,
     images: &[f32],
@@ -100,12 +102,16 @@ pub fn evaluate<D: Device<f32>, M: Model<D>>(
     batch_size: usize,
 ) -> Result<EvalStats> {
     let n = check_data(net, images, labels, batch_size)?;
+    let features = images.len() / n;
     let order: Vec<usize> = (0..n).collect();
     let mut totals = Totals::default();
     for chunk in order.chunks(batch_size) {
-        let (x, _) = batch(net, images, labels, chunk);
-        let logits = net.forward::<NoneTape>(x);
-        totals.add(&logits.as_vec(), labels, chunk);
+        let examples = &images[chunk[0] * features..(chunk[0] + chunk.len()) * features];
+        let logits = net.host_logits(examples, chunk.len()).unwrap_or_else(|| {
+            let (x, _) = batch(net, images, labels, chunk);
+            net.forward::<NoneTape>(x).as_vec()
+        });
+        totals.add(&logits, labels, chunk);
     }
     Ok(EvalStats {
         loss: totals.loss / n as f64,

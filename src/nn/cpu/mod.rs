@@ -4,7 +4,8 @@
 //! sign, a binarized layer's batch norm + sign), Adam's update on a parameter's host copy, and the matrix products
 //! (`product`, on our `sgemm` where the CPU has AVX-512 or AVX2, or `sparse` for a
 //! weight pruned below `SPARSE_BELOW` density, which stores only its kept
-//! values), the bit-packed XNOR products of binarized evaluation, and the transpose of
+//! values), the bit-packed XNOR products of binarized evaluation, a dense network's
+//! evaluation on host buffers (`dense_eval`), and the transpose of
 //! each batch into the feature-major layout the layers read. Callers check
 //! `on_cpu::<D>()`, or call an op that does, and keep dfdx's generic path on
 //! other devices. This module holds no layer or model state, never lets the
@@ -15,6 +16,7 @@ mod adam;
 mod batch_norm;
 mod bias_act;
 mod conv;
+mod dense_eval;
 mod gating;
 mod heap;
 mod im2col;
@@ -37,6 +39,7 @@ pub(crate) use adam::{adam_update, for_each_moment_chunk};
 pub(crate) use batch_norm::batch_norm_sign;
 pub(crate) use bias_act::bias_act;
 pub(crate) use conv::conv2d;
+pub(crate) use dense_eval::{dense_logits, DenseLayer};
 pub(crate) use gating::{expand_columns, gate_channels, segment_activations, winning_segments};
 pub use heap::keep_freed_buffers;
 pub(crate) use im2col::ConvGeom;

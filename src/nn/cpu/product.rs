@@ -73,7 +73,7 @@ pub fn same_products(a: &str, b: &str) -> bool {
 }
 
 /// Whether the products of device `D` run on our kernel.
-fn on_kernel<D: Device<f32>>() -> bool {
+pub(super) fn on_kernel<D: Device<f32>>() -> bool {
     on_cpu::<D>() && kernel_enabled()
 }
 
@@ -440,18 +440,14 @@ fn kernel_product<D: Device<f32>, T: Tape<f32, D>>(
     tail: Option<Tail<D>>,
 ) -> Matrix<D, T> {
     use super::sgemm::{sgemm, Operand};
-    use super::sparse_input;
     let (out, k) = *w.shape();
     let n = x.len() / k;
-    let mut z = vec![0.0f32; out * n];
-    // Training keeps the dense product: per step, transposing W costs what
-    // skipping saves at a batch of 256 (measured on sparse-2048).
-    if !T::OWNS_TAPE && sparse_input::skips_zeros(&x) {
-        sparse_input::product(&values, (out, k, n), &x, &mut z);
-    } else {
-        let (a, b) = (Operand::row_major(&values, k), Operand::row_major(&x, n));
-        sgemm((out, n, k), a, b, &mut z, n, false);
-    }
+    let mut z = forward_product(
+        &values,
+        (out, k, n),
+        LayerInput::FeatureMajor(&x),
+        !T::OWNS_TAPE,
+    );
     if let Some(t) = &tail {
         add_bias_act(&mut z, n, &to_host(&t.bias), t.relu);
     }
@@ -484,6 +480,62 @@ fn kernel_product<D: Device<f32>, T: Tape<f32, D>>(
         });
     }
     y.put_tape(tape)
+}
+
+/// A layer's input X (k × n): k features of n examples.
+#[derive(Clone, Copy)]
+pub(super) enum LayerInput<'a> {
+    /// Row-major k × n, as layers pass their outputs on.
+    FeatureMajor(&'a [f32]),
+    /// Stored transposed, n × k: the examples one after another, as data is.
+    ExampleMajor(&'a [f32]),
+}
+
+/// Z (out × n, row-major) = W (out × k, row-major `w`) · X on our kernel,
+/// as a dense layer's forward pass computes it. A `tapeless` X that is
+/// mostly zeros is multiplied by its nonzero values only (`sparse_input`,
+/// the same bits); training keeps the dense product, because per step
+/// transposing W costs what skipping saves at a batch of 256 (measured on
+/// sparse-2048). The layout of X changes how B is packed, not the sums.
+#[cfg(target_arch = "x86_64")]
+pub(super) fn forward_product(
+    w: &[f32],
+    (out, k, n): (usize, usize, usize),
+    x: LayerInput,
+    tapeless: bool,
+) -> Vec<f32> {
+    use super::sgemm::{sgemm, Operand};
+    use super::sparse_input;
+    use super::transpose::gather_transposed;
+    let mut z = vec![0.0f32; out * n];
+    let sparse = tapeless
+        && match x {
+            LayerInput::FeatureMajor(x) => sparse_input::skips_zeros(x),
+            LayerInput::ExampleMajor(x) => sparse_input::skips_zeros_transposed(x, k, n),
+        };
+    if sparse {
+        let transposed;
+        let x = match x {
+            LayerInput::FeatureMajor(x) => x,
+            LayerInput::ExampleMajor(x) => {
+                let examples: Vec<usize> = (0..n).collect();
+                transposed = {
+                    let mut t = vec![0.0f32; k * n];
+                    gather_transposed(x, k, &examples, &mut t);
+                    t
+                };
+                &transposed
+            }
+        };
+        sparse_input::product(w, (out, k, n), x, &mut z);
+    } else {
+        let b = match x {
+            LayerInput::FeatureMajor(x) => Operand::row_major(x, n),
+            LayerInput::ExampleMajor(x) => Operand::col_major(x, k),
+        };
+        sgemm((out, n, k), Operand::row_major(w, k), b, &mut z, n, false);
+    }
+    z
 }
 
 /// Never called: `on_kernel` is false off x86-64.

@@ -31,9 +31,21 @@ const SAMPLE: usize = 4096;
 /// on a CPU that runs it. Both products give the same bits, so the count is
 /// taken over an evenly spaced sample, at a cost the product never notices.
 pub(super) fn skips_zeros(x: &[f32]) -> bool {
-    let sample = x.iter().step_by((x.len() / SAMPLE).max(1));
-    let (seen, nonzero) = sample.fold((0, 0), |(seen, nonzero), v| {
-        (seen + 1, nonzero + usize::from(*v != 0.0))
+    skips_sampled(x.len(), |i| x[i])
+}
+
+/// `skips_zeros` of the k × n matrix whose transpose (n × k, row-major) is
+/// `xt`: the same sample of the same elements, so the same answer.
+pub(super) fn skips_zeros_transposed(xt: &[f32], k: usize, n: usize) -> bool {
+    assert!(xt.len() >= k * n);
+    skips_sampled(k * n, |i| xt[(i % n) * k + i / n])
+}
+
+/// `skips_zeros` of the `len` values `at` gives by row-major index.
+fn skips_sampled(len: usize, at: impl Fn(usize) -> f32) -> bool {
+    let sample = (0..len).step_by((len / SAMPLE).max(1));
+    let (seen, nonzero) = sample.fold((0, 0), |(seen, nonzero), i| {
+        (seen + 1, nonzero + usize::from(at(i) != 0.0))
     });
     is_x86_feature_detected!("avx2")
         && is_x86_feature_detected!("fma")
@@ -192,5 +204,29 @@ mod tests {
             assert!(skips_zeros(&x), "{out}x{k}x{n} at {density}");
         }
         assert!(!skips_zeros(&[1.0; 64]));
+    }
+
+    /// The decision read from the transpose is the decision: on shapes whose
+    /// sample is every element and shapes whose sample is strided, at
+    /// densities either side of the threshold.
+    #[test]
+    fn the_transposed_input_gets_the_same_decision() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        for (k, n) in [(7, 5), (784, 1000), (300, 37), (4099, 3)] {
+            for density in [0.05, 0.11, 0.14, 0.5] {
+                let x: Vec<f32> = (0..k * n)
+                    .map(|_| f32::from(rng.gen::<f64>() < density))
+                    .collect();
+                let mut xt = vec![0.0f32; k * n];
+                for (i, v) in x.iter().enumerate() {
+                    xt[(i % n) * k + i / n] = *v;
+                }
+                assert_eq!(
+                    skips_zeros_transposed(&xt, k, n),
+                    skips_zeros(&x),
+                    "{k}x{n} at {density}"
+                );
+            }
+        }
     }
 }
