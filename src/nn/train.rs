@@ -5,7 +5,9 @@
 //! normalised; `labels` are class indices. Each batch is transposed on the
 //! host into the feature-major (features, batch) layout the models use and
 //! uploaded once; the logits come back to the host once per batch for the
-//! loss and accuracy statistics. The loss is the mean cross-entropy of the
+//! loss and accuracy statistics. A model with a host path for inference
+//! (`Model::host_logits`: dense networks on our CPU kernel) evaluates
+//! straight from the examples' rows instead, with the same bits. The loss is the mean cross-entropy of the
 //! softmax, as PyTorch's `CrossEntropyLoss`. Shuffling is a seeded ChaCha8
 //! permutation; the last, partial batch is included. Progress goes to an
 //! observer callback, which also sees the network after each update (to
