@@ -49,7 +49,12 @@ def main():
             torch = lambda: theirs.update(rows([sys.executable, os.path.join(here, "pytorch_bench.py"), "--only", net, *quick]))
             for run in ([repro, torch] if round_ == 0 else [torch, repro]):
                 run()
-            print(f"round {round_ + 1}: {net} done", file=sys.stderr, flush=True)
+            # Each row as soon as it is measured: a run cut short keeps what it got.
+            done = [k for k in ours if k[1] == net and k in theirs]
+            for what, name, batch in done:
+                a, b = ours[(what, name, batch)], theirs[(what, name, batch)]
+                print(f"round {round_ + 1}: {what} {name} batch {batch}: {a:.1f} / {b:.1f} = {a / b:.2f}x",
+                      file=sys.stderr, flush=True)
     keys = [k for k in results[0][0] if all(k in side for pair in results for side in pair)]
     if args.markdown:
         print("| row | repro (samples/s) | PyTorch | ratio | repro, round 2 | PyTorch | ratio |")
