@@ -519,11 +519,9 @@ pub(super) fn forward_product(
             LayerInput::FeatureMajor(x) => x,
             LayerInput::ExampleMajor(x) => {
                 let examples: Vec<usize> = (0..n).collect();
-                transposed = {
-                    let mut t = vec![0.0f32; k * n];
-                    gather_transposed(x, k, &examples, &mut t);
-                    t
-                };
+                let mut t = vec![0.0f32; k * n];
+                gather_transposed(x, k, &examples, &mut t);
+                transposed = t;
                 &transposed
             }
         };
