@@ -7,8 +7,8 @@
 //! uploaded once; the logits come back to the host once per batch for the
 //! loss and accuracy statistics. A model with a host path for inference
 //! (`Model::host_logits`: dense networks on our CPU kernel) evaluates
-//! straight from the examples' rows instead, with the same bits. The loss is the mean cross-entropy of the
-//! softmax, as PyTorch's `CrossEntropyLoss`. Shuffling is a seeded ChaCha8
+//! straight from the examples' rows instead, with the same bits. The loss
+//! is the mean cross-entropy of the softmax, as PyTorch's `CrossEntropyLoss`. Shuffling is a seeded ChaCha8
 //! permutation; the last, partial batch is included. Progress goes to an
 //! observer callback, which also sees the network after each update (to
 //! snapshot weights mid-epoch, e.g. for rewinding); nothing here prints.
@@ -105,15 +105,15 @@ pub fn evaluate<D: Device<f32>, M: Model<D>>(
 ) -> Result<EvalStats> {
     let n = check_data(net, images, labels, batch_size)?;
     let features = images.len() / n;
-    let order: Vec<usize> = (0..n).collect();
     let mut totals = Totals::default();
-    for chunk in order.chunks(batch_size) {
-        let examples = &images[chunk[0] * features..(chunk[0] + chunk.len()) * features];
+    for start in (0..n).step_by(batch_size) {
+        let chunk: Vec<usize> = (start..(start + batch_size).min(n)).collect();
+        let examples = &images[start * features..(start + chunk.len()) * features];
         let logits = net.host_logits(examples, chunk.len()).unwrap_or_else(|| {
-            let (x, _) = batch(net, images, labels, chunk);
+            let (x, _) = batch(net, images, labels, &chunk);
             net.forward::<NoneTape>(x).as_vec()
         });
-        totals.add(&logits, labels, chunk);
+        totals.add(&logits, labels, &chunk);
     }
     Ok(EvalStats {
         loss: totals.loss / n as f64,

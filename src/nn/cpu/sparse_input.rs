@@ -228,5 +228,17 @@ mod tests {
                 );
             }
         }
+        // Nonzero exactly where the sample looks, zero elsewhere: any other
+        // reading of the transpose sees mostly zeros and decides otherwise.
+        let (k, n) = (784, 1000);
+        let step = (k * n / SAMPLE).max(1);
+        let mut xt = vec![0.0f32; k * n];
+        for i in (0..k * n).step_by(step) {
+            xt[(i % n) * k + i / n] = 1.0;
+        }
+        assert!(!skips_zeros_transposed(&xt, k, n));
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            assert!(skips_zeros(&xt), "the same values, read as stored");
+        }
     }
 }
