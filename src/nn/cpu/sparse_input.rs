@@ -73,14 +73,8 @@ pub(super) fn product(w: &[f32], (out, k, n): (usize, usize, usize), x: &[f32], 
     (0..n.div_ceil(BLOCK)).into_par_iter().for_each(|block| {
         let zp = &zp;
         let (b0, nb) = (block * BLOCK, BLOCK.min(n - block * BLOCK));
-        let mut terms: Vec<Vec<(usize, f32)>> = vec![Vec::new(); nb];
-        for (p, row) in x.chunks(n).take(k).enumerate() {
-            for (j, &v) in row[b0..b0 + nb].iter().enumerate() {
-                if v != 0.0 {
-                    terms[j].push((p, v));
-                }
-            }
-        }
+        // SAFETY: AVX2 is asserted above; b0 + nb ≤ n and X holds k rows.
+        let terms = unsafe { nonzero_terms(x, (k, n), b0, nb) };
         let mut columns = vec![0.0f32; nb * out];
         for (column, terms) in columns.chunks_mut(out).zip(&terms) {
             // SAFETY: AVX2 and FMA are asserted above; every index in
@@ -95,6 +89,47 @@ pub(super) fn product(w: &[f32], (out, k, n): (usize, usize, usize), x: &[f32], 
             }
         }
     });
+}
+
+/// The nonzero values of examples b0 .. b0 + nb of X (k × n, row-major),
+/// as (input index, value) in increasing index, one list per example. A
+/// full block's 16 values of a row are compared with zero at once and only
+/// the nonzero ones are visited, so the 95% that are zero cost no branch
+/// each.
+///
+/// # Safety
+///
+/// The CPU must run AVX2, b0 + nb ≤ n, nb ≤ BLOCK and x.len() ≥ k · n.
+#[target_feature(enable = "avx2")]
+unsafe fn nonzero_terms(
+    x: &[f32],
+    (k, n): (usize, usize),
+    b0: usize,
+    nb: usize,
+) -> Vec<Vec<(usize, f32)>> {
+    let mut terms: Vec<Vec<(usize, f32)>> = vec![Vec::new(); nb];
+    for (p, row) in x.chunks(n).take(k).enumerate() {
+        let values = &row[b0..b0 + nb];
+        if nb < BLOCK {
+            for (j, &v) in values.iter().enumerate() {
+                if v != 0.0 {
+                    terms[j].push((p, v));
+                }
+            }
+            continue;
+        }
+        // `v != 0.0` is true for NaN and false for -0.0: so is NEQ_UQ.
+        let zero = _mm256_setzero_ps();
+        let low = _mm256_cmp_ps::<_CMP_NEQ_UQ>(_mm256_loadu_ps(values.as_ptr()), zero);
+        let high = _mm256_cmp_ps::<_CMP_NEQ_UQ>(_mm256_loadu_ps(values[8..].as_ptr()), zero);
+        let mut nonzero = _mm256_movemask_ps(low) as u32 | (_mm256_movemask_ps(high) as u32) << 8;
+        while nonzero != 0 {
+            let j = nonzero.trailing_zeros() as usize;
+            terms[j].push((p, values[j]));
+            nonzero &= nonzero - 1;
+        }
+    }
+    terms
 }
 
 /// Z's pointer, shared by the tasks that write its disjoint columns.
@@ -204,6 +239,43 @@ mod tests {
             assert!(skips_zeros(&x), "{out}x{k}x{n} at {density}");
         }
         assert!(!skips_zeros(&[1.0; 64]));
+    }
+
+    /// The vector comparison picks the values `v != 0.0` picks: NaNs and
+    /// subnormals are terms, zeros of either sign are not, in full blocks
+    /// and in a partial one.
+    #[test]
+    fn the_terms_are_the_values_not_equal_to_zero() {
+        if !is_x86_feature_detected!("avx2") {
+            println!("SKIP the_terms_are_the_values_not_equal_to_zero: no AVX2 here");
+            return;
+        }
+        let special = [
+            0.0,
+            -0.0,
+            f32::NAN,
+            f32::MIN_POSITIVE / 4.0,
+            -1.5,
+            f32::INFINITY,
+        ];
+        let (k, n) = (5, 2 * BLOCK + 3);
+        let x: Vec<f32> = (0..k * n)
+            .map(|i| special[(i * 7 + i / 3) % special.len()])
+            .collect();
+        for b0 in (0..n).step_by(BLOCK) {
+            let nb = BLOCK.min(n - b0);
+            // SAFETY: AVX2 was checked; b0 + nb ≤ n, nb ≤ BLOCK, x is k × n.
+            let got = unsafe { nonzero_terms(&x, (k, n), b0, nb) };
+            for (j, terms) in got.iter().enumerate() {
+                let want: Vec<(usize, u32)> = (0..k)
+                    .map(|p| (p, x[p * n + b0 + j]))
+                    .filter(|&(_, v)| v != 0.0)
+                    .map(|(p, v)| (p, v.to_bits()))
+                    .collect();
+                let got: Vec<(usize, u32)> = terms.iter().map(|&(p, v)| (p, v.to_bits())).collect();
+                assert_eq!(got, want, "example {}", b0 + j);
+            }
+        }
     }
 
     /// The decision read from the transpose is the decision: on shapes whose
