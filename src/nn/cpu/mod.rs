@@ -33,6 +33,7 @@ mod sparse;
 #[cfg(target_arch = "x86_64")]
 mod sparse_input;
 mod transpose;
+mod winners;
 mod xnor;
 
 pub(crate) use adam::{adam_update, for_each_moment_chunk};
@@ -56,4 +57,5 @@ pub(crate) use sign::sign_ste;
 pub(crate) use sparse::SPARSE_BELOW;
 pub(crate) use sparse::{relayout, relayout_buffer, SparseLayout};
 pub(crate) use transpose::gather_transposed;
+pub(crate) use winners::winner_mask;
 pub(crate) use xnor::{xnor_matmul, PackedWeights};
