@@ -10,6 +10,7 @@
 
 use rayon::prelude::*;
 
+use super::simd::with_wide_simd;
 use super::transpose::gather_transposed;
 
 /// Examples per parallel task.
@@ -40,32 +41,21 @@ pub(crate) fn winner_mask(values: &[f32], rows: usize, batch: usize, k: usize) -
 }
 
 /// Replaces each example of `examples` (`rows` values each) by its 0/1
-/// mask of k winners; compiled for AVX2 where the CPU has it (the counts
+/// mask of k winners; compiled for the widest SIMD the CPU has (the counts
 /// are integer sums, the same at any width).
 fn mark_winners(examples: &mut [f32], rows: usize, k: usize) {
-    #[cfg(target_arch = "x86_64")]
-    if is_x86_feature_detected!("avx2") {
-        /// `mark_winners_here` compiled with AVX2 enabled.
-        #[target_feature(enable = "avx2")]
-        unsafe fn avx2(examples: &mut [f32], rows: usize, k: usize) {
-            mark_winners_here(examples, rows, k)
-        }
-        // SAFETY: the CPU was just checked to support AVX2.
-        return unsafe { avx2(examples, rows, k) };
-    }
-    mark_winners_here(examples, rows, k)
-}
-
-/// `mark_winners` for whatever the caller is compiled for.
-#[inline(always)]
-fn mark_winners_here(examples: &mut [f32], rows: usize, k: usize) {
-    let mut keys = vec![0u32; rows];
-    for example in examples.chunks_mut(rows) {
-        for (key, &v) in keys.iter_mut().zip(example.iter()) {
-            *key = descending_key(v);
-        }
-        mark_smallest(&keys, k, example);
-    }
+    with_wide_simd(
+        #[inline(always)]
+        || {
+            let mut keys = vec![0u32; rows];
+            for example in examples.chunks_mut(rows) {
+                for (key, &v) in keys.iter_mut().zip(example.iter()) {
+                    *key = descending_key(v);
+                }
+                mark_smallest(&keys, k, example);
+            }
+        },
+    )
 }
 
 /// A key per value, smaller for larger values in `f32::total_cmp`'s order.
