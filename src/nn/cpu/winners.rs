@@ -21,7 +21,8 @@ const EXAMPLES_PER_TASK: usize = 16;
 /// lower row, so the choice does not depend on threads.
 pub(crate) fn winner_mask(values: &[f32], rows: usize, batch: usize, k: usize) -> Vec<f32> {
     let k = k.min(rows);
-    assert!(values.len() >= rows * batch);
+    // Counts are u32 sums (`count_at_most`).
+    assert!(values.len() >= rows * batch && rows <= u32::MAX as usize);
     let mut mask = vec![0.0f32; rows * batch];
     if rows == 0 || batch == 0 {
         return mask;
@@ -106,7 +107,7 @@ fn mark_smallest(keys: &[u32], k: usize, marks: &mut [f32]) {
 
 /// How many of `keys` are at most `limit`: a branch-free loop the compiler
 /// vectorizes (wrapping adds, so that overflow checks do not stop it; the
-/// count cannot overflow, `keys` has at most `u32::MAX` entries).
+/// count cannot overflow: `winner_mask` allows at most `u32::MAX` rows).
 #[inline(always)]
 fn count_at_most(keys: &[u32], limit: u32) -> usize {
     keys.iter()
