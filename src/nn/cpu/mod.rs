@@ -4,7 +4,8 @@
 //! sign, a binarized layer's batch norm + sign), Adam's update on a parameter's host copy, and the matrix products
 //! (`product`, on our `sgemm` where the CPU has AVX-512 or AVX2, or `sparse` for a
 //! weight pruned below `SPARSE_BELOW` density, which stores only its kept
-//! values), the bit-packed XNOR products of binarized evaluation, a dense network's
+//! values), the bit-packed XNOR products of binarized evaluation, k-WTA's choice of
+//! winners (`winners`), a dense network's
 //! evaluation on host buffers (`dense_eval`), and the transpose of
 //! each batch into the feature-major layout the layers read. Callers check
 //! `on_cpu::<D>()`, or call an op that does, and keep dfdx's generic path on
