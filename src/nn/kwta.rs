@@ -7,7 +7,7 @@
 
 use dfdx::prelude::*;
 
-use super::cpu::{mul_mask, to_host, winner_mask};
+use super::cpu::{mul_mask_given, to_host, winner_mask};
 use super::Matrix;
 
 /// Number of winners among `units` for a fraction `percent_on`, rounded as
@@ -19,8 +19,9 @@ pub(crate) fn winners_for(units: usize, percent_on: f64) -> usize {
 /// Keeps the `k` largest values of every column of `h` (rows, batch).
 pub(crate) fn kwta<D: Device<f32>, T: Tape<f32, D>>(h: Matrix<D, T>, k: usize) -> Matrix<D, T> {
     let (rows, batch) = *h.shape();
-    let mask = winner_mask(&to_host(&h), rows, batch, k);
-    mul_mask(h, mask)
+    let values = to_host(&h);
+    let mask = winner_mask(&values, rows, batch, k);
+    mul_mask_given(h, values, mask)
 }
 
 #[cfg(test)]

@@ -8,10 +8,11 @@
 //! loss and accuracy statistics. A model with a host path for inference
 //! (`Model::host_logits`: dense networks on our CPU kernel) evaluates
 //! straight from the examples' rows instead, with the same bits. The loss
-//! is the mean cross-entropy of the softmax, as PyTorch's `CrossEntropyLoss`. Shuffling is a seeded ChaCha8
-//! permutation; the last, partial batch is included. Progress goes to an
-//! observer callback, which also sees the network after each update (to
-//! snapshot weights mid-epoch, e.g. for rewinding); nothing here prints.
+//! is the mean cross-entropy of the softmax, as PyTorch's
+//! `CrossEntropyLoss`. Shuffling is a seeded ChaCha8 permutation; the last,
+//! partial batch is included. Progress goes to an observer callback, which
+//! also sees the network after each update (to snapshot weights mid-epoch,
+//! e.g. for rewinding); nothing here prints.
 
 use dfdx::prelude::*;
 use rand::seq::SliceRandom;

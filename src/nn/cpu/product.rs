@@ -506,7 +506,7 @@ pub(super) fn forward_product(
 ) -> Vec<f32> {
     use super::sgemm::{sgemm, Operand};
     use super::sparse_input;
-    use super::transpose::gather_transposed;
+    use super::transpose::transposed;
     let mut z = vec![0.0f32; out * n];
     let sparse = tapeless
         && match x {
@@ -514,15 +514,12 @@ pub(super) fn forward_product(
             LayerInput::ExampleMajor(x) => sparse_input::skips_zeros_transposed(x, k, n),
         };
     if sparse {
-        let transposed;
+        let feature_major;
         let x = match x {
             LayerInput::FeatureMajor(x) => x,
             LayerInput::ExampleMajor(x) => {
-                let examples: Vec<usize> = (0..n).collect();
-                let mut t = vec![0.0f32; k * n];
-                gather_transposed(x, k, &examples, &mut t);
-                transposed = t;
-                &transposed
+                feature_major = transposed(x, n, k);
+                &feature_major
             }
         };
         sparse_input::product(w, (out, k, n), x, &mut z);

@@ -10,7 +10,7 @@ use std::arch::x86_64::*;
 use rayon::prelude::*;
 
 use super::sgemm::KC;
-use super::transpose::gather_transposed;
+use super::transpose::transposed;
 
 /// Below this fraction of nonzero inputs the product skips the zeros.
 /// Skipping costs a transpose of W per product and reads a row of Wᵀ per
@@ -66,9 +66,7 @@ pub(super) fn product(w: &[f32], (out, k, n): (usize, usize, usize), x: &[f32], 
         "skipping zero inputs needs AVX2 and FMA"
     );
     assert!(w.len() >= out * k && x.len() >= k * n && z.len() >= out * n);
-    let rows: Vec<usize> = (0..out).collect();
-    let mut wt = vec![0.0f32; k * out];
-    gather_transposed(w, k, &rows, &mut wt);
+    let wt = transposed(w, out, k);
     let zp = ColumnsOf(z.as_mut_ptr());
     // Each task's outputs, kept by a thread from one block to the next:
     // `sum_panels` writes every value, so they need no zeroing.

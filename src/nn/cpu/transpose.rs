@@ -61,6 +61,15 @@ pub(crate) fn gather_transposed(images: &[f32], features: usize, chunk: &[usize]
     }
 }
 
+/// The transpose of `m`, a `rows` × `cols` row-major matrix: `cols` ×
+/// `rows`, row-major, by `gather_transposed` with every row in order.
+pub(crate) fn transposed(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let all_rows: Vec<usize> = (0..rows).collect();
+    let mut t = vec![0.0f32; rows * cols];
+    gather_transposed(&m[..rows * cols], cols, &all_rows, &mut t);
+    t
+}
+
 /// Whether the 8 × 8 blocks can be transposed in AVX registers.
 fn has_avx() -> bool {
     #[cfg(target_arch = "x86_64")]

@@ -11,7 +11,7 @@
 use rayon::prelude::*;
 
 use super::simd::with_wide_simd;
-use super::transpose::gather_transposed;
+use super::transpose::transposed;
 
 /// Examples per parallel task.
 const EXAMPLES_PER_TASK: usize = 16;
@@ -23,22 +23,17 @@ pub(crate) fn winner_mask(values: &[f32], rows: usize, batch: usize, k: usize) -
     let k = k.min(rows);
     // Counts are u32 sums (`count_at_most`).
     assert!(values.len() >= rows * batch && rows <= u32::MAX as usize);
-    let mut mask = vec![0.0f32; rows * batch];
     if rows == 0 || batch == 0 {
-        return mask;
+        return Vec::new();
     }
     // Each example's values contiguous. Read in place, an example is one
     // float from each of `rows` rows, each on its own page, which the
     // hardware does not prefetch: the transposes stream along the rows.
-    let all_rows: Vec<usize> = (0..rows).collect();
-    let mut by_example = vec![0.0f32; rows * batch];
-    gather_transposed(&values[..rows * batch], batch, &all_rows, &mut by_example);
+    let mut by_example = transposed(values, rows, batch);
     by_example
         .par_chunks_mut(rows * EXAMPLES_PER_TASK)
         .for_each(|examples| mark_winners(examples, rows, k));
-    let all_examples: Vec<usize> = (0..batch).collect();
-    gather_transposed(&by_example, rows, &all_examples, &mut mask);
-    mask
+    transposed(&by_example, batch, rows)
 }
 
 /// Replaces each example of `examples` (`rows` values each) by its 0/1
