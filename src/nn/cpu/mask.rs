@@ -21,30 +21,14 @@ pub(crate) fn mul_mask<S: Shape, D: Device<f32>, T: Tape<f32, D>>(
     x: Tensor<S, f32, D, T>,
     mask: Vec<f32>,
 ) -> Tensor<S, f32, D, T> {
+    const CHUNK: usize = 1 << 14;
+    let shape = *x.shape();
     if !on_cpu::<D>() {
-        let m = upload(x.device(), &mask, *x.shape());
+        let m = upload(x.device(), &mask, shape);
         return x * m;
     }
-    let values = to_host(&x);
-    mul_mask_given(x, values, mask)
-}
-
-/// `mul_mask` for a caller that already holds `values`, x's host copy (k-WTA
-/// reads it to choose the winners), so that the CPU path does not copy x
-/// off its tensor again. Elsewhere `values` is not needed.
-pub(crate) fn mul_mask_given<S: Shape, D: Device<f32>, T: Tape<f32, D>>(
-    x: Tensor<S, f32, D, T>,
-    values: Vec<f32>,
-    mask: Vec<f32>,
-) -> Tensor<S, f32, D, T> {
-    const CHUNK: usize = 1 << 14;
-    if !on_cpu::<D>() {
-        return mul_mask(x, mask);
-    }
-    let shape = *x.shape();
     let (x, mut tape) = x.split_tape();
-    let mut out = values;
-    assert_eq!(out.len(), shape.num_elements(), "values are x's host copy");
+    let mut out = to_host(&x);
     for_each_chunk(&mut out, CHUNK, |i, o| {
         for (o, &m) in o.iter_mut().zip(&mask[i * CHUNK..]) {
             *o *= m;

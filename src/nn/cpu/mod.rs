@@ -45,7 +45,7 @@ pub(crate) use dense_eval::{dense_logits, DenseLayer};
 pub(crate) use gating::{expand_columns, gate_channels, segment_activations, winning_segments};
 pub use heap::keep_freed_buffers;
 pub(crate) use im2col::ConvGeom;
-pub(crate) use mask::{expand_kept, mask_gradient, mul_mask, mul_mask_given};
+pub(crate) use mask::{expand_kept, mask_gradient, mul_mask};
 pub(crate) use op::{on_cpu, to_host, upload};
 pub use par::on_pool;
 pub(crate) use pool::max_pool2;
