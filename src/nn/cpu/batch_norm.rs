@@ -8,6 +8,7 @@ use dfdx::prelude::*;
 
 use super::op::{grad_mut, put_grad, take_grad, to_host, upload};
 use super::par::for_each_chunk;
+use super::row_stats::{gradient_sums, normalize_rows};
 use super::sign::sign;
 use crate::nn::norm::EPS;
 use crate::nn::Matrix;
@@ -40,18 +41,25 @@ pub(crate) fn batch_norm_sign<D: Device<f32>, T: Tape<f32, D>>(
     };
     // `xh` becomes the normalized values x̂; `inv` holds 1/σ per row.
     let mut xh = to_host(&z);
-    let mut inv = vec![0.0f32; rows];
-    for_each_row(&mut xh, &mut inv, n, |row, inv| *inv = normalize(row));
+    let inv = normalize_rows(&mut xh, n, EPS);
+    let activate = |yh: &mut [f32]| {
+        for_each_chunk(yh, n.max(1), |r, row| {
+            let (g, b) = (gamma[r], beta[r]);
+            for v in row {
+                let pre = g * *v + b;
+                *v = if binarize { sign(pre) } else { pre };
+            }
+        })
+    };
+    if !T::OWNS_TAPE {
+        // Nothing reads x̂ again: activate it in place.
+        activate(&mut xh);
+        return upload(z.device(), &xh, shape).put_tape(tape);
+    }
     let mut yh = xh.clone();
-    for_each_chunk(&mut yh, n.max(1), |r, row| {
-        let (g, b) = (gamma[r], beta[r]);
-        for v in row {
-            let pre = g * *v + b;
-            *v = if binarize { sign(pre) } else { pre };
-        }
-    });
+    activate(&mut yh);
     let out = upload(z.device(), &yh, shape);
-    if T::OWNS_TAPE {
+    {
         let y = out.clone();
         tape.add_backward_op(move |grads| {
             let mut gy = take_grad(grads, &y)?;
@@ -67,15 +75,7 @@ pub(crate) fn batch_norm_sign<D: Device<f32>, T: Tape<f32, D>>(
                 });
             }
             // Per row: dβ = Σ g, dγ = Σ g x̂, dz = γ/σ (g - (dβ + x̂ dγ)/n).
-            let sums: Vec<(f64, f64)> = gy
-                .chunks(n.max(1))
-                .zip(xh.chunks(n.max(1)))
-                .map(|(g, x)| {
-                    g.iter().zip(x).fold((0.0, 0.0), |(s, sx), (&g, &x)| {
-                        (s + g as f64, sx + g as f64 * x as f64)
-                    })
-                })
-                .collect();
+            let sums = gradient_sums(&gy, &xh, n);
             for_each_chunk(grad_mut(grads, &z)?, n.max(1), |r, a| {
                 let (db, dg) = sums[r];
                 let scale = gamma[r] as f64 * inv[r] as f64;
@@ -97,44 +97,6 @@ pub(crate) fn batch_norm_sign<D: Device<f32>, T: Tape<f32, D>>(
         });
     }
     out.put_tape(tape)
-}
-
-/// `f(row, inv)` for each row of `values` (rows of `n`) and its entry of
-/// `inv`, in parallel when the matrix is large.
-fn for_each_row(
-    values: &mut [f32],
-    inv: &mut [f32],
-    n: usize,
-    f: impl Fn(&mut [f32], &mut f32) + Sync,
-) {
-    use rayon::prelude::*;
-    if n == 0 {
-        return;
-    }
-    if values.len() < super::par::PAR_MIN {
-        values
-            .chunks_mut(n)
-            .zip(inv.iter_mut())
-            .for_each(|(r, i)| f(r, i));
-    } else {
-        values
-            .par_chunks_mut(n)
-            .zip(inv.par_iter_mut())
-            .for_each(|(r, i)| f(r, i));
-    }
-}
-
-/// Replaces `row` by (row - mean) / sqrt(var + eps) and returns the factor
-/// 1 / sqrt(var + eps); mean and (biased) variance summed in f64.
-fn normalize(row: &mut [f32]) -> f32 {
-    let n = row.len() as f64;
-    let mean = row.iter().map(|&v| v as f64).sum::<f64>() / n;
-    let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
-    let inv = 1.0 / (var + EPS).sqrt();
-    for v in row.iter_mut() {
-        *v = ((*v as f64 - mean) * inv) as f32;
-    }
-    inv as f32
 }
 
 #[cfg(test)]

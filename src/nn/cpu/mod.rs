@@ -26,6 +26,7 @@ mod op;
 mod par;
 mod pool;
 mod product;
+mod row_stats;
 #[cfg(target_arch = "x86_64")]
 mod sgemm;
 mod sign;
