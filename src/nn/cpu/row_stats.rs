@@ -20,7 +20,7 @@ const LANES: usize = 16;
 /// variance summed in f64 in column order. In parallel blocks of rows when
 /// the matrix is large.
 pub(super) fn normalize_rows(values: &mut [f32], n: usize, eps: f64) -> Vec<f32> {
-    let rows = if n == 0 { 0 } else { values.len() / n };
+    let rows = values.len().checked_div(n).unwrap_or(0);
     let mut inv = vec![0.0f32; rows];
     if rows == 0 {
         return inv;
