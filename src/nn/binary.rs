@@ -397,6 +397,34 @@ impl<D: Device<f32>> Model<D> for BinaryNet<D> {
         h
     }
 
+    /// On our kernel, for a binarized network with `Packed` kernels, real
+    /// inputs, batch norm on the batch's statistics and dense weights:
+    /// `cpu::binary_logits`.
+    fn host_logits(&self, examples: &[f32], n: usize) -> Option<Vec<f32>> {
+        if !self.config.binary
+            || self.config.binarize_input
+            || self.kernels != BinaryKernels::Packed
+        {
+            return None;
+        }
+        let mut layers = Vec::new();
+        for layer in &self.layers {
+            let Norm::Batch(bn) = &layer.norm else {
+                return None;
+            };
+            if layer.weight.sparse_layout().is_some() {
+                return None;
+            }
+            layers.push(cpu::BinaryLayer {
+                weight: layer.weight.host_values(),
+                packed: &layer.packed,
+                gamma: bn.weight.host_values(),
+                beta: bn.bias.host_values(),
+            });
+        }
+        cpu::binary_logits::<D>(&layers, examples, n)
+    }
+
     fn params(&self) -> Vec<&Param<D>> {
         let mut out = Vec::new();
         for l in &self.layers {
@@ -858,5 +886,39 @@ mod tests {
         assert!(net
             .packed_product::<NoneTape>(&net.layers[1], &signs)
             .is_none());
+    }
+
+    /// On our kernel the host path gives the tensor path's logits bit for
+    /// bit, packed and (after a weight is set to 0) in floats; float
+    /// kernels, or other products, have no host path.
+    #[test]
+    fn host_logits_have_the_tensor_paths_bits() {
+        let dev = Cpu::default();
+        let (x, y) = blobs(300, 5);
+        let mut net = BinaryNet::new(&config(vec![70, 33], true), SHAPE, 4, &dev).unwrap();
+        train_epoch(&mut net, &mut adam(5e-3), &x, &y, 50, 0, &mut |_, _| {}).unwrap();
+        let (n, features) = (97, x.len() / y.len());
+        let examples = &x[..n * features];
+        if cpu::cpu_products() != "repro-sgemm" {
+            assert!(net.host_logits(examples, n).is_none());
+            println!("SKIP host_logits_have_the_tensor_paths_bits: the CPU products do not run on our kernel here");
+            return;
+        }
+        let feature_major: Vec<f32> = (0..features * n)
+            .map(|i| examples[(i % n) * features + i / n])
+            .collect();
+        let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
+        let tensor = |net: &BinaryNet<Cpu>| {
+            let input = dev.tensor_from_vec(feature_major.clone(), (features, n));
+            bits(net.forward::<NoneTape>(input).as_vec())
+        };
+        let host = |net: &BinaryNet<Cpu>| net.host_logits(examples, n).map(bits);
+        assert_eq!(host(&net), Some(tensor(&net)));
+        let mut w = net.param("fc2.weight").unwrap().values();
+        w[3] = 0.0;
+        net.param_mut("fc2.weight").unwrap().set_values(&w).unwrap();
+        assert_eq!(host(&net), Some(tensor(&net)), "a zero weight: in floats");
+        net.set_kernels(BinaryKernels::Float);
+        assert!(net.host_logits(examples, n).is_none());
     }
 }

@@ -42,15 +42,7 @@ pub(crate) fn batch_norm_sign<D: Device<f32>, T: Tape<f32, D>>(
     // `xh` becomes the normalized values x̂; `inv` holds 1/σ per row.
     let mut xh = to_host(&z);
     let inv = normalize_rows(&mut xh, n, EPS);
-    let activate = |yh: &mut [f32]| {
-        for_each_chunk(yh, n.max(1), |r, row| {
-            let (g, b) = (gamma[r], beta[r]);
-            for v in row {
-                let pre = g * *v + b;
-                *v = if binarize { sign(pre) } else { pre };
-            }
-        })
-    };
+    let activate = |yh: &mut [f32]| scale_shift_sign(yh, n, (&gamma, &beta), binarize);
     if !T::OWNS_TAPE {
         // Nothing reads x̂ again: activate it in place.
         activate(&mut xh);
@@ -97,6 +89,23 @@ pub(crate) fn batch_norm_sign<D: Device<f32>, T: Tape<f32, D>>(
         });
     }
     out.put_tape(tape)
+}
+
+/// Each row r of `x̂` (rows of `n`) made γ_r x̂ + β_r, then its sign if
+/// `binarize`, in place: batch norm's output from the normalized values.
+pub(super) fn scale_shift_sign(
+    xh: &mut [f32],
+    n: usize,
+    (gamma, beta): (&[f32], &[f32]),
+    binarize: bool,
+) {
+    for_each_chunk(xh, n.max(1), |r, row| {
+        let (g, b) = (gamma[r], beta[r]);
+        for v in row {
+            let pre = g * *v + b;
+            *v = if binarize { sign(pre) } else { pre };
+        }
+    })
 }
 
 #[cfg(test)]

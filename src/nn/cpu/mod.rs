@@ -5,8 +5,8 @@
 //! (`product`, on our `sgemm` where the CPU has AVX-512 or AVX2, or `sparse` for a
 //! weight pruned below `SPARSE_BELOW` density, which stores only its kept
 //! values), the bit-packed XNOR products of binarized evaluation, k-WTA's choice of
-//! winners (`winners`), a dense network's
-//! evaluation on host buffers (`dense_eval`), and the transpose of
+//! winners (`winners`), a dense or binarized network's
+//! evaluation on host buffers (`dense_eval`, `binary_eval`), and the transpose of
 //! each batch into the feature-major layout the layers read. Callers check
 //! `on_cpu::<D>()`, or call an op that does, and keep dfdx's generic path on
 //! other devices. This module holds no layer or model state, never lets the
@@ -16,6 +16,7 @@
 mod adam;
 mod batch_norm;
 mod bias_act;
+mod binary_eval;
 mod conv;
 mod dense_eval;
 mod gating;
@@ -41,6 +42,7 @@ mod xnor;
 pub(crate) use adam::{adam_update, for_each_moment_chunk};
 pub(crate) use batch_norm::batch_norm_sign;
 pub(crate) use bias_act::bias_act;
+pub(crate) use binary_eval::{binary_logits, BinaryLayer};
 pub(crate) use conv::conv2d;
 pub(crate) use dense_eval::{dense_logits, DenseLayer};
 pub(crate) use gating::{expand_columns, gate_channels, segment_activations, winning_segments};

@@ -201,12 +201,7 @@ where
     let (x, xt) = x.split_tape();
     let values = param.host_values();
     debug_assert_eq!(values.len(), w.shape().num_elements());
-    let mut signs = vec![0.0f32; values.len()];
-    for_each_chunk(&mut signs, PAR_MIN, |i, chunk| {
-        for (s, &v) in chunk.iter_mut().zip(&values[i * PAR_MIN..]) {
-            *s = super::sign::sign(v);
-        }
-    });
+    let signs = signs_of(&values);
     let xh = to_host(&x);
     let input_grad = if R::OWNS_TAPE {
         InputGrad::Add(x)
@@ -214,6 +209,18 @@ where
         InputGrad::Skip
     };
     kernel_product(w, Arc::new(signs), xh, wt.merge(xt), input_grad, None)
+}
+
+/// sign(v) (sign(0) = 0) of every value, in parallel chunks: the weights
+/// a binarized layer multiplies by.
+pub(super) fn signs_of(values: &[f32]) -> Vec<f32> {
+    let mut signs = vec![0.0f32; values.len()];
+    for_each_chunk(&mut signs, PAR_MIN, |i, chunk| {
+        for (s, &v) in chunk.iter_mut().zip(&values[i * PAR_MIN..]) {
+            *s = super::sign::sign(v);
+        }
+    });
+    signs
 }
 
 /// `w · x` where only `w` (which carries the tape) needs a gradient: the

@@ -54,7 +54,8 @@ fn pack_rows(values: &[f32], rows: usize, len: usize, words: usize) -> Option<Ve
 /// every page cleared by the kernel again, some batches a third slower.
 #[derive(Debug, Default)]
 pub(crate) struct PackedWeights {
-    slot: Mutex<Option<Packed>>,
+    slot: Kept<Option<Arc<Vec<u64>>>>,
+    float_signs: Kept<Arc<Vec<f32>>>,
     buffers: Mutex<HostBuffers>,
 }
 
@@ -75,9 +76,9 @@ impl std::fmt::Debug for HostBuffers {
     }
 }
 
-/// The host copy a matrix was packed from, and its packed signs (`None`: a
-/// sign was 0).
-type Packed = (Weak<Vec<f32>>, Option<Arc<Vec<u64>>>);
+/// Something made from a host copy (the packed signs, `None` where a sign
+/// was 0; the float signs), kept with a weak pointer to the copy.
+type Kept<T> = Mutex<Option<(Weak<Vec<f32>>, T)>>;
 
 impl Clone for PackedWeights {
     /// A clone packs again on first use.
@@ -95,18 +96,19 @@ impl PackedWeights {
         outputs: usize,
         inputs: usize,
     ) -> Option<Arc<Vec<u64>>> {
-        let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((source, packed)) = slot.as_ref() {
-            if std::ptr::eq(source.as_ptr(), Arc::as_ptr(w)) {
-                return packed.clone();
-            }
-        }
-        let words = inputs.div_ceil(64);
-        let kernel = Popcount::detect();
-        let packed =
-            pack_rows(w, outputs, inputs, words).map(|rows| Arc::new(kernel.layout(rows, words)));
-        *slot = Some((Arc::downgrade(w), packed.clone()));
-        packed
+        kept(&self.slot, w, || {
+            let words = inputs.div_ceil(64);
+            let kernel = Popcount::detect();
+            pack_rows(w, outputs, inputs, words).map(|rows| Arc::new(kernel.layout(rows, words)))
+        })
+    }
+
+    /// sign(v) of every value of `w`, as floats, kept the same way: what a
+    /// binarized first layer, whose inputs are real, multiplies by.
+    pub(crate) fn float_signs(&self, w: &Arc<Vec<f32>>) -> Arc<Vec<f32>> {
+        kept(&self.float_signs, w, || {
+            Arc::new(super::product::signs_of(w))
+        })
     }
 
     /// `f` on this layer's input and output buffers (fresh ones while
@@ -120,6 +122,20 @@ impl PackedWeights {
             Err(_) => f(&mut Vec::new(), &mut Vec::new()),
         }
     }
+}
+
+/// What `slot` keeps for the host copy `w`: made by `make`, and kept with
+/// a weak pointer to `w`, unless the slot already holds it for `w`.
+fn kept<T: Clone>(slot: &Kept<T>, w: &Arc<Vec<f32>>, make: impl FnOnce() -> T) -> T {
+    let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((source, value)) = slot.as_ref() {
+        if std::ptr::eq(source.as_ptr(), Arc::as_ptr(w)) {
+            return value.clone();
+        }
+    }
+    let value = make();
+    *slot = Some((Arc::downgrade(w), value.clone()));
+    value
 }
 
 /// The columns of `x` (`len` rows × `cols` columns, row-major: the
