@@ -51,43 +51,41 @@ pub(crate) fn batch_norm_sign<D: Device<f32>, T: Tape<f32, D>>(
     let mut yh = xh.clone();
     activate(&mut yh);
     let out = upload(z.device(), &yh, shape);
-    {
-        let y = out.clone();
-        tape.add_backward_op(move |grads| {
-            let mut gy = take_grad(grads, &y)?;
-            // The estimator: gradient only where |γ x̂ + β| <= 1.
-            if binarize {
-                for_each_chunk(&mut gy, n.max(1), |r, g| {
-                    let (ga, b) = (gamma[r], beta[r]);
-                    for (g, &x) in g.iter_mut().zip(&xh[r * n..]) {
-                        if (ga * x + b).abs() > 1.0 {
-                            *g = 0.0;
-                        }
+    let y = out.clone();
+    tape.add_backward_op(move |grads| {
+        let mut gy = take_grad(grads, &y)?;
+        // The estimator: gradient only where |γ x̂ + β| <= 1.
+        if binarize {
+            for_each_chunk(&mut gy, n.max(1), |r, g| {
+                let (ga, b) = (gamma[r], beta[r]);
+                for (g, &x) in g.iter_mut().zip(&xh[r * n..]) {
+                    if (ga * x + b).abs() > 1.0 {
+                        *g = 0.0;
                     }
-                });
-            }
-            // Per row: dβ = Σ g, dγ = Σ g x̂, dz = γ/σ (g - (dβ + x̂ dγ)/n).
-            let sums = gradient_sums(&gy, &xh, n);
-            for_each_chunk(grad_mut(grads, &z)?, n.max(1), |r, a| {
-                let (db, dg) = sums[r];
-                let scale = gamma[r] as f64 * inv[r] as f64;
-                let (g, x) = (&gy[r * n..(r + 1) * n], &xh[r * n..(r + 1) * n]);
-                for ((a, &g), &x) in a.iter_mut().zip(g).zip(x) {
-                    let centred = g as f64 - (db + x as f64 * dg) / n as f64;
-                    *a += (scale * centred) as f32;
                 }
             });
-            if let Some((g, b)) = &affine {
-                for (a, s) in grad_mut(grads, g)?.iter_mut().zip(&sums) {
-                    *a += s.1 as f32;
-                }
-                for (a, s) in grad_mut(grads, b)?.iter_mut().zip(&sums) {
-                    *a += s.0 as f32;
-                }
+        }
+        // Per row: dβ = Σ g, dγ = Σ g x̂, dz = γ/σ (g - (dβ + x̂ dγ)/n).
+        let sums = gradient_sums(&gy, &xh, n);
+        for_each_chunk(grad_mut(grads, &z)?, n.max(1), |r, a| {
+            let (db, dg) = sums[r];
+            let scale = gamma[r] as f64 * inv[r] as f64;
+            let (g, x) = (&gy[r * n..(r + 1) * n], &xh[r * n..(r + 1) * n]);
+            for ((a, &g), &x) in a.iter_mut().zip(g).zip(x) {
+                let centred = g as f64 - (db + x as f64 * dg) / n as f64;
+                *a += (scale * centred) as f32;
             }
-            put_grad(grads, &y, gy)
         });
-    }
+        if let Some((g, b)) = &affine {
+            for (a, s) in grad_mut(grads, g)?.iter_mut().zip(&sums) {
+                *a += s.1 as f32;
+            }
+            for (a, s) in grad_mut(grads, b)?.iter_mut().zip(&sums) {
+                *a += s.0 as f32;
+            }
+        }
+        put_grad(grads, &y, gy)
+    });
     out.put_tape(tape)
 }
 

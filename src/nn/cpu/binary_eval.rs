@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use dfdx::prelude::*;
 
-use super::product::on_kernel;
+use super::dense_eval::on_host;
 use super::xnor::PackedWeights;
 
 /// One binarized layer (FC without bias, then batch norm on the batch's
@@ -40,10 +40,7 @@ pub(crate) fn binary_logits<D: Device<f32>>(
     examples: &[f32],
     n: usize,
 ) -> Option<Vec<f32>> {
-    if !on_kernel::<D>() || layers.is_empty() || n == 0 {
-        return None;
-    }
-    run(layers, examples, n)
+    on_host::<D, _>(layers, examples, n, run)
 }
 
 #[cfg(target_arch = "x86_64")]

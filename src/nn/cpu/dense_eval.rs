@@ -30,6 +30,18 @@ pub(crate) fn dense_logits<D: Device<f32>>(
     examples: &[f32],
     n: usize,
 ) -> Option<Vec<f32>> {
+    on_host::<D, _>(layers, examples, n, run)
+}
+
+/// `run(layers, examples, n)` where device `D`'s products run on our kernel
+/// and there are layers and examples; `None` otherwise (the tensor path).
+/// The guard of every host evaluation path (this one and `binary_eval`).
+pub(super) fn on_host<D: Device<f32>, L>(
+    layers: &[L],
+    examples: &[f32],
+    n: usize,
+    run: impl FnOnce(&[L], &[f32], usize) -> Option<Vec<f32>>,
+) -> Option<Vec<f32>> {
     if !on_kernel::<D>() || layers.is_empty() || n == 0 {
         return None;
     }
