@@ -462,7 +462,7 @@ mod tests {
         assert_eq!(*y.shape(), (2, 5));
         let grads = y.sum::<Rank0, _>().backward();
         let seg = net.param("conv1.segments").unwrap().value();
-        assert!(grads.get(seg).as_vec().iter().any(|&g| g != 0.0));
+        assert!(grads.get(&seg).as_vec().iter().any(|&g| g != 0.0));
     }
 
     /// Bain's init: PyTorch's U(±1/sqrt(fan_in)) everywhere in the ADN CNN

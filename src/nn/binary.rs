@@ -654,7 +654,7 @@ mod tests {
         let r = dev.tensor_from_vec(vec![1.0f32, -2.0, 0.5, 3.0], (2, 2));
         let y = net.forward::<OwnedTape<f32, Cpu>>(x.clone());
         let g = (y * r.clone()).sum::<Rank0, _>().backward();
-        let gw = g.get(net.param("out.weight").unwrap().value()).as_vec();
+        let gw = g.get(&net.param("out.weight").unwrap().value()).as_vec();
         // The same loss through a real-valued layer holding sign(W_h).
         let mut real = BinaryNet::new(&config(vec![], false), shape, 0, &dev).unwrap();
         real.param_mut("out.weight")
@@ -663,7 +663,7 @@ mod tests {
             .unwrap();
         let y = real.forward::<OwnedTape<f32, Cpu>>(x);
         let g = (y * r).sum::<Rank0, _>().backward();
-        let want = g.get(real.param("out.weight").unwrap().value()).as_vec();
+        let want = g.get(&real.param("out.weight").unwrap().value()).as_vec();
         for (a, b) in gw.iter().zip(&want) {
             assert!((a - b).abs() < 1e-6, "{gw:?} vs {want:?}");
         }

@@ -382,8 +382,8 @@ mod tests {
         };
         let y = conv.forward::<OwnedTape<f32, Cpu>, OwnedTape<f32, Cpu>>(x.retaped());
         let grads = (y * r.clone()).sum::<Rank0, _>().backward();
-        let gw = grads.get(conv.weight.value()).as_vec();
-        let gb = grads.get(conv.bias.value()).as_vec();
+        let gw = grads.get(&conv.weight.value()).as_vec();
+        let gb = grads.get(&conv.bias.value()).as_vec();
         let gx = grads.get(&x).as_vec();
 
         let eps = 1e-2;
@@ -466,8 +466,8 @@ mod tests {
                 let g = |t: &Tensor<(usize,), f32, Cpu>| grads.get(t).as_vec();
                 (
                     yv,
-                    g(conv.weight.value()),
-                    g(conv.bias.value()),
+                    g(&conv.weight.value()),
+                    g(&conv.bias.value()),
                     grads.get(&x).as_vec(),
                 )
             };
@@ -482,12 +482,12 @@ mod tests {
             assert_close(&y.as_vec(), &generic.0, "first y");
             let grads = (y * r.clone()).sum::<Rank0, _>().backward();
             assert_close(
-                &grads.get(conv.weight.value()).as_vec(),
+                &grads.get(&conv.weight.value()).as_vec(),
                 &generic.1,
                 "first dw",
             );
             assert_close(
-                &grads.get(conv.bias.value()).as_vec(),
+                &grads.get(&conv.bias.value()).as_vec(),
                 &generic.2,
                 "first db",
             );

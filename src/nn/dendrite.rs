@@ -73,25 +73,33 @@ impl<D: Device<f32>> Dendrites<D> {
 
     /// The segment weights as a (units · segments, context) matrix on tape `T`.
     fn weights<T: Tape<f32, D>>(&self) -> Matrix<D, T> {
-        self.weight
-            .effective::<T>()
-            .reshape_like(&(self.units * self.segments, self.context))
+        self.as_matrix(self.weight.effective::<T>())
+    }
+
+    /// `values`, the segment weights stored flat, as a (units · segments,
+    /// context) matrix.
+    fn as_matrix<T: Tape<f32, D>>(&self, values: Tensor<(usize,), f32, D, T>) -> Matrix<D, T> {
+        values.reshape_like(&(self.units * self.segments, self.context))
     }
 
     /// The gates computed once per distinct context, then expanded (CPU).
     fn gate_distinct<T: Tape<f32, D>>(&self, distinct: &Distinct<D>) -> Matrix<D, T> {
-        let (w, tape) = self.weights::<T>().split_tape();
         let columns = distinct.columns.shape().1;
-        let activations = if columns <= FEW_CONTEXTS {
-            segment_activations(&self.weight.host_values(), &distinct.rows, self.context)
+        let (w, activations) = if columns <= FEW_CONTEXTS {
+            // Read from the host copy: the tensor only routes the gradient.
+            let activations =
+                segment_activations(&self.weight.host_values(), &distinct.rows, self.context);
+            (self.as_matrix(self.weight.on_tape::<T>()), activations)
         } else {
-            let columns = distinct.columns.clone();
-            to_host(&matmul_no_input_grad(
-                w.clone(),
+            let w = self.weights::<T>();
+            let product = matmul_no_input_grad(
+                w.retaped::<NoneTape>(),
                 Some(&self.weight),
-                columns,
-            ))
+                distinct.columns.clone(),
+            );
+            (w, to_host(&product))
         };
+        let (w, tape) = w.split_tape();
         let choice = strongest(&activations, self.segments, columns);
         let best = winning_segments(
             w.put_tape(tape),
@@ -197,7 +205,7 @@ mod tests {
         let r = dev.tensor_from_vec(r, *gate.shape());
         let values = gate.as_vec();
         let grads = (gate * r).sum::<Rank0, _>().backward();
-        (values, grads.get(d.weight.value()).as_vec())
+        (values, grads.get(&d.weight.value()).as_vec())
     }
 
     /// The gates and gradient computed once per distinct context equal the
@@ -295,7 +303,7 @@ mod tests {
         let rt = dev.tensor_from_vec(r.clone(), (3, 2));
         let out = d.gate::<OwnedTape<f32, Cpu>>(&BatchContexts::new(ctx.clone()));
         let grads = (out * rt).sum::<Rank0, _>().backward();
-        let analytic = grads.get(d.weight.value()).as_vec();
+        let analytic = grads.get(&d.weight.value()).as_vec();
         let w0 = d.weight.values();
         let eps = 1e-3;
         for i in 0..w0.len() {

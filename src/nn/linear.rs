@@ -126,7 +126,7 @@ mod tests {
         let mut out = vec![
             yv,
             l.weight.gradient(&grads),
-            grads.get(l.bias.value()).as_vec(),
+            grads.get(&l.bias.value()).as_vec(),
         ];
         if !first {
             out.push(grads.get(x).as_vec());
@@ -204,8 +204,8 @@ mod tests {
             let grads = (y * r.clone()).sum::<Rank0, _>().backward();
             (
                 yv,
-                grads.get(l.weight.value()).as_vec(),
-                grads.get(l.bias.value()).as_vec(),
+                grads.get(&l.weight.value()).as_vec(),
+                grads.get(&l.bias.value()).as_vec(),
             )
         };
         let (a, b) = (run(true), run(false));

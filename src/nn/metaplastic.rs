@@ -141,7 +141,7 @@ mod tests {
                 let g: Vec<f32> = (0..n).map(|i| wave(i, 0.11 * t as f32) * 0.3).collect();
                 let mut grads = Gradients::leaky();
                 grads
-                    .get_or_alloc_mut(param.value())
+                    .get_or_alloc_mut(&param.value())
                     .unwrap()
                     .copy_from_slice(&g);
                 adam_meta_update(&cfg, t, meta, &mut param, &mut m, &mut v, &mut grads).unwrap();

@@ -245,8 +245,8 @@ mod tests {
         let grads = (y * r.clone()).sum::<Rank0, _>().backward();
         let (gx, gg, gb) = (
             grads.get(&x).as_vec(),
-            grads.get(bn.weight.value()).as_vec(),
-            grads.get(bn.bias.value()).as_vec(),
+            grads.get(&bn.weight.value()).as_vec(),
+            grads.get(&bn.bias.value()).as_vec(),
         );
 
         // Central differences of the f64 reference.

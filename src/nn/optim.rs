@@ -326,13 +326,13 @@ impl<D: Device<f32>> Optimizer<D> {
                     .map_err(device_error)?;
                 }
                 (Rule::Adam(cfg), Moments::Device { first, second }) => {
-                    let grad = grads.get_or_alloc_mut(p.value()).map_err(device_error)?;
+                    let grad = grads.get_or_alloc_mut(&p.value()).map_err(device_error)?;
                     cfg.try_update(self.steps, p.value_mut(), first, second, grad)
                         .map_err(device_error)?;
                     p.reapply_mask();
                 }
                 (Rule::Sgd(cfg), Moments::Device { first, .. }) => {
-                    let grad = grads.get_or_alloc_mut(p.value()).map_err(device_error)?;
+                    let grad = grads.get_or_alloc_mut(&p.value()).map_err(device_error)?;
                     cfg.try_update(p.value_mut(), first, grad)
                         .map_err(device_error)?;
                     p.reapply_mask();

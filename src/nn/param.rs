@@ -8,8 +8,11 @@
 //! (row-major, PyTorch layout) for the pruning stage.
 //!
 //! A `Param` also keeps a host copy of its values once asked for one: the
-//! CPU matrix products read it, and the host optimizers update it in place
-//! and upload the result, so no step copies a weight matrix off its tensor.
+//! CPU matrix products read it, and the host optimizers update it in place,
+//! so no step copies a weight matrix off its tensor. The update reaches the
+//! tensor when something reads the tensor's values (`effective`), not
+//! before: ops that read the host copy and use the tensor only to route the
+//! gradient (`on_tape`) never pay for that upload.
 //!
 //! On the CPU, a weight whose mask keeps less than `SPARSE_BELOW` of its
 //! entries is sparse: it stores only its kept values (row-major order, as
@@ -17,7 +20,7 @@
 //! state have one entry per kept weight too, and a step costs what the kept
 //! weights cost. `values` and `effective` still give every entry.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -74,16 +77,37 @@ impl ParamInfo {
 type Vector<D> = Tensor<(usize,), f32, D>;
 
 /// A learnable tensor (stored flat) with an optional 0/1 mask of the same size.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Param<D: Device<f32>> {
     info: ParamInfo,
     /// The stored values: every entry, or for a sparse parameter (whose
-    /// mask has a layout) the kept ones only.
-    value: Tensor<(usize,), f32, D>,
+    /// mask has a layout) the kept ones only. Behind a lock so that a
+    /// reader with `&self` can upload a pending host update.
+    value: Mutex<Stored<D>>,
     mask: Option<Mask<D>>,
-    /// The stored values on the host, equal to `value`'s whenever set;
-    /// cleared by every change made to `value` other than through `update_on_host`.
+    /// The stored values on the host, equal to `value`'s whenever set, and
+    /// the newer of the two while `value` is behind; cleared by every
+    /// change made to `value` other than through `update_on_host`.
     host: OnceLock<Arc<Vec<f32>>>,
+}
+
+/// A parameter's tensor and whether the host copy holds newer values.
+#[derive(Debug, Clone)]
+struct Stored<D: Device<f32>> {
+    tensor: Vector<D>,
+    /// `update_on_host` changed the host copy since the last upload.
+    behind: bool,
+}
+
+impl<D: Device<f32>> Clone for Param<D> {
+    fn clone(&self) -> Self {
+        Self {
+            info: self.info.clone(),
+            value: Mutex::new(self.stored().clone()),
+            mask: self.mask.clone(),
+            host: self.host.clone(),
+        }
+    }
 }
 
 /// A 0/1 mask on the device (for dfdx's element-wise ops) and on the host
@@ -103,7 +127,10 @@ impl<D: Device<f32>> Param<D> {
         let n = values.len();
         Self {
             info,
-            value: dev.tensor_from_vec(values, (n,)),
+            value: Mutex::new(Stored {
+                tensor: dev.tensor_from_vec(values, (n,)),
+                behind: false,
+            }),
             mask: None,
             host: OnceLock::new(),
         }
@@ -118,7 +145,7 @@ impl<D: Device<f32>> Param<D> {
     pub fn values(&self) -> Vec<f32> {
         match self.sparse_layout() {
             Some(layout) => layout.expand(&self.host_values()),
-            None => self.value.as_vec(),
+            None => self.host_values().to_vec(),
         }
     }
 
@@ -144,7 +171,11 @@ impl<D: Device<f32>> Param<D> {
     /// Makes `stored` the stored values.
     fn store(&mut self, stored: Vec<f32>) {
         let n = stored.len();
-        self.value = self.value.device().tensor_from_vec(stored, (n,));
+        let tensor = self.device().tensor_from_vec(stored, (n,));
+        *self.stored_mut() = Stored {
+            tensor,
+            behind: false,
+        };
         self.host = OnceLock::new();
     }
 
@@ -189,7 +220,7 @@ impl<D: Device<f32>> Param<D> {
             });
         }
         let n = self.info.numel();
-        let dev = self.value.device().clone();
+        let dev = self.device();
         let values: Vec<f32> = self
             .values()
             .iter()
@@ -232,7 +263,7 @@ impl<D: Device<f32>> Param<D> {
     #[cfg(test)]
     pub(crate) fn gradient(&self, grads: &Gradients<f32, D>) -> Vec<f32> {
         // Not `as_vec`: it panics on a tensor of no entries (no kept weight).
-        let g = cpu::to_host(&grads.get(&self.value));
+        let g = cpu::to_host(&grads.get(&self.value()));
         match self.sparse_layout() {
             Some(layout) => layout.expand(&g),
             None => g,
@@ -247,7 +278,7 @@ impl<D: Device<f32>> Param<D> {
     /// gradient is multiplied by M (in place, after every other contribution).
     /// A sparse parameter's kept values are expanded, their gradients gathered.
     pub(crate) fn effective<T: Tape<f32, D>>(&self) -> Tensor<(usize,), f32, D, T> {
-        let value = self.value.retaped::<T>();
+        let value = self.uploaded().retaped::<T>();
         match &self.mask {
             Some(Mask {
                 layout: Some(layout),
@@ -262,8 +293,20 @@ impl<D: Device<f32>> Param<D> {
     /// The stored value (a sparse parameter's kept entries), for optimizers
     /// that update it in place.
     pub(crate) fn value_mut(&mut self) -> &mut Tensor<(usize,), f32, D> {
+        self.upload();
         self.host = OnceLock::new();
-        &mut self.value
+        &mut self.stored_mut().tensor
+    }
+
+    /// The value on tape `T` for a CPU op that reads the values from
+    /// `host_values` and uses the tensor only to route the gradient: the
+    /// tensor's own values may be behind (a host update not yet uploaded).
+    /// A masked parameter's is `effective`, whose gradient the mask shapes.
+    pub(crate) fn on_tape<T: Tape<f32, D>>(&self) -> Tensor<(usize,), f32, D, T> {
+        match self.mask {
+            Some(_) => self.effective(),
+            None => self.stored().tensor.retaped(),
+        }
     }
 
     /// The stored values (a sparse parameter's kept entries) on the host,
@@ -271,19 +314,63 @@ impl<D: Device<f32>> Param<D> {
     pub(crate) fn host_values(&self) -> Arc<Vec<f32>> {
         Arc::clone(
             self.host
-                .get_or_init(|| Arc::new(cpu::to_host(&self.value))),
+                .get_or_init(|| Arc::new(cpu::to_host(&self.stored().tensor))),
         )
     }
 
-    /// The stored value, for gradient lookup: a sparse parameter's gradient
-    /// has one entry per kept weight.
-    pub(crate) fn value(&self) -> &Tensor<(usize,), f32, D> {
-        &self.value
+    /// The stored value, for gradient lookup (a sparse parameter's gradient
+    /// has one entry per kept weight); its values may be behind the host
+    /// copy's, so read them through `values` or `effective`.
+    pub(crate) fn value(&self) -> Tensor<(usize,), f32, D> {
+        self.stored().tensor.clone()
+    }
+
+    /// The device the parameter lives on.
+    pub(crate) fn device(&self) -> D {
+        self.stored().tensor.device().clone()
     }
 
     /// Number of stored values (and of gradient and optimizer state entries).
     pub(crate) fn stored_len(&self) -> usize {
-        self.value.shape().0
+        self.stored().tensor.shape().0
+    }
+
+    /// The stored tensor, locked (no lock is held across calls, so this
+    /// never waits on itself).
+    fn stored(&self) -> MutexGuard<'_, Stored<D>> {
+        self.value
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The stored tensor, without locking.
+    fn stored_mut(&mut self) -> &mut Stored<D> {
+        self.value
+            .get_mut()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The stored tensor with a pending host update uploaded.
+    fn uploaded(&self) -> Vector<D> {
+        let mut stored = self.stored();
+        if stored.behind {
+            if let Some(host) = self.host.get() {
+                stored.tensor.copy_from(host);
+            }
+            stored.behind = false;
+        }
+        stored.tensor.clone()
+    }
+
+    /// Uploads a pending host update.
+    fn upload(&mut self) {
+        let host = self.host.get().cloned();
+        let stored = self.stored_mut();
+        if std::mem::take(&mut stored.behind) {
+            if let Some(host) = host {
+                stored.tensor.copy_from(&host);
+            }
+        }
     }
 
     /// Zeroes the masked entries again after an optimizer update. Without
@@ -292,30 +379,34 @@ impl<D: Device<f32>> Param<D> {
     /// parameter stores no masked entry.
     pub(crate) fn reapply_mask(&mut self) {
         if let Some(mask) = self.mask.as_ref().filter(|m| m.layout.is_none()) {
-            self.value = self.value.clone() * mask.device.clone();
+            let masked = self.uploaded() * mask.device.clone();
+            self.stored_mut().tensor = masked;
             self.host = OnceLock::new();
         }
     }
 
     /// Runs an update on the host: `update(value, values, mask)` changes
     /// `values` (the host copy, taken without a copy when nothing else holds
-    /// it) and may look up `value`'s gradient; the result is uploaded and
-    /// kept as the new host copy. For optimizers that update the values and
+    /// it) and may look up `value`'s gradient; the result is kept as the new
+    /// host copy, and reaches the tensor when its values are next read
+    /// (`effective`, `value_mut`). For optimizers that update the values and
     /// re-apply the mask in one pass on the host; a sparse parameter, whose
     /// stored values are all kept, gets no mask.
     pub(crate) fn update_on_host<E>(
         &mut self,
         update: impl FnOnce(&Vector<D>, &mut [f32], Option<&[f32]>) -> std::result::Result<(), E>,
     ) -> std::result::Result<(), E> {
+        let tensor = self.value();
         let mut values = match self.host.take() {
             Some(kept) => Arc::try_unwrap(kept).unwrap_or_else(|shared| shared.to_vec()),
-            None => cpu::to_host(&self.value),
+            None => cpu::to_host(&tensor),
         };
         let mask = self.mask.as_ref().filter(|m| m.layout.is_none());
-        update(&self.value, &mut values, mask.map(|m| m.host.as_slice()))?;
-        self.value.copy_from(&values);
+        let result = update(&tensor, &mut values, mask.map(|m| m.host.as_slice()));
+        // Whether or not the update finished, the host copy is the newest.
         self.host = OnceLock::from(Arc::new(values));
-        Ok(())
+        self.stored_mut().behind = true;
+        result
     }
 
     fn check_len(&self, got: usize) -> Result<()> {
@@ -384,7 +475,41 @@ mod tests {
         let loss = (x * c.clone()).sum::<Rank0, _>() + (y.square()).sum::<Rank0, _>();
         let grads = loss.backward();
         // d/dx = c + 2x where unmasked, 0 where masked.
-        assert_eq!(grads.get(p.value()).as_vec(), vec![2.5, 0.0, 8.0, 0.0]);
+        assert_eq!(grads.get(&p.value()).as_vec(), vec![2.5, 0.0, 8.0, 0.0]);
+    }
+
+    /// A host update reaches the tensor when the tensor's values are read
+    /// (`effective`, `value_mut`, `reapply_mask`, a clone's), not through
+    /// `on_tape`, whose tensor still routes the gradient to `value`.
+    #[test]
+    fn host_updates_reach_the_tensor_when_it_is_read() {
+        let dev = Cpu::default();
+        let bump = |p: &mut Param<Cpu>| {
+            p.update_on_host(|_, values, _| {
+                values.iter_mut().for_each(|v| *v += 1.0);
+                Ok::<(), ()>(())
+            })
+            .unwrap()
+        };
+        let tensor = |p: &Param<Cpu>| p.effective::<NoneTape>().as_vec();
+        let mut p = weight(&dev);
+        bump(&mut p);
+        let routed = p.on_tape::<OwnedTape<f32, Cpu>>();
+        assert!(p.stored().behind, "on_tape uploads nothing");
+        let grads = routed.sum::<Rank0, _>().backward();
+        assert_eq!(grads.get(&p.value()).as_vec(), vec![1.0; 4]);
+        let copy = p.clone();
+        assert_eq!(tensor(&p), vec![2.0, 3.0, 4.0, 5.0]);
+        assert!(!p.stored().behind);
+        assert_eq!(tensor(&copy), vec![2.0, 3.0, 4.0, 5.0]);
+        bump(&mut p);
+        assert_eq!(p.value_mut().as_vec(), vec![3.0, 4.0, 5.0, 6.0]);
+        p.set_mask(Some(&[1.0, 0.0, 1.0, 1.0])).unwrap();
+        bump(&mut p);
+        assert_eq!(p.values(), vec![4.0, 1.0, 6.0, 7.0]);
+        p.reapply_mask();
+        assert_eq!(tensor(&p), vec![4.0, 0.0, 6.0, 7.0]);
+        assert_eq!(p.values(), vec![4.0, 0.0, 6.0, 7.0]);
     }
 
     #[test]

@@ -584,8 +584,8 @@ mod tests {
         let dx = if first { vec![] } else { grads.get(x).as_vec() };
         [
             yv,
-            grads.get(conv.weight.value()).as_vec(),
-            grads.get(conv.bias.value()).as_vec(),
+            grads.get(&conv.weight.value()).as_vec(),
+            grads.get(&conv.bias.value()).as_vec(),
             dx,
         ]
     }

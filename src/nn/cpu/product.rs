@@ -399,7 +399,7 @@ where
     let y = upload(x.device(), &y, (rows, n));
     let mut tape = T::default().merge(xt);
     if T::OWNS_TAPE {
-        let (yc, w) = (y.clone(), param.value().clone());
+        let (yc, w) = (y.clone(), param.value());
         tape.add_backward_op(move |grads| {
             let gy = take_grad(grads, &yc)?;
             let gp = sparse::pad(gy, n, np);
@@ -602,7 +602,7 @@ mod tests {
             } else {
                 vec![]
             };
-            (yv, grads.get(param.value()).as_vec(), dx)
+            (yv, grads.get(&param.value()).as_vec(), dx)
         };
         let (y0, dw0, dx0) = grads_of(w().matmul(x.retaped::<Taped>()), true);
         for kept in [Some(&param), None] {
@@ -658,7 +658,7 @@ mod tests {
                         } else {
                             vec![]
                         };
-                        let dw = grads.get(param.value()).as_vec();
+                        let dw = grads.get(&param.value()).as_vec();
                         [yv, dw, grads.get(&b).as_vec(), dx].map(bits)
                     };
                     let (fused, separate) = (run(true), run(false));
@@ -713,7 +713,7 @@ mod tests {
                 let grads = loss.backward();
                 (
                     bits(yv),
-                    bits(grads.get(param.value()).as_vec()),
+                    bits(grads.get(&param.value()).as_vec()),
                     bits(grads.get(&x).as_vec()),
                 )
             };
