@@ -222,10 +222,12 @@ impl<D: Device<f32>> BinaryNet<D> {
     }
 
     /// W as it is (not its signs), for `cpu::sign_matmul` to multiply by its
-    /// signs: in a binarized network where our kernel runs that product.
+    /// signs: in a binarized network where our kernel runs that product. It
+    /// reads the signs from the host copy, so the tensor only routes the
+    /// gradient (`on_tape`).
     fn sign_weight<T: Tape<f32, D>>(&self, layer: &Layer<D>) -> Option<Matrix<D, T>> {
         (self.config.binary && cpu::signs_on_kernel(&layer.weight)).then(|| {
-            let w = layer.weight.effective::<T>();
+            let w = layer.weight.on_tape::<T>();
             w.reshape_like(&(layer.outputs, layer.inputs))
         })
     }

@@ -90,11 +90,16 @@ impl<D: Device<f32>> Linear<D> {
         self.forward_act(x, relu)
     }
 
-    /// W ⊙ M as an (outputs, inputs) matrix on tape `T`.
+    /// W ⊙ M as an (outputs, inputs) matrix on tape `T`, for
+    /// `matmul_bias_act`. Our kernel reads the weights from the parameter's
+    /// host copy, so there the tensor only routes the gradient (`on_tape`).
     fn weight_matrix<T: Tape<f32, D>>(&self) -> Matrix<D, T> {
-        self.weight
-            .effective::<T>()
-            .reshape_like(&(self.outputs, self.inputs))
+        let values = if cpu::on_kernel::<D>() {
+            self.weight.on_tape::<T>()
+        } else {
+            self.weight.effective::<T>()
+        };
+        values.reshape_like(&(self.outputs, self.inputs))
     }
 }
 

@@ -54,7 +54,8 @@ pub use par::on_pool;
 pub(crate) use pool::max_pool2;
 pub use product::{cpu_products, same_products};
 pub(crate) use product::{
-    matmul, matmul_bias_act, matmul_no_input_grad, sign_matmul, signs_on_kernel, sparse_matmul,
+    matmul, matmul_bias_act, matmul_no_input_grad, on_kernel, sign_matmul, signs_on_kernel,
+    sparse_matmul,
 };
 pub(crate) use sign::sign_ste;
 #[cfg(test)]

@@ -73,7 +73,7 @@ pub fn same_products(a: &str, b: &str) -> bool {
 }
 
 /// Whether the products of device `D` run on our kernel.
-pub(super) fn on_kernel<D: Device<f32>>() -> bool {
+pub(crate) fn on_kernel<D: Device<f32>>() -> bool {
     on_cpu::<D>() && kernel_enabled()
 }
 
