@@ -77,7 +77,7 @@ impl<D: Device<f32>> Linear<D> {
     {
         let bias = self.bias.effective::<T>();
         match self.weight.sparse_layout() {
-            Some(layout) => cpu::bias_act(cpu::sparse_matmul(&self.weight, layout, x), bias, relu),
+            Some(layout) => cpu::sparse_matmul_bias_act(&self.weight, layout, x, bias, relu),
             None => {
                 cpu::matmul_bias_act(self.weight_matrix::<T>(), Some(&self.weight), x, bias, relu)
             }

@@ -55,7 +55,7 @@ pub(crate) use pool::max_pool2;
 pub use product::{cpu_products, same_products};
 pub(crate) use product::{
     matmul, matmul_bias_act, matmul_no_input_grad, on_kernel, sign_matmul, signs_on_kernel,
-    sparse_matmul,
+    sparse_matmul_bias_act,
 };
 pub(crate) use sign::sign_ste;
 #[cfg(test)]

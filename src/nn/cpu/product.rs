@@ -1,6 +1,6 @@
 //! The layers' matrix products and their backward passes: dense layers,
 //! dendritic segments, and layers whose weight is pruned below `SPARSE_BELOW`
-//! density (`sparse_matmul`); and `tile_product`, the single-threaded product
+//! density (`sparse_matmul_bias_act`); and `tile_product`, the single-threaded product
 //! that the convolution (`conv`) runs on each of its tiles.
 //!
 //! On a CPU with AVX-512, or AVX2 and FMA, they run on our kernel (`sgemm`) over host buffers:
@@ -373,35 +373,46 @@ pub(super) fn band_product(
     unreachable!("band products need our kernel, which runs only on x86-64")
 }
 
-/// `W x` on the CPU for a layer whose weight `param` is sparse with
-/// `layout`, skipping the masked weights: the forward pass, the input
-/// gradient (only when x is on a tape) and the weight gradient, one entry
-/// per kept weight as the parameter stores them. The tape is `T`'s, as from
-/// `param.effective::<T>()`.
-pub(crate) fn sparse_matmul<D: Device<f32>, T, R>(
+/// `W x + b`, then a ReLU if `relu`, on the CPU for a layer whose weight
+/// `param` is sparse with `layout`, skipping the masked weights: the
+/// forward pass, the input gradient (only when x is on a tape) and the
+/// weight gradient, one entry per kept weight as the parameter stores them.
+/// The bias and ReLU run in the product's pass, as in `matmul_bias_act`;
+/// the tape is `T`'s, as from `param.effective::<T>()`, merged with the
+/// bias's.
+pub(crate) fn sparse_matmul_bias_act<D: Device<f32>, T, R>(
     param: &Param<D>,
     layout: Arc<SparseLayout>,
     x: Matrix<D, R>,
+    bias: Tensor<(usize,), f32, D, T>,
+    relu: bool,
 ) -> Matrix<D, T>
 where
     T: Tape<f32, D> + Merge<R>,
     R: Tape<f32, D>,
 {
-    debug_assert!(on_cpu::<D>(), "sparse_matmul is the CPU path");
+    debug_assert!(on_cpu::<D>(), "sparse_matmul_bias_act is the CPU path");
     let (rows, cols) = layout.shape();
     let (x, xt) = x.split_tape();
+    let (bias, bt) = bias.split_tape();
     debug_assert_eq!(x.shape().0, cols);
     let n = x.shape().1;
     let np = sparse::padded_width(n);
     let values = param.host_values();
     let xh = sparse::pad(to_host(&x), n, np);
-    let y = sparse::unpad(sparse::forward(&layout, &values, &xh, np), n, np);
-    let y = upload(x.device(), &y, (rows, n));
-    let mut tape = T::default().merge(xt);
+    let mut z = sparse::unpad(sparse::forward(&layout, &values, &xh, np), n, np);
+    add_bias_act(&mut z, n, &to_host(&bias), relu);
+    let y = upload(x.device(), &z, (rows, n));
+    let mut tape = bt.merge(xt);
     if T::OWNS_TAPE {
         let (yc, w) = (y.clone(), param.value());
+        // The ReLU's derivative is read from its outputs.
+        let outputs = if relu { z } else { Vec::new() };
         tape.add_backward_op(move |grads| {
-            let gy = take_grad(grads, &yc)?;
+            // dY, made dZ (the product's gradient) in place.
+            let mut gy = take_grad(grads, &yc)?;
+            let sums = bias_act_backward(&mut gy, &outputs, n, relu);
+            add_bias_grad(grad_mut(grads, &bias)?, &sums);
             let gp = sparse::pad(gy, n, np);
             sparse::weight_grad(&layout, &gp, &xh, np, grad_mut(grads, &w)?);
             if R::OWNS_TAPE {
