@@ -13,6 +13,7 @@ use rayon::prelude::*;
 
 use super::op::{grad_mut, on_cpu, put_grad, take_grad, to_host, upload};
 use super::par::{for_each_chunk, PAR_MIN};
+use super::row_stats::add_by_group;
 use super::simd::with_wide_simd;
 use crate::nn::Matrix;
 
@@ -147,11 +148,7 @@ pub(crate) fn expand_columns<D: Device<f32>, T: Tape<f32, D>>(
         let of = of.to_vec();
         tape.add_backward_op(move |grads| {
             let gy = take_grad(grads, &yc)?;
-            for_each_chunk(grad_mut(grads, &x)?, distinct, |r, row| {
-                for (&g, &c) in gy[r * batch..(r + 1) * batch].iter().zip(&of) {
-                    row[c] += g;
-                }
-            });
+            add_by_group(grad_mut(grads, &x)?, distinct, &gy, batch, &of);
             put_grad(grads, &yc, gy)
         });
     }
@@ -181,9 +178,14 @@ pub(crate) fn gate_channels<D: Device<f32>, T: Tape<f32, D>>(
     let gh = to_host(&gate);
     let block = positions * batch;
     let mut out = zh.clone();
+    // Each channel's block is `positions` rows of `batch` values, and its
+    // gates one row.
     for_each_chunk(&mut out, block, |c, o| {
-        for (i, o) in o.iter_mut().enumerate() {
-            *o *= gh[c * batch + i % batch];
+        let gate = &gh[c * batch..][..batch];
+        for row in o.chunks_mut(batch) {
+            for (o, &g) in row.iter_mut().zip(gate) {
+                *o *= g;
+            }
         }
     });
     let y = upload(z.device(), &out, (rows, batch));
@@ -192,14 +194,21 @@ pub(crate) fn gate_channels<D: Device<f32>, T: Tape<f32, D>>(
         tape.add_backward_op(move |grads| {
             let gy = take_grad(grads, &yc)?;
             for_each_chunk(grad_mut(grads, &z)?, block, |c, a| {
-                for (i, a) in a.iter_mut().enumerate() {
-                    *a += gy[c * block + i] * gh[c * batch + i % batch];
+                let (gy, gate) = (&gy[c * block..][..block], &gh[c * batch..][..batch]);
+                for (a, gy) in a.chunks_mut(batch).zip(gy.chunks(batch)) {
+                    for ((a, &gy), &g) in a.iter_mut().zip(gy).zip(gate) {
+                        *a += gy * g;
+                    }
                 }
             });
+            // Each example's gate gradient summed over the positions in order.
             let mut sums = vec![0.0f32; channels * batch];
             for_each_chunk(&mut sums, batch, |c, s| {
-                for i in 0..block {
-                    s[i % batch] += gy[c * block + i] * zh[c * block + i];
+                let (gy, z) = (&gy[c * block..][..block], &zh[c * block..][..block]);
+                for (gy, z) in gy.chunks(batch).zip(z.chunks(batch)) {
+                    for ((s, &gy), &z) in s.iter_mut().zip(gy).zip(z) {
+                        *s += gy * z;
+                    }
                 }
             });
             for (a, s) in grad_mut(grads, &gate)?.iter_mut().zip(&sums) {

@@ -1,5 +1,6 @@
-//! Batch norm's per-row sums in f64, each row summed in column order (one
-//! addition after another, as a plain loop adds), 16 rows side by side.
+//! Per-row sums, each row summed in column order (one addition after
+//! another, as a plain loop adds), 16 rows side by side: batch norm's in
+//! f64, and the gradient of the dendrites' gates summed per context.
 //! A row's sum is a chain of dependent additions, each waiting for the one
 //! before (3-4 cycles); a block of 16 rows is transposed into a small
 //! buffer so that each column's 16 values are one vector and each row's
@@ -100,6 +101,55 @@ pub(super) fn gradient_sums(g: &[f32], x: &[f32], n: usize) -> Vec<(f64, f64)> {
     }
 }
 
+/// Adds each row of `g` (rows of `n`) to the same row of `acc` (rows of
+/// `groups`) by groups of columns: value j of a row goes to column `of[j]`,
+/// in order of j, each addition in f32 as `acc[of[j]] += g[j]` adds.
+/// `expand_columns`' backward, where a row's values of every example with
+/// the same context meet in one sum. In parallel blocks of rows when `g` is
+/// large.
+pub(super) fn add_by_group(acc: &mut [f32], groups: usize, g: &[f32], n: usize, of: &[usize]) {
+    assert_eq!(of.len(), n);
+    assert_eq!(acc.len() * n, g.len() * groups);
+    if n == 0 || groups == 0 {
+        return;
+    }
+    let block = |(acc, g): (&mut [f32], &[f32])| {
+        with_wide_simd(
+            #[inline(always)]
+            || {
+                let t = lanes_of(g, n);
+                let rows = g.len() / n;
+                // Lane r of sums[c] is row r's running sum for column c.
+                let mut sums = vec![[0.0f32; LANES]; groups];
+                for (r, row) in acc.chunks(groups).enumerate() {
+                    for (sum, &v) in sums.iter_mut().zip(row) {
+                        sum[r] = v;
+                    }
+                }
+                for (column, &c) in t.chunks_exact(LANES).zip(of) {
+                    let sum = &mut sums[c];
+                    for r in 0..LANES {
+                        sum[r] += column[r];
+                    }
+                }
+                for (r, row) in acc.chunks_mut(groups).take(rows).enumerate() {
+                    for (v, sum) in row.iter_mut().zip(&sums) {
+                        *v = sum[r];
+                    }
+                }
+            },
+        )
+    };
+    let chunks = acc.chunks_mut(LANES * groups).zip(g.chunks(LANES * n));
+    if g.len() < PAR_MIN {
+        chunks.for_each(block);
+    } else {
+        acc.par_chunks_mut(LANES * groups)
+            .zip(g.par_chunks(LANES * n))
+            .for_each(block);
+    }
+}
+
 /// Up to `LANES` rows of `n` values, transposed: value j of row r at
 /// `j · LANES + r`, the last row repeated in the lanes past the rows.
 fn lanes_of(rows: &[f32], n: usize) -> Vec<f32> {
@@ -192,6 +242,46 @@ mod tests {
                     .collect::<Vec<_>>()
             };
             assert_eq!(wide(&sums), wide(&plain), "{rows} x {n}");
+        }
+    }
+
+    #[test]
+    fn grouped_sums_give_the_plain_loops_bits() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        // Rows around the block of 16, and one shape above `PAR_MIN`.
+        for (rows, n, groups) in [
+            (1, 1, 1),
+            (15, 7, 2),
+            (16, 33, 1),
+            (17, 256, 3),
+            (300, 256, 1),
+        ] {
+            let g: Vec<f32> = (0..rows * n)
+                .map(|_| rng.gen_range(-1.0f32..1.0) * 10f32.powi(rng.gen_range(-4..5)))
+                .collect();
+            let of: Vec<usize> = (0..n).map(|_| rng.gen_range(0..groups)).collect();
+            let start: Vec<f32> = (0..rows * groups)
+                .map(|i| {
+                    if i % 3 == 0 {
+                        -0.0
+                    } else {
+                        rng.gen_range(-1.0f32..1.0)
+                    }
+                })
+                .collect();
+            let mut plain = start.clone();
+            for (row, g) in plain.chunks_mut(groups).zip(g.chunks(n)) {
+                for (&g, &c) in g.iter().zip(&of) {
+                    row[c] += g;
+                }
+            }
+            let mut side_by_side = start;
+            add_by_group(&mut side_by_side, groups, &g, n, &of);
+            assert_eq!(
+                bits(&side_by_side),
+                bits(&plain),
+                "{rows} x {n}, {groups} groups"
+            );
         }
     }
 
