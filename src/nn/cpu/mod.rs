@@ -35,6 +35,7 @@ mod simd;
 mod sparse;
 #[cfg(target_arch = "x86_64")]
 mod sparse_input;
+mod sparse_kernels;
 mod transpose;
 mod winners;
 mod xnor;

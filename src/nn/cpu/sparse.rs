@@ -15,6 +15,7 @@ use rayon::prelude::*;
 
 use super::op::cpu_vec;
 use super::simd::with_wide_simd;
+use super::sparse_kernels::{dot8, sum_rows};
 
 /// Densities (kept / all entries) below which a weight on the CPU stores
 /// only its kept values and its products skip the masked ones. Measured
@@ -259,32 +260,26 @@ pub(crate) fn weight_grad(l: &SparseLayout, gy: &[f32], x: &[f32], np: usize, dw
     }
     let task = |(rows, dw): (std::ops::Range<usize>, &mut [f32])| {
         let offset = l.row_start[rows.start];
-        let end = l.row_start[rows.end];
-        // The row of each kept entry, walking the task's rows in order.
-        let mut row = rows.start;
-        let mut entry = |k: usize| {
-            while k >= l.row_start[row + 1] {
-                row += 1;
-            }
-            let column = l.kept[k] as usize - row * l.cols;
-            (&gy[row * np..][..np], &x[column * np..][..np])
-        };
         with_wide_simd(
             #[inline(always)]
             || {
-                // Eight kept entries at a time, across rows: eight
-                // independent chains of adds, each summed exactly as `dot` does.
-                let mut k = offset;
-                while k + 8 <= end {
-                    let pairs: [(&[f32], &[f32]); 8] = std::array::from_fn(|q| entry(k + q));
-                    for (q, d) in dot8(pairs).into_iter().enumerate() {
-                        dw[k + q - offset] += d;
+                for row in rows {
+                    let (start, end) = (l.row_start[row], l.row_start[row + 1]);
+                    let g = &gy[row * np..][..np];
+                    let base = row * l.cols;
+                    let column = |k: usize| &x[(l.kept[k] as usize - base) * np..][..np];
+                    // Eight of the row's kept entries at a time (the last
+                    // group padded with its last entry, whose copies are
+                    // dropped): eight independent chains of adds sharing
+                    // dY's row, each summed exactly as `dot` does.
+                    for first in (start..end).step_by(8) {
+                        let count = (end - first).min(8);
+                        let columns = std::array::from_fn(|q| column(first + q.min(count - 1)));
+                        let sums = dot8(g, columns);
+                        for (d, sum) in dw[first - offset..][..count].iter_mut().zip(sums) {
+                            *d += sum;
+                        }
                     }
-                    k += 8;
-                }
-                for k in k..end {
-                    let (g, column) = entry(k);
-                    dw[k - offset] += dot(g, column);
                 }
             },
         )
@@ -326,90 +321,10 @@ where
     }
 }
 
-/// out (np values) = Σ_e w_e · src[r_e · np ..][.. np] over the `count`
-/// entries (w_e, r_e) = `entry(e)`, summed in the order of e, in tiles of
-/// at most 64 columns that stay in registers. `np` is a multiple of 8.
-#[inline(always)]
-fn sum_rows(
-    out: &mut [f32],
-    src: &[f32],
-    np: usize,
-    count: usize,
-    entry: impl Fn(usize) -> (f32, usize),
-) {
-    let mut b = 0;
-    while b < np {
-        b += match np - b {
-            64.. => sum_tile::<64>(out, src, np, b, count, &entry),
-            32.. => sum_tile::<32>(out, src, np, b, count, &entry),
-            16.. => sum_tile::<16>(out, src, np, b, count, &entry),
-            _ => sum_tile::<8>(out, src, np, b, count, &entry),
-        };
-    }
-}
-
-/// Columns `b..b + W` of `sum_rows`; returns W.
-#[inline(always)]
-fn sum_tile<const W: usize>(
-    out: &mut [f32],
-    src: &[f32],
-    np: usize,
-    b: usize,
-    count: usize,
-    entry: &impl Fn(usize) -> (f32, usize),
-) -> usize {
-    let mut acc = [0.0f32; W];
-    for e in 0..count {
-        let (w, r) = entry(e);
-        let s: &[f32; W] = src[r * np + b..][..W].try_into().expect("W values");
-        for t in 0..W {
-            acc[t] += w * s[t];
-        }
-    }
-    out[b..b + W].copy_from_slice(&acc);
-    W
-}
-
-/// Σ a[t] · b[t] for slices of a multiple of 8 values: eight lanes summed
-/// in order, then added pairwise, so the bits do not depend on the SIMD width.
-#[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    for (a, b) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
-        for t in 0..8 {
-            acc[t] += a[t] * b[t];
-        }
-    }
-    ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))
-}
-
-/// `dot(a, b)` for eight pairs at once, with the same bits: each pair has
-/// its own eight lanes, summed in the same order. The lanes are turned
-/// so that the pairwise sums run on all eight pairs together.
-#[inline(always)]
-fn dot8(pairs: [(&[f32], &[f32]); 8]) -> [f32; 8] {
-    let mut acc = [[0.0f32; 8]; 8];
-    let len = pairs[0].0.len();
-    for c in (0..len).step_by(8) {
-        for (acc, (a, b)) in acc.iter_mut().zip(&pairs) {
-            let (a, b) = (&a[c..][..8], &b[c..][..8]);
-            for t in 0..8 {
-                acc[t] += a[t] * b[t];
-            }
-        }
-    }
-    // lane[t][q] is lane t of pair q.
-    let lane: [[f32; 8]; 8] = std::array::from_fn(|t| std::array::from_fn(|q| acc[q][t]));
-    let add = |x: [f32; 8], y: [f32; 8]| -> [f32; 8] { std::array::from_fn(|q| x[q] + y[q]) };
-    add(
-        add(add(lane[0], lane[1]), add(lane[2], lane[3])),
-        add(add(lane[4], lane[5]), add(lane[6], lane[7])),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nn::cpu::sparse_kernels::dot;
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 
