@@ -262,10 +262,13 @@ def report(what, name, batch, measure):
 
 
 budget = 2_000 if QUICK else 10_000
+# Batches each evaluation run times at least without --quick (`repro bench`'s MIN_EVAL_BATCHES).
+MIN_EVAL_BATCHES = 5
 for name, build, batches, evaluated, cost in CASES:
     if ONLY and name not in ONLY:
         continue
     for batch in batches:
         report("train", name, batch, lambda: train_rate(build, batch, max(budget // (batch * cost), 3)))
     if evaluated:
-        report("evaluate", name, 1000, lambda: eval_rate(build, max((4 if QUICK else 10) // cost, 2)))
+        steps = max(4 // cost, 2) if QUICK else max(10 // cost, MIN_EVAL_BATCHES)
+        report("evaluate", name, 1000, lambda: eval_rate(build, steps))

@@ -34,6 +34,11 @@ const MNIST: InputShape = InputShape {
     classes: 10,
 };
 
+/// Batches each evaluation run times at least (without `--quick`): at 2,
+/// the costliest rows (bnn-4096's, about 50 ms a run) moved by 30% from
+/// one run to the next. `scripts/pytorch_bench.py` uses the same.
+const MIN_EVAL_BATCHES: usize = 5;
+
 /// One network's measurements: the training batch sizes, whether it is
 /// evaluated (at batch 1000), and how much costlier a step is than
 /// LeNet-300-100's, which divides its number of steps. `scripts/pytorch_bench.py`
@@ -190,7 +195,11 @@ pub fn exec(args: Args) -> CliResult {
             emit("train", case.name, batch, &train, "samples/s");
         }
         if case.evaluate {
-            let steps = ((if args.quick { 4 } else { 10 }) / case.cost).max(2);
+            let steps = if args.quick {
+                (4 / case.cost).max(2)
+            } else {
+                (10 / case.cost).max(MIN_EVAL_BATCHES)
+            };
             let eval = Runs::measure(repetitions, || {
                 nn::on_pool(|| nn::bench_evaluation(&dev, &case.net, MNIST, 1000, steps))
             })?;
