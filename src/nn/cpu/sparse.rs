@@ -479,10 +479,9 @@ mod tests {
         }
     }
 
-    /// FC1's first layer at 10%, large enough for the parallel loops: one
-    /// thread and two give the same bits.
-    /// The weight gradient, four entries at a time, has the bits of one
-    /// `dot` per kept entry, in rows with every count of entries mod 4.
+    /// The weight gradient, eight of a row's entries at a time (the last
+    /// group padded), has the bits of one `dot` per kept entry, in rows with
+    /// many counts of entries mod 8.
     #[test]
     fn weight_gradient_has_the_bits_of_one_dot_per_entry() {
         let mut rng = ChaCha8Rng::seed_from_u64(9);
@@ -507,6 +506,8 @@ mod tests {
         }
     }
 
+    /// FC1's first layer at 10%, large enough for the parallel loops: one
+    /// thread and two give the same bits.
     #[test]
     fn kernels_do_not_depend_on_the_thread_count() {
         let mut rng = ChaCha8Rng::seed_from_u64(4);

@@ -1,10 +1,11 @@
 //! The inner loops of the sparse products: `sum_rows` (a sum of scaled
 //! rows, the forward pass and the input gradient) and `dot8` (eight dot
 //! products sharing one operand, the weight gradient). Written as plain
-//! loops, LLVM kept their running sums in memory (a load, add and store per
-//! kept weight); on a CPU with AVX they run on explicit 8-lane registers
-//! instead. Both paths do the same f32 operations in the same order, so they
-//! give the same bits.
+//! loops, LLVM kept `sum_rows`' running sums in memory (a load, add and
+//! store per kept weight) and shuffled `dot8`'s between the halves of
+//! 512-bit registers (`perf annotate`); on a CPU with AVX they run on
+//! explicit 8-lane registers instead. Both paths do the same f32 operations
+//! in the same order, so they give the same bits.
 
 /// out (np values) = Σ_e w_e · src[r_e · np ..][.. np] over the `count`
 /// entries (w_e, r_e) = `entry(e)`, summed in the order of e, in tiles of
