@@ -6,6 +6,7 @@ use dfdx::prelude::*;
 
 use super::op::{grad_mut, on_cpu, put_grad, take_grad, to_host, upload};
 use super::par::for_each_chunk;
+use super::simd::with_wide_simd;
 use crate::nn::Matrix;
 
 /// `z + b` (b broadcast along the columns), then ReLU if `relu`: the tail
@@ -37,9 +38,14 @@ pub(crate) fn bias_act<D: Device<f32>, T: Tape<f32, D>>(
             let sums = bias_act_backward(&mut gy, &yh, n, relu);
             debug_assert_eq!(sums.len(), rows);
             for_each_chunk(grad_mut(grads, &z)?, n, |r, a| {
-                for (a, g) in a.iter_mut().zip(&gy[r * n..]) {
-                    *a += g;
-                }
+                with_wide_simd(
+                    #[inline(always)]
+                    || {
+                        for (a, g) in a.iter_mut().zip(&gy[r * n..]) {
+                            *a += g;
+                        }
+                    },
+                )
             });
             add_bias_grad(grad_mut(grads, &b)?, &sums);
             put_grad(grads, &y, gy)
@@ -54,11 +60,16 @@ pub(crate) fn bias_act<D: Device<f32>, T: Tape<f32, D>>(
 pub(super) fn add_bias_act(y: &mut [f32], n: usize, bias: &[f32], relu: bool) {
     for_each_chunk(y, n, |r, row| {
         let bias = bias[r];
-        for v in row {
-            // As dfdx: relu(s) = s.max(0), with derivative [s > 0].
-            let s = *v + bias;
-            *v = if relu { s.max(0.0) } else { s };
-        }
+        with_wide_simd(
+            #[inline(always)]
+            || {
+                for v in row {
+                    // As dfdx: relu(s) = s.max(0), with derivative [s > 0].
+                    let s = *v + bias;
+                    *v = if relu { s.max(0.0) } else { s };
+                }
+            },
+        )
     });
 }
 
@@ -69,14 +80,28 @@ pub(super) fn add_bias_act(y: &mut [f32], n: usize, bias: &[f32], relu: bool) {
 pub(super) fn bias_act_backward(gy: &mut [f32], y: &[f32], n: usize, relu: bool) -> Vec<f32> {
     if relu {
         for_each_chunk(gy, n, |r, g| {
-            for (g, &v) in g.iter_mut().zip(&y[r * n..]) {
-                if v <= 0.0 {
-                    *g = 0.0;
-                }
-            }
+            with_wide_simd(
+                #[inline(always)]
+                || {
+                    // A select, not a conditional store, so that it vectorizes.
+                    for (g, &v) in g.iter_mut().zip(&y[r * n..]) {
+                        *g = if v <= 0.0 { 0.0 } else { *g };
+                    }
+                },
+            )
         });
     }
-    gy.chunks(n).map(lane_sum).collect()
+    let mut sums = Vec::with_capacity(gy.len() / n.max(1));
+    with_wide_simd(
+        #[inline(always)]
+        || {
+            // A plain loop: `map(lane_sum).collect()` was left a call.
+            for row in gy.chunks(n) {
+                sums.push(lane_sum(row));
+            }
+        },
+    );
+    sums
 }
 
 /// Adds the row sums from `bias_act_backward` to the bias's gradient.
@@ -89,6 +114,7 @@ pub(super) fn add_bias_grad(grad: &mut [f32], sums: &[f32]) {
 /// The sum of `values` in a fixed order that vectorizes: 16 running sums
 /// over interleaved lanes, added up in lane order at the end (a serial f32
 /// sum cannot be vectorized, and was the bias gradient's bottleneck).
+#[inline(always)]
 pub(super) fn lane_sum(values: &[f32]) -> f32 {
     const LANES: usize = 16;
     let mut acc = [0.0f32; LANES];
