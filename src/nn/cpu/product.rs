@@ -397,10 +397,9 @@ where
     let (bias, bt) = bias.split_tape();
     debug_assert_eq!(x.shape().0, cols);
     let n = x.shape().1;
-    let np = sparse::padded_width(n);
     let values = param.host_values();
-    let xh = sparse::pad(to_host(&x), n, np);
-    let mut z = sparse::unpad(sparse::forward(&layout, &values, &xh, np), n, np);
+    let xh = to_host(&x);
+    let mut z = sparse::forward(&layout, &values, &xh, n);
     add_bias_act(&mut z, n, &to_host(&bias), relu);
     let y = upload(x.device(), &z, (rows, n));
     let mut tape = bt.merge(xt);
@@ -413,18 +412,11 @@ where
             let mut gy = take_grad(grads, &yc)?;
             let sums = bias_act_backward(&mut gy, &outputs, n, relu);
             add_bias_grad(grad_mut(grads, &bias)?, &sums);
-            let gp = sparse::pad(gy, n, np);
-            sparse::weight_grad(&layout, &gp, &xh, np, grad_mut(grads, &w)?);
+            sparse::weight_grad(&layout, &gy, &xh, n, grad_mut(grads, &w)?);
             if R::OWNS_TAPE {
-                let dx = sparse::input_grad(&layout, &values, &gp, np);
-                let acc = grad_mut(grads, &x)?;
-                for (a, d) in acc.chunks_mut(n).zip(dx.chunks(np)) {
-                    for (a, d) in a.iter_mut().zip(d) {
-                        *a += d;
-                    }
-                }
+                sparse::add_input_grad(&layout, &values, &gy, n, grad_mut(grads, &x)?);
             }
-            put_grad(grads, &yc, sparse::unpad(gp, n, np))
+            put_grad(grads, &yc, gy)
         });
     }
     y.put_tape(tape)

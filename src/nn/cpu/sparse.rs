@@ -4,9 +4,9 @@
 //! `relayout` move per-entry data between that compact form and the full
 //! one. `forward`, `input_grad` and `weight_grad` compute Y = W X, Wᵀ dY and
 //! dY Xᵀ at the kept entries only, from and into compact vectors, so their
-//! cost follows the kept count. Activations are (features, batch), with the
-//! batch padded (`pad`) to a multiple of 8 so that a tile of one output row
-//! stays in vector registers. Every output element is summed by one task in
+//! cost follows the kept count. Activations are (features, batch), a tile
+//! of up to 64 examples of one output row in vector registers
+//! (`sparse_kernels`). Every output element is summed by one task in
 //! a fixed order (ascending kept position), so results never depend on the
 //! thread count; they differ from a dense product's in the last bits.
 
@@ -15,7 +15,7 @@ use rayon::prelude::*;
 
 use super::op::cpu_vec;
 use super::simd::with_wide_simd;
-use super::sparse_kernels::{dot8, sum_rows};
+use super::sparse_kernels::{dot8, sum_rows, Write};
 
 /// Densities (kept / all entries) below which a weight on the CPU stores
 /// only its kept values and its products skip the masked ones. Measured
@@ -171,51 +171,18 @@ pub(crate) fn relayout_buffer<D: Device<f32>>(
     Ok(())
 }
 
-/// The batch width the kernels work on: `n` rounded up to a multiple of 8.
-pub(crate) fn padded_width(n: usize) -> usize {
-    n.div_ceil(8) * 8
-}
-
-/// Rows of `n` values (row-major) widened in place to rows of `np` with zeros.
-pub(crate) fn pad(mut v: Vec<f32>, n: usize, np: usize) -> Vec<f32> {
-    if n == np {
-        return v;
-    }
-    let rows = v.len() / n;
-    v.resize(rows * np, 0.0);
-    // From the last row back, so that no row is overwritten before it moves.
-    for r in (0..rows).rev() {
-        v.copy_within(r * n..(r + 1) * n, r * np);
-        v[r * np + n..(r + 1) * np].fill(0.0);
-    }
-    v
-}
-
-/// Rows of `np` values cut in place to their first `n`.
-pub(crate) fn unpad(mut v: Vec<f32>, n: usize, np: usize) -> Vec<f32> {
-    if n == np {
-        return v;
-    }
-    let rows = v.len() / np;
-    for r in 0..rows {
-        v.copy_within(r * np..r * np + n, r * n);
-    }
-    v.truncate(rows * n);
-    v
-}
-
-/// Y (rows, np) = W X for X (cols, np), W's kept values `w`.
-pub(crate) fn forward(l: &SparseLayout, w: &[f32], x: &[f32], np: usize) -> Vec<f32> {
-    let mut y = vec![0.0; l.rows * np];
+/// Y (rows, n) = W X for X (cols, n), W's kept values `w`.
+pub(crate) fn forward(l: &SparseLayout, w: &[f32], x: &[f32], n: usize) -> Vec<f32> {
+    let mut y = vec![0.0; l.rows * n];
     in_row_tasks(
         &mut y,
-        np,
-        l.kept.len() * np,
+        n,
+        l.kept.len() * n,
         #[inline(always)]
         |i, row| {
             let (start, base) = (l.row_start[i], i * l.cols);
             let count = l.row_start[i + 1] - start;
-            sum_rows(row, x, np, count, |e| {
+            sum_rows(row, x, n, count, Write::Store, |e| {
                 (w[start + e], l.kept[start + e] as usize - base)
             });
         },
@@ -223,18 +190,19 @@ pub(crate) fn forward(l: &SparseLayout, w: &[f32], x: &[f32], np: usize) -> Vec<
     y
 }
 
-/// Wᵀ dY (cols, np) for dY (rows, np), W's kept values `w`.
-pub(crate) fn input_grad(l: &SparseLayout, w: &[f32], gy: &[f32], np: usize) -> Vec<f32> {
-    let mut dx = vec![0.0; l.cols * np];
+/// dX += Wᵀ dY, into `dx` (cols, n), for dY (rows, n) and W's kept values
+/// `w`: each element of dX gets its sum whole, as if added after.
+pub(crate) fn add_input_grad(l: &SparseLayout, w: &[f32], gy: &[f32], n: usize, dx: &mut [f32]) {
+    debug_assert_eq!(dx.len(), l.cols * n);
     in_row_tasks(
-        &mut dx,
-        np,
-        l.kept.len() * np,
+        dx,
+        n,
+        l.kept.len() * n,
         #[inline(always)]
         |j, row| {
             let start = l.col_start[j];
             let count = l.col_start[j + 1] - start;
-            sum_rows(row, gy, np, count, |e| {
+            sum_rows(row, gy, n, count, Write::Add, |e| {
                 (
                     w[l.col_entry[start + e] as usize],
                     l.col_row[start + e] as usize,
@@ -242,12 +210,11 @@ pub(crate) fn input_grad(l: &SparseLayout, w: &[f32], gy: &[f32], np: usize) -> 
             });
         },
     );
-    dx
 }
 
 /// dW += dY Xᵀ at the kept entries, into `dw` (one value per kept entry),
-/// for dY (rows, np) and X (cols, np).
-pub(crate) fn weight_grad(l: &SparseLayout, gy: &[f32], x: &[f32], np: usize, dw: &mut [f32]) {
+/// for dY (rows, n) and X (cols, n).
+pub(crate) fn weight_grad(l: &SparseLayout, gy: &[f32], x: &[f32], n: usize, dw: &mut [f32]) {
     debug_assert_eq!(dw.len(), l.kept.len());
     // Tasks of ROWS_PER_TASK rows, each owning its rows' run of `dw`.
     let mut tasks = Vec::with_capacity(l.rows.div_ceil(ROWS_PER_TASK));
@@ -265,16 +232,27 @@ pub(crate) fn weight_grad(l: &SparseLayout, gy: &[f32], x: &[f32], np: usize, dw
             || {
                 for row in rows {
                     let (start, end) = (l.row_start[row], l.row_start[row + 1]);
-                    let g = &gy[row * np..][..np];
+                    let g = &gy[row * n..][..n];
                     let base = row * l.cols;
-                    let column = |k: usize| &x[(l.kept[k] as usize - base) * np..][..np];
+                    let column = |k: usize| &x[(l.kept[k] as usize - base) * n..][..n];
                     // Eight of the row's kept entries at a time (the last
                     // group padded with its last entry, whose copies are
                     // dropped): eight independent chains of adds sharing
                     // dY's row, each summed exactly as `dot` does.
                     for first in (start..end).step_by(8) {
                         let count = (end - first).min(8);
-                        let columns = std::array::from_fn(|q| column(first + q.min(count - 1)));
+                        // Spelled out: `array::from_fn` was left a call per column.
+                        let pick = |q: usize| column(first + q.min(count - 1));
+                        let columns = [
+                            pick(0),
+                            pick(1),
+                            pick(2),
+                            pick(3),
+                            pick(4),
+                            pick(5),
+                            pick(6),
+                            pick(7),
+                        ];
                         let sums = dot8(g, columns);
                         for (d, sum) in dw[first - offset..][..count].iter_mut().zip(sums) {
                             *d += sum;
@@ -284,7 +262,7 @@ pub(crate) fn weight_grad(l: &SparseLayout, gy: &[f32], x: &[f32], np: usize, dw
             },
         )
     };
-    if l.kept.len() * np < PAR_WORK {
+    if l.kept.len() * n < PAR_WORK {
         tasks.into_iter().for_each(task);
     } else {
         tasks.into_par_iter().for_each(task);
@@ -416,19 +394,6 @@ mod tests {
         assert!(SparseLayout::is_sparse(&mask(0)));
     }
 
-    #[test]
-    fn padding_round_trips() {
-        let v: Vec<f32> = (0..15).map(|i| i as f32).collect();
-        let p = pad(v.clone(), 5, 8);
-        assert_eq!(p.len(), 24);
-        assert_eq!(&p[8..16], [5.0, 6.0, 7.0, 8.0, 9.0, 0.0, 0.0, 0.0]);
-        assert_eq!(&p[16..24], [10.0, 11.0, 12.0, 13.0, 14.0, 0.0, 0.0, 0.0]);
-        assert_eq!(unpad(p, 5, 8), v);
-        assert_eq!(padded_width(60), 64);
-        assert_eq!(padded_width(64), 64);
-        assert_eq!(padded_width(1), 8);
-    }
-
     /// The three kernels against f64 loops over the dense masked matrix, on
     /// odd shapes and batch widths and from no kept entry to all of them.
     #[test]
@@ -440,17 +405,17 @@ mod tests {
                     let (mask, w) = masked(rows, cols, density, &mut rng);
                     let l = SparseLayout::new(&mask, rows);
                     let wk = l.gather(&w);
-                    let np = padded_width(n);
                     let x = random(cols * n, &mut rng);
                     let gy = random(rows * n, &mut rng);
-                    let dw0 = random(l.kept().len(), &mut rng);
-                    let (xp, gp) = (pad(x.clone(), n, np), pad(gy.clone(), n, np));
-                    let y = unpad(forward(&l, &wk, &xp, np), n, np);
-                    let dx = unpad(input_grad(&l, &wk, &gp, np), n, np);
+                    let (dx0, dw0) = (random(cols * n, &mut rng), random(l.kept().len(), &mut rng));
+                    let y = forward(&l, &wk, &x, n);
+                    let mut dx = dx0.clone();
+                    add_input_grad(&l, &wk, &gy, n, &mut dx);
                     let mut dw = dw0.clone();
-                    weight_grad(&l, &gp, &xp, np, &mut dw);
+                    weight_grad(&l, &gy, &x, n, &mut dw);
                     let (mut yw, mut ys) = (vec![0.0f64; rows * n], vec![0.0f64; rows * n]);
-                    let (mut xw, mut xs) = (vec![0.0f64; cols * n], vec![0.0f64; cols * n]);
+                    let mut xw: Vec<f64> = dx0.iter().map(|&v| v as f64).collect();
+                    let mut xs = vec![0.0f64; cols * n];
                     let expanded: Vec<f64> = l.expand(&dw0).iter().map(|&v| v as f64).collect();
                     let (mut ww, mut ws) = (expanded, vec![0.0f64; rows * cols]);
                     for i in 0..rows {
@@ -488,15 +453,14 @@ mod tests {
         for &(rows, cols, n, density) in &[(37, 70, 60, 0.3), (10, 300, 7, 0.03), (5, 9, 64, 1.0)] {
             let (mask, _) = masked(rows, cols, density, &mut rng);
             let l = SparseLayout::new(&mask, rows);
-            let np = padded_width(n);
-            let x = pad(random(cols * n, &mut rng), n, np);
-            let gy = pad(random(rows * n, &mut rng), n, np);
+            let x = random(cols * n, &mut rng);
+            let gy = random(rows * n, &mut rng);
             let dw0 = random(l.kept().len(), &mut rng);
             let mut dw = dw0.clone();
-            weight_grad(&l, &gy, &x, np, &mut dw);
+            weight_grad(&l, &gy, &x, n, &mut dw);
             for (k, &p) in l.kept().iter().enumerate() {
                 let (i, j) = (p as usize / cols, p as usize % cols);
-                let want = dw0[k] + dot(&gy[i * np..][..np], &x[j * np..][..np]);
+                let want = dw0[k] + dot(&gy[i * n..][..n], &x[j * n..][..n]);
                 assert_eq!(
                     dw[k].to_bits(),
                     want.to_bits(),
@@ -515,11 +479,10 @@ mod tests {
         let (mask, w) = masked(rows, cols, 0.1, &mut rng);
         let l = SparseLayout::new(&mask, rows);
         let wk = l.gather(&w);
-        let np = padded_width(n);
-        let x = pad(random(cols * n, &mut rng), n, np);
-        let gy = pad(random(rows * n, &mut rng), n, np);
+        let x = random(cols * n, &mut rng);
+        let gy = random(rows * n, &mut rng);
         assert!(
-            l.kept().len() * np >= PAR_WORK,
+            l.kept().len() * n >= PAR_WORK,
             "exercises the parallel path"
         );
         let run = |threads: usize| {
@@ -529,13 +492,11 @@ mod tests {
                 .unwrap();
             pool.install(|| {
                 let mut dw = vec![0.0; l.kept().len()];
-                weight_grad(&l, &gy, &x, np, &mut dw);
+                weight_grad(&l, &gy, &x, n, &mut dw);
+                let mut dx = vec![0.0; cols * n];
+                add_input_grad(&l, &wk, &gy, n, &mut dx);
                 let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
-                (
-                    bits(forward(&l, &wk, &x, np)),
-                    bits(input_grad(&l, &wk, &gy, np)),
-                    bits(dw),
-                )
+                (bits(forward(&l, &wk, &x, n)), bits(dx), bits(dw))
             })
         };
         assert!(run(1) == run(2), "threads changed the bits");
