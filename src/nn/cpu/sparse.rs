@@ -2,13 +2,14 @@
 //! by row and by column (built once per mask), for a parameter that stores
 //! only its kept values (in row-major order); `gather`, `expand` and
 //! `relayout` move per-entry data between that compact form and the full
-//! one. `forward`, `input_grad` and `weight_grad` compute Y = W X, Wᵀ dY and
-//! dY Xᵀ at the kept entries only, from and into compact vectors, so their
-//! cost follows the kept count. Activations are (features, batch), a tile
-//! of up to 64 examples of one output row in vector registers
-//! (`sparse_kernels`). Every output element is summed by one task in
-//! a fixed order (ascending kept position), so results never depend on the
-//! thread count; they differ from a dense product's in the last bits.
+//! one. `forward` computes Y = W X, and `add_input_grad` and `weight_grad`
+//! add Wᵀ dY and dY Xᵀ (at the kept entries only) to gradients, from and
+//! into compact vectors, so their cost follows the kept count. Activations
+//! are (features, batch), any batch width, with a tile of up to 64 examples
+//! of one output row in vector registers (`sparse_kernels`). Every output
+//! element is summed by one task in a fixed order (ascending kept
+//! position), so results never depend on the thread count; they differ
+//! from a dense product's in the last bits.
 
 use dfdx::prelude::*;
 use rayon::prelude::*;
