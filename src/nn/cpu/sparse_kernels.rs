@@ -274,23 +274,17 @@ mod avx {
         let [p0, p1, p2, p3, p4, p5, p6, p7] = bs.map(|b| b.as_ptr());
         let zero = _mm256_setzero_ps();
         let [mut s0, mut s1, mut s2, mut s3, mut s4, mut s5, mut s6, mut s7] = [zero; 8];
-        for c in (0..full).step_by(8) {
-            // SAFETY: c + 8 <= len, and `a` and every b hold len values.
-            let x = unsafe { _mm256_loadu_ps(a.as_ptr().add(c)) };
-            let term = |p: *const f32| _mm256_mul_ps(x, unsafe { _mm256_loadu_ps(p.add(c)) });
-            s0 = _mm256_add_ps(s0, term(p0));
-            s1 = _mm256_add_ps(s1, term(p1));
-            s2 = _mm256_add_ps(s2, term(p2));
-            s3 = _mm256_add_ps(s3, term(p3));
-            s4 = _mm256_add_ps(s4, term(p4));
-            s5 = _mm256_add_ps(s5, term(p5));
-            s6 = _mm256_add_ps(s6, term(p6));
-            s7 = _mm256_add_ps(s7, term(p7));
-        }
-        if full < len {
-            let mask = first(len - full);
-            // SAFETY: the masked lanes are the len - full values from `full`.
-            let load = |p: *const f32| unsafe { _mm256_maskload_ps(p.add(full), mask) };
+        // Adds x · b, 8 values from c of `a` and of each b, to b's register;
+        // through `mask` for a partial last group.
+        let mut step = |c: usize, mask: Option<__m256i>| {
+            // SAFETY: c + 8 <= len, or the mask's lanes are the len - c values
+            // from c; `a` and every b hold len values.
+            let load = |p: *const f32| unsafe {
+                match mask {
+                    Some(mask) => _mm256_maskload_ps(p.add(c), mask),
+                    None => _mm256_loadu_ps(p.add(c)),
+                }
+            };
             let x = load(a.as_ptr());
             let term = |p: *const f32| _mm256_mul_ps(x, load(p));
             s0 = _mm256_add_ps(s0, term(p0));
@@ -301,6 +295,12 @@ mod avx {
             s5 = _mm256_add_ps(s5, term(p5));
             s6 = _mm256_add_ps(s6, term(p6));
             s7 = _mm256_add_ps(s7, term(p7));
+        };
+        for c in (0..full).step_by(8) {
+            step(c, None);
+        }
+        if full < len {
+            step(full, Some(first(len - full)));
         }
         // [l0+l1, l2+l3] of b0 and b1, by 128-bit half.
         let h01 = _mm256_hadd_ps(s0, s1);
