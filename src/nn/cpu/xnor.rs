@@ -688,7 +688,16 @@ mod tests {
 
     #[test]
     fn sign_bytes_agree_on_every_length_and_odd_value() {
-        let odd = [0.0f32, -0.0, f32::NAN, -1.5, 2.0, f32::INFINITY, -1e-30, 3e-30];
+        let odd = [
+            0.0f32,
+            -0.0,
+            f32::NAN,
+            -1.5,
+            2.0,
+            f32::INFINITY,
+            -1e-30,
+            3e-30,
+        ];
         for len in 0..=70 {
             for bad in [None, Some(len / 2)] {
                 let row: Vec<f32> = (0..len)
