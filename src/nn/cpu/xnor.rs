@@ -31,10 +31,7 @@ fn pack_rows(values: &[f32], rows: usize, len: usize, words: usize) -> Option<Ve
         .all(|(bits, row)| {
             let mut signed = true;
             for (word, chunk) in bits.iter_mut().zip(row.chunks(64)) {
-                for (j, &v) in chunk.iter().enumerate() {
-                    *word |= u64::from(v > 0.0) << j;
-                    signed &= v.abs() > 0.0;
-                }
+                *word = sign_bits(chunk, &mut signed);
             }
             signed
         });
@@ -234,7 +231,8 @@ unsafe fn avx512_sign_bytes(row: &[f32], bytes: &mut [u8]) -> bool {
 }
 
 /// Bit c set where `values[c]` is positive (at most 64 values); `signed`
-/// cleared if one is 0 or NaN. Inlined, so that a fixed-size array unrolls.
+/// cleared if one is 0 or NaN. The plain packing of weight rows (64 values)
+/// and of activations (8) where there is no AVX-512.
 #[inline(always)]
 fn sign_bits(values: &[f32], signed: &mut bool) -> u64 {
     let mut bits = 0u64;
@@ -706,12 +704,19 @@ mod tests {
                         _ => odd[3 + i % 5],
                     })
                     .collect();
-                let mut plain = vec![0u8; len.div_ceil(8)];
+                // Bit j of byte g: row[8 g + j] > 0, spelled out.
+                let mut want = vec![0u8; len.div_ceil(8)];
+                for (i, &v) in row.iter().enumerate() {
+                    want[i / 8] |= u8::from(v > 0.0) << (i % 8);
+                }
+                let signed = bad.is_none() || len == 0;
+                let mut plain = vec![0xffu8; len.div_ceil(8)];
+                assert_eq!(plain_sign_bytes(&row, &mut plain), signed, "length {len}");
+                assert_eq!(plain, want, "plain, length {len}, {bad:?}");
+                // On AVX-512 the compares; elsewhere the plain path again.
                 let mut fast = vec![0xffu8; len.div_ceil(8)];
-                let signed = plain_sign_bytes(&row, &mut plain);
-                assert_eq!(signed, bad.is_none() || len == 0, "length {len}");
                 assert_eq!(sign_bytes(&row, &mut fast), signed, "length {len}");
-                assert_eq!(fast, plain, "length {len}, {bad:?}");
+                assert_eq!(fast, want, "length {len}, {bad:?}");
             }
         }
     }

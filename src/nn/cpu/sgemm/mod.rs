@@ -308,7 +308,7 @@ impl Aligned {
 }
 
 thread_local! {
-    /// Each thread's packed A block and B panel.
+    /// Each thread's packed A block and its `PANELS` packed B panels.
     static PACKED: std::cell::RefCell<(Aligned, Aligned)> =
         std::cell::RefCell::new((Aligned::new(MC * KC), Aligned::new(PANELS * KC * NC)));
 }
