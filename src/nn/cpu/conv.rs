@@ -28,6 +28,7 @@ use super::im2col::{copy_run, im2col_band, ConvGeom, PaddedBand};
 use super::op::{grad_mut, put_grad, take_grad, to_host, upload};
 use super::par::for_each_chunk;
 use super::product::{band_product, band_products, tile_product, weight_values, Strided};
+use super::simd::with_wide_simd;
 use crate::nn::conv::Map;
 use crate::nn::param::Param;
 use crate::nn::Matrix;
@@ -211,14 +212,16 @@ fn forward_tiles(
             scratch.fill(x, plan, j, i);
             scratch.product((o, n, patch), a, false, &mut act, n, false);
             if bias.is_some() || relu {
-                for (r, row) in act.chunks_mut(n).enumerate() {
-                    let bias = bias.map_or(0.0, |b| b[r]);
-                    for v in row {
-                        // As dfdx: relu(s) = s.max(0), with derivative [s > 0].
-                        let s = *v + bias;
-                        *v = if relu { s.max(0.0) } else { s };
+                with_wide_simd(|| {
+                    for (r, row) in act.chunks_mut(n).enumerate() {
+                        let bias = bias.map_or(0.0, |b| b[r]);
+                        for v in row {
+                            // As dfdx: relu(s) = s.max(0), with derivative [s > 0].
+                            let s = *v + bias;
+                            *v = if relu { s.max(0.0) } else { s };
+                        }
                     }
-                }
+                });
             }
             let pooled = if plan.pool {
                 pool_tile(&act, o, h, g.output.width, t)
@@ -238,6 +241,16 @@ fn forward_tiles(
 fn pool_tile(act: &[f32], channels: usize, rows: usize, width: usize, t: usize) -> Vec<f32> {
     let (ph, pw) = (rows / 2, width / 2);
     let mut out = vec![0.0f32; channels * ph * pw * t];
+    with_wide_simd(|| pool_windows(act, (channels, rows, width, t), &mut out));
+    out
+}
+
+/// `pool_tile`'s loop: each window's maximum into `out`, (channels, rows /
+/// 2, width / 2, t).
+#[inline(always)]
+fn pool_windows(act: &[f32], shape: (usize, usize, usize, usize), out: &mut [f32]) {
+    let (channels, rows, width, t) = shape;
+    let (ph, pw) = (rows / 2, width / 2);
     for c in 0..channels {
         for py in 0..ph {
             for px in 0..pw {
@@ -253,7 +266,6 @@ fn pool_tile(act: &[f32], channels: usize, rows: usize, width: usize, t: usize) 
             }
         }
     }
-    out
 }
 
 /// Writes (or, with `add`, adds) the tiles' buffers `parts`, each (channels,
@@ -305,17 +317,35 @@ fn tile_grad(plan: &Plan, tile: &Tile, gy: &[f32], relu: bool, rows: usize, t: u
     if !plan.pool {
         let mut gz = gy.to_vec();
         if relu {
-            for (g, &a) in gz.iter_mut().zip(&tile.act) {
-                if a <= 0.0 {
-                    *g = 0.0;
+            // A select, not a conditional store, so that it vectorizes.
+            with_wide_simd(|| {
+                for (g, &a) in gz.iter_mut().zip(&tile.act) {
+                    *g = if a <= 0.0 { 0.0 } else { *g };
                 }
-            }
+            });
         }
         return gz;
     }
-    let (ph, pw) = (rows / 2, w / 2);
+    // Entries outside every window (an odd last row or column) stay 0.
     let mut gz = vec![0.0f32; o * rows * w * t];
-    for c in 0..o {
+    with_wide_simd(|| unpool(tile, gy, relu, (o, rows, w, t), &mut gz));
+    gz
+}
+
+/// `tile_grad`'s loop through the pooling: each entry of a window gets the
+/// window's gradient if it is the window's maximum (and, after a ReLU,
+/// positive), else 0. Windows do not overlap, so each entry is written once.
+#[inline(always)]
+fn unpool(
+    tile: &Tile,
+    gy: &[f32],
+    relu: bool,
+    shape: (usize, usize, usize, usize),
+    gz: &mut [f32],
+) {
+    let (channels, rows, w, t) = shape;
+    let (ph, pw) = (rows / 2, w / 2);
+    for c in 0..channels {
         for py in 0..ph {
             for px in 0..pw {
                 let p = ((c * ph + py) * pw + px) * t;
@@ -324,15 +354,13 @@ fn tile_grad(plan: &Plan, tile: &Tile, gy: &[f32], relu: bool, rows: usize, t: u
                     let s = ((c * rows + 2 * py + dy) * w + 2 * px + dx) * t;
                     let (a, dst) = (&tile.act[s..s + t], &mut gz[s..s + t]);
                     for e in 0..t {
-                        if a[e] == m[e] && (!relu || a[e] > 0.0) {
-                            dst[e] = g[e];
-                        }
+                        let max = a[e] == m[e] && (!relu || a[e] > 0.0);
+                        dst[e] = if max { g[e] } else { 0.0 };
                     }
                 }
             }
         }
     }
-    gz
 }
 
 /// One tile of examples' share of the gradients: dW and db (to be added in
