@@ -1,5 +1,6 @@
 //! The AVX-512 half of `sgemm`: 12 × 32 register tiles (24 zmm
-//! accumulators), the panels packed for them, and 16 × 16 in-register
+//! accumulators; where a row block ends in a part tile, it computes only 4
+//! or 8 rows, not 12), the panels packed for them, and 16 × 16 in-register
 //! transposes for the operands whose columns are contiguous. Each output
 //! element is one FMA chain per KC-deep panel, then added to C: the order
 //! `avx2` sums in too, so both halves give the same bits.
@@ -252,10 +253,16 @@ unsafe fn macro_kernel(
             let mr = MR.min(mc - ir);
             let ap = apk.add((ir / MR) * kc * MR);
             let cp = c.add(ir * ldc + jr);
-            if nr > 16 {
-                kernel::<2>(kc, ap, bp, cp, ldc, mr, nr, load_c);
-            } else {
-                kernel::<1>(kc, ap, bp, cp, ldc, mr, nr, load_c);
+            // A last tile of few rows computes only those (rounded up to 4),
+            // not all MR: a 64-channel convolution is 5 1/3 tiles tall.
+            let tile = (kc, ap, bp, cp, ldc, mr, nr, load_c);
+            match (nr > 16, mr) {
+                (true, 9..) => kernel::<2, MR>(tile),
+                (true, 5..=8) => kernel::<2, 8>(tile),
+                (true, _) => kernel::<2, 4>(tile),
+                (false, 9..) => kernel::<1, MR>(tile),
+                (false, 5..=8) => kernel::<1, 8>(tile),
+                (false, _) => kernel::<1, 4>(tile),
             }
             ir += MR;
         }
@@ -263,30 +270,36 @@ unsafe fn macro_kernel(
     }
 }
 
-/// MR x (NV*16) microkernel. ap: packed A micro-panel (kc x MR), bp: packed B micro-panel
-/// (kc x NR, 64-byte aligned). Stores rows < mr and columns < nr (masked).
+/// One microkernel call: kc, the packed A micro-panel `ap` (kc x MR), the
+/// packed B micro-panel `bp` (kc x NR, 64-byte aligned), C's tile and its row
+/// stride, the rows `mr` and columns `nr` of it to store, and `load_c`.
+type Tile = (
+    usize,
+    *const f32,
+    *const f32,
+    *mut f32,
+    usize,
+    usize,
+    usize,
+    bool,
+);
+
+/// ROWS x (NV*16) microkernel: the first ROWS rows of the micro-panels'
+/// product (ROWS at most MR); stores rows < mr and columns < nr (masked).
+/// Each element is the same FMA chain whatever ROWS is.
 ///
 /// # Safety
 ///
 /// The CPU must support AVX-512F. `ap` must be readable for `kc * MR` floats;
 /// `bp` must be 64-byte aligned and readable for `kc * NR` floats. `mr` must
-/// be at most MR and `nr` at most 16 * NV, and `c.add(i * ldc + j)` must be
+/// be at most ROWS and `nr` at most 16 * NV, and `c.add(i * ldc + j)` must be
 /// writable, and readable if `load_c`, for every i < mr and j < nr, outside
 /// `ap` and `bp`, with no other thread accessing those elements during the call.
-#[allow(clippy::too_many_arguments)]
 #[inline]
 #[target_feature(enable = "avx512f")]
-unsafe fn kernel<const NV: usize>(
-    kc: usize,
-    ap: *const f32,
-    bp: *const f32,
-    c: *mut f32,
-    ldc: usize,
-    mr: usize,
-    nr: usize,
-    load_c: bool,
-) {
-    let mut acc = [[_mm512_setzero_ps(); NV]; MR];
+unsafe fn kernel<const NV: usize, const ROWS: usize>((kc, ap, bp, c, ldc, mr, nr, load_c): Tile) {
+    debug_assert!(ROWS <= MR && mr <= ROWS);
+    let mut acc = [[_mm512_setzero_ps(); NV]; ROWS];
     let mut a = ap;
     let mut b = bp;
     for _ in 0..kc {
@@ -294,7 +307,7 @@ unsafe fn kernel<const NV: usize>(
         for v in 0..NV {
             bv[v] = _mm512_load_ps(b.add(16 * v));
         }
-        for i in 0..MR {
+        for i in 0..ROWS {
             let av = _mm512_set1_ps(*a.add(i));
             for v in 0..NV {
                 acc[i][v] = _mm512_fmadd_ps(av, bv[v], acc[i][v]);
@@ -314,7 +327,7 @@ unsafe fn kernel<const NV: usize>(
             0
         };
     }
-    for i in 0..MR {
+    for i in 0..ROWS {
         if i < mr {
             let cr = c.add(i * ldc);
             for v in 0..NV {

@@ -642,6 +642,9 @@ mod tests {
             (37, 1, 600),
             (2, 3000, 3),
             (7, 21, 9),
+            // Last row tiles of exactly 4 and 8 rows (the short tiles).
+            (64, 50, 300),
+            (20, 17, 40),
         ];
         let layouts = [Layout::RowMajor, Layout::ColMajor];
         for &(m, n, k) in &shapes {
