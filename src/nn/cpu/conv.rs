@@ -212,16 +212,19 @@ fn forward_tiles(
             scratch.fill(x, plan, j, i);
             scratch.product((o, n, patch), a, false, &mut act, n, false);
             if bias.is_some() || relu {
-                with_wide_simd(|| {
-                    for (r, row) in act.chunks_mut(n).enumerate() {
-                        let bias = bias.map_or(0.0, |b| b[r]);
-                        for v in row {
-                            // As dfdx: relu(s) = s.max(0), with derivative [s > 0].
-                            let s = *v + bias;
-                            *v = if relu { s.max(0.0) } else { s };
+                with_wide_simd(
+                    #[inline(always)]
+                    || {
+                        for (r, row) in act.chunks_mut(n).enumerate() {
+                            let bias = bias.map_or(0.0, |b| b[r]);
+                            for v in row {
+                                // As dfdx: relu(s) = s.max(0), with derivative [s > 0].
+                                let s = *v + bias;
+                                *v = if relu { s.max(0.0) } else { s };
+                            }
                         }
-                    }
-                });
+                    },
+                );
             }
             let pooled = if plan.pool {
                 pool_tile(&act, o, h, g.output.width, t)
@@ -241,7 +244,10 @@ fn forward_tiles(
 fn pool_tile(act: &[f32], channels: usize, rows: usize, width: usize, t: usize) -> Vec<f32> {
     let (ph, pw) = (rows / 2, width / 2);
     let mut out = vec![0.0f32; channels * ph * pw * t];
-    with_wide_simd(|| pool_windows(act, (channels, rows, width, t), &mut out));
+    with_wide_simd(
+        #[inline(always)]
+        || pool_windows(act, (channels, rows, width, t), &mut out),
+    );
     out
 }
 
@@ -318,17 +324,23 @@ fn tile_grad(plan: &Plan, tile: &Tile, gy: &[f32], relu: bool, rows: usize, t: u
         let mut gz = gy.to_vec();
         if relu {
             // A select, not a conditional store, so that it vectorizes.
-            with_wide_simd(|| {
-                for (g, &a) in gz.iter_mut().zip(&tile.act) {
-                    *g = if a <= 0.0 { 0.0 } else { *g };
-                }
-            });
+            with_wide_simd(
+                #[inline(always)]
+                || {
+                    for (g, &a) in gz.iter_mut().zip(&tile.act) {
+                        *g = if a <= 0.0 { 0.0 } else { *g };
+                    }
+                },
+            );
         }
         return gz;
     }
     // Entries outside every window (an odd last row or column) stay 0.
     let mut gz = vec![0.0f32; o * rows * w * t];
-    with_wide_simd(|| unpool(tile, gy, relu, (o, rows, w, t), &mut gz));
+    with_wide_simd(
+        #[inline(always)]
+        || unpool(tile, gy, relu, (o, rows, w, t), &mut gz),
+    );
     gz
 }
 
@@ -353,9 +365,10 @@ fn unpool(
                 for (dy, dx) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
                     let s = ((c * rows + 2 * py + dy) * w + 2 * px + dx) * t;
                     let (a, dst) = (&tile.act[s..s + t], &mut gz[s..s + t]);
-                    for e in 0..t {
-                        let max = a[e] == m[e] && (!relu || a[e] > 0.0);
-                        dst[e] = if max { g[e] } else { 0.0 };
+                    for ((d, &a), (&m, &g)) in dst.iter_mut().zip(a).zip(m.iter().zip(g)) {
+                        // `&`, not `&&`: no branch, so the loop vectorizes.
+                        let max = (a == m) & (!relu | (a > 0.0));
+                        *d = if max { g } else { 0.0 };
                     }
                 }
             }
