@@ -458,22 +458,31 @@ fn mismatches_avx2(ws: &[u64], xs: &[u64], words: usize, out: &mut [f32]) {
             }
             j += FLUSH;
         }
-        // Each sum's 4 u64 lanes, below 2^32, read as (count, 0) i32 pairs:
-        // three rounds of pairwise sums leave sums t and t + 4 in the two
-        // 128-bit halves' lane t, which the last addition lines up.
-        let pairs = |a, b| _mm256_hadd_epi32(a, b);
-        let first = pairs(pairs(sums[0], sums[1]), pairs(sums[2], sums[3]));
-        let second = pairs(pairs(sums[4], sums[5]), pairs(sums[6], sums[7]));
-        let total = _mm256_add_epi32(
-            _mm256_permute2x128_si256::<0x20>(first, second),
-            _mm256_permute2x128_si256::<0x31>(first, second),
-        );
-        let mut counts = [0.0f32; 8];
-        // SAFETY: `counts` holds 8 f32.
-        unsafe { _mm256_storeu_ps(counts.as_mut_ptr(), _mm256_cvtepi32_ps(total)) };
-        counts
+        lane_totals(sums)
     };
     by_tiles(ws, xs, 8 * blocks, out, tile, single);
+}
+
+/// The totals of 8 sums of 4 u64 lanes each (every lane below 2^32), as
+/// f32: the lanes read as (count, 0) i32 pairs, three rounds of pairwise
+/// sums leave sums t and t + 4 in the two 128-bit halves' lane t, which the
+/// last addition lines up. One reduction for a whole tile instead of 8.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx2")]
+fn lane_totals(sums: [std::arch::x86_64::__m256i; 8]) -> [f32; 8] {
+    use std::arch::x86_64::*;
+    let pairs = |a, b| _mm256_hadd_epi32(a, b);
+    let first = pairs(pairs(sums[0], sums[1]), pairs(sums[2], sums[3]));
+    let second = pairs(pairs(sums[4], sums[5]), pairs(sums[6], sums[7]));
+    let total = _mm256_add_epi32(
+        _mm256_permute2x128_si256::<0x20>(first, second),
+        _mm256_permute2x128_si256::<0x31>(first, second),
+    );
+    let mut counts = [0.0f32; 8];
+    // SAFETY: `counts` holds 8 f32.
+    unsafe { _mm256_storeu_ps(counts.as_mut_ptr(), _mm256_cvtepi32_ps(total)) };
+    counts
 }
 
 /// `out[r · batch + c]` for every weight row r of `ws` and input row c of
@@ -556,19 +565,39 @@ fn mismatches_avx512(ws: &[u64], xs: &[u64], words: usize, out: &mut [f32]) {
     };
     let tile = |w: [&[u64]; 4], x: [&[u64]; 2]| {
         let mut acc = [_mm512_setzero_si512(); 8];
-        for j in 0..blocks {
-            // SAFETY: block j lies inside every row (the tail block masked).
-            let xv = unsafe { [block!(x[0], j), block!(x[1], j)] };
-            for (i, w) in w.iter().enumerate() {
-                // SAFETY: as above.
-                let wv = unsafe { block!(w, j) };
-                for (k, &xv) in xv.iter().enumerate() {
-                    let n = _mm512_popcnt_epi64(_mm512_xor_si512(wv, xv));
-                    acc[2 * i + k] = _mm512_add_epi64(acc[2 * i + k], n);
+        let (wp, xp) = (w.map(<[u64]>::as_ptr), x.map(<[u64]>::as_ptr));
+        // Block j of every row, each loaded by `$load`.
+        macro_rules! step {
+            ($j:expr, $load:expr) => {{
+                let at = 8 * $j;
+                let xv = [$load(xp[0].add(at)), $load(xp[1].add(at))];
+                for (i, &w) in wp.iter().enumerate() {
+                    let wv = $load(w.add(at));
+                    for (k, &xv) in xv.iter().enumerate() {
+                        let n = _mm512_popcnt_epi64(_mm512_xor_si512(wv, xv));
+                        acc[2 * i + k] = _mm512_add_epi64(acc[2 * i + k], n);
+                    }
                 }
+            }};
+        }
+        // SAFETY: blocks below `full` lie inside every row, and the tail
+        // block's loads are masked to the row's end.
+        unsafe {
+            for j in 0..full {
+                step!(j, |p: *const u64| _mm512_loadu_si512(p.cast()));
+            }
+            if tail != 0 {
+                step!(full, |p: *const u64| _mm512_maskz_loadu_epi64(
+                    tail,
+                    p.cast()
+                ));
             }
         }
-        acc.map(|acc| _mm512_reduce_add_epi64(acc) as f32)
+        // Each lane's count is below 2^32: halve to 4 lanes, then one
+        // reduction for all 8 sums.
+        lane_totals(acc.map(|a| {
+            _mm256_add_epi64(_mm512_castsi512_si256(a), _mm512_extracti64x4_epi64::<1>(a))
+        }))
     };
     by_tiles(ws, xs, words, out, tile, single);
 }
