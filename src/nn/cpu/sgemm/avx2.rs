@@ -1,5 +1,6 @@
 //! The AVX2 + FMA half of `sgemm`, for CPUs without AVX-512: 6 × 16
-//! register tiles (12 ymm accumulators, BLIS's shape for Haswell and Zen),
+//! register tiles (12 ymm accumulators, BLIS's shape for Haswell and Zen;
+//! where a row block ends in a part tile, it computes only 2 or 4 rows),
 //! the panels packed for them, and 8 × 8 in-register transposes for the
 //! operands whose columns are contiguous. Each output element is summed in
 //! the order `avx512` sums it (one FMA chain per KC-deep panel, then added
@@ -228,39 +229,41 @@ unsafe fn macro_kernel(
             let mr = MR.min(mc - ir);
             let ap = apk.add((ir / MR) * kc * MR);
             let cp = c.add(ir * ldc + jr);
-            if nr > 8 {
-                kernel::<2>(kc, ap, bp, cp, ldc, mr, nr, load_c);
-            } else {
-                kernel::<1>(kc, ap, bp, cp, ldc, mr, nr, load_c);
+            // A last tile of few rows computes only those (rounded up to
+            // 2), not all MR, as in `avx512`.
+            let tile = (kc, ap, bp, cp, ldc, mr, nr, load_c);
+            match (nr > 8, mr) {
+                (true, 5..) => kernel::<2, MR>(tile),
+                (true, 3..=4) => kernel::<2, 4>(tile),
+                (true, _) => kernel::<2, 2>(tile),
+                (false, 5..) => kernel::<1, MR>(tile),
+                (false, 3..=4) => kernel::<1, 4>(tile),
+                (false, _) => kernel::<1, 2>(tile),
             }
         }
     }
 }
 
-/// MR x (NV*8) microkernel. ap: packed A micro-panel (kc x MR), bp: packed B
-/// micro-panel (kc x NR, 32-byte aligned). Stores rows < mr and columns < nr.
+/// ROWS x (NV*8) microkernel: the first ROWS rows (at most MR) of the
+/// product of the packed A micro-panel `ap` (kc x MR) and the packed B
+/// micro-panel `bp` (kc x NR, 32-byte aligned), the call's arguments as
+/// `avx512::Tile` orders them. Stores rows < mr and columns < nr. Each
+/// element is the same FMA chain whatever ROWS is.
 ///
 /// # Safety
 ///
 /// The CPU must support AVX2 and FMA. `ap` must be readable for `kc * MR`
 /// floats; `bp` must be 32-byte aligned and readable for `kc * NR` floats.
-/// `mr` must be at most MR and `nr` at most 8 * NV, and `c.add(i * ldc + j)`
+/// `mr` must be at most ROWS and `nr` at most 8 * NV, and `c.add(i * ldc + j)`
 /// must be writable, and readable if `load_c`, for every i < mr and j < nr,
 /// outside `ap` and `bp`, with no other thread accessing those elements
 /// during the call.
-#[allow(clippy::too_many_arguments)]
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn kernel<const NV: usize>(
-    kc: usize,
-    ap: *const f32,
-    bp: *const f32,
-    c: *mut f32,
-    ldc: usize,
-    mr: usize,
-    nr: usize,
-    load_c: bool,
+unsafe fn kernel<const NV: usize, const ROWS: usize>(
+    (kc, ap, bp, c, ldc, mr, nr, load_c): super::Tile,
 ) {
+    debug_assert!(ROWS <= MR && mr <= ROWS);
     // The tile's rows of C (read, or only written, after the k loop) are
     // usually in L3 by now; asking for them first hides that latency
     // behind the loop: 1-10% faster on 2 threads on the MLP and conv
@@ -270,14 +273,14 @@ unsafe fn kernel<const NV: usize>(
         _mm_prefetch::<_MM_HINT_T0>(row.cast());
         _mm_prefetch::<_MM_HINT_T0>(row.add(nr - 1).cast());
     }
-    let mut acc = [[_mm256_setzero_ps(); NV]; MR];
+    let mut acc = [[_mm256_setzero_ps(); NV]; ROWS];
     let (mut a, mut b) = (ap, bp);
     for _ in 0..kc {
         let mut bv = [_mm256_setzero_ps(); NV];
         for v in 0..NV {
             bv[v] = _mm256_load_ps(b.add(8 * v));
         }
-        for i in 0..MR {
+        for i in 0..ROWS {
             let av = _mm256_broadcast_ss(&*a.add(i));
             for v in 0..NV {
                 acc[i][v] = _mm256_fmadd_ps(av, bv[v], acc[i][v]);
@@ -293,7 +296,7 @@ unsafe fn kernel<const NV: usize>(
     }
     // Every row index is a constant (the loop unrolls), so the
     // accumulators stay in registers.
-    for i in 0..MR {
+    for i in 0..ROWS {
         if i >= mr {
             break;
         }

@@ -270,22 +270,10 @@ unsafe fn macro_kernel(
     }
 }
 
-/// One microkernel call: kc, the packed A micro-panel `ap` (kc x MR), the
-/// packed B micro-panel `bp` (kc x NR, 64-byte aligned), C's tile and its row
-/// stride, the rows `mr` and columns `nr` of it to store, and `load_c`.
-type Tile = (
-    usize,
-    *const f32,
-    *const f32,
-    *mut f32,
-    usize,
-    usize,
-    usize,
-    bool,
-);
-
-/// ROWS x (NV*16) microkernel: the first ROWS rows of the micro-panels'
-/// product (ROWS at most MR); stores rows < mr and columns < nr (masked).
+/// ROWS x (NV*16) microkernel: the first ROWS rows (at most MR) of the
+/// product of the packed A micro-panel `ap` (kc x MR) and the packed B
+/// micro-panel `bp` (kc x NR, 64-byte aligned), the call's arguments as
+/// `Tile` orders them; stores rows < mr and columns < nr (masked).
 /// Each element is the same FMA chain whatever ROWS is.
 ///
 /// # Safety
@@ -297,7 +285,9 @@ type Tile = (
 /// `ap` and `bp`, with no other thread accessing those elements during the call.
 #[inline]
 #[target_feature(enable = "avx512f")]
-unsafe fn kernel<const NV: usize, const ROWS: usize>((kc, ap, bp, c, ldc, mr, nr, load_c): Tile) {
+unsafe fn kernel<const NV: usize, const ROWS: usize>(
+    (kc, ap, bp, c, ldc, mr, nr, load_c): super::Tile,
+) {
     debug_assert!(ROWS <= MR && mr <= ROWS);
     let mut acc = [[_mm512_setzero_ps(); NV]; ROWS];
     let mut a = ap;

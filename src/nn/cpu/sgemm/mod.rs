@@ -45,6 +45,20 @@ const NC: usize = 2048;
 /// memory once per group of panels instead of once per panel.
 const PANELS: usize = 4;
 
+/// One microkernel call: kc, the packed A micro-panel, the packed B
+/// micro-panel, C's tile and its row stride, the rows and columns of it to
+/// store, and whether to add C's values.
+type Tile = (
+    usize,
+    *const f32,
+    *const f32,
+    *mut f32,
+    usize,
+    usize,
+    usize,
+    bool,
+);
+
 /// One instruction set's register kernel and the panel layouts it reads.
 /// `serial` blocks every product the same way whichever kernel runs it.
 ///
@@ -642,7 +656,8 @@ mod tests {
             (37, 1, 600),
             (2, 3000, 3),
             (7, 21, 9),
-            // Last row tiles of exactly 4 and 8 rows (the short tiles).
+            // Last row tiles of exactly 4 and 8 rows on AVX-512, 4 and 2
+            // on AVX2 (the short tiles).
             (64, 50, 300),
             (20, 17, 40),
         ];
