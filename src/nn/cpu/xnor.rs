@@ -138,8 +138,7 @@ fn kept<T: Clone>(slot: &Kept<T>, w: &Arc<Vec<f32>>, make: impl FnOnce() -> T) -
 /// The columns of `x` (`len` rows × `cols` columns, row-major: the
 /// feature-major activations) packed as rows of `words` u64, one per column.
 /// Word k of every column comes from rows 64k.., read in order (one task per
-/// such band of rows), a byte of signs per 8 columns of a row, each 8 × 8
-/// square of those bits transposed in a register (`transpose_bits`).
+/// such band of rows, `pack_band`).
 fn pack_columns(x: &[f32], len: usize, cols: usize, words: usize) -> Option<Vec<u64>> {
     let bands: Vec<Option<Vec<u64>>> = (0..words)
         .into_par_iter()

@@ -247,7 +247,7 @@ unsafe fn macro_kernel(
 /// ROWS x (NV*8) microkernel: the first ROWS rows (at most MR) of the
 /// product of the packed A micro-panel `ap` (kc x MR) and the packed B
 /// micro-panel `bp` (kc x NR, 32-byte aligned), the call's arguments as
-/// `avx512::Tile` orders them. Stores rows < mr and columns < nr. Each
+/// `Tile` orders them. Stores rows < mr and columns < nr. Each
 /// element is the same FMA chain whatever ROWS is.
 ///
 /// # Safety
